@@ -1,0 +1,75 @@
+"""``python -m emulator``: flags, start-up banner, and a clean stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .server import EmulatorServer, Options, PortInUse
+from .store import SchemaError
+
+log = logging.getLogger("emulator.cli")
+
+
+def _hubs(text: str) -> tuple[str, ...]:
+    hubs = tuple(h.strip() for h in text.split(",") if h.strip())
+    if not hubs:
+        raise argparse.ArgumentTypeError("at least one task hub name is needed")
+    return hubs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="A Docker-free, persistent Durable Task Scheduler emulator (gRPC, plain text).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8080, help="gRPC port (default: 8080; 0 picks a free port)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--data", type=Path, default=Path(".emulator") / "emulator.db",
+                       help="SQLite file that keeps all state (default: .emulator/emulator.db)")
+    where.add_argument("--in-memory", action="store_true", help="keep state in memory only; gone at exit")
+    p.add_argument("--task-hubs", type=_hubs, default=_hubs(os.environ.get("DTS_TASK_HUB_NAMES", "default")),
+                   help="comma-separated task hub names (default: env DTS_TASK_HUB_NAMES, else 'default')")
+    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
+                   help="largest gRPC message accepted (default: 16 MiB)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="log level for the emulator's own logs (default: warning)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    options = Options(host=args.host, port=args.port, data=None if args.in_memory else args.data,
+                      task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes)
+    try:
+        server = EmulatorServer(options)
+        port = server.start()
+    except PortInUse as exc:
+        log.error("%s: stop whatever uses it, or choose another port with --port", exc)
+        return 2
+    except SchemaError as exc:
+        log.error("%s: use a newer emulator, or another file with --data", exc)
+        return 2
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    data = "in memory (gone at exit)" if options.data is None else str(options.data.resolve())
+    log.info(
+        "Durable Task Scheduler emulator ready\n"
+        "  gRPC endpoint: http://%s:%d\n  task hubs:     %s\n  data:          %s",
+        args.host, port, ", ".join(options.task_hubs), data,
+    )
+    sys.stderr.flush()
+    stop.wait()
+    log.info("stopping")
+    server.stop()
+    return 0

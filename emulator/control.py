@@ -1,0 +1,99 @@
+"""Management of instances on a client's behalf: events, terminate, suspend, purge, restart.
+
+Like DTS, terminate, suspend and resume are messages to the instance: the worker
+applies them in order with everything else the instance receives.
+"""
+
+from __future__ import annotations
+
+from durabletask.internal import orchestrator_service_pb2 as pb
+
+from . import events as ev
+from .backend import Backend
+from .store import InstanceRow
+
+
+class NotFound(Exception):
+    pass
+
+
+class InvalidState(Exception):
+    pass
+
+
+def _existing(backend: Backend, hub: str, instance_id: str) -> InstanceRow:
+    row = backend.store.get_instance(hub, instance_id)
+    if row is None:
+        raise NotFound(f"no orchestration instance '{instance_id}' in task hub '{hub}'")
+    return row
+
+
+def raise_event(backend: Backend, hub: str, instance_id: str, name: str, data: str | None) -> None:
+    with backend.tx():
+        row = _existing(backend, hub, instance_id)
+        if row.status in ev.TERMINAL:
+            raise InvalidState(f"instance '{instance_id}' has already ended; it cannot receive event '{name}'")
+        backend.send_to_instance(hub, instance_id, ev.event(
+            eventRaised=pb.EventRaisedEvent(name=name, input=ev.string(data))))
+
+
+def terminate(backend: Backend, hub: str, instance_id: str, output: str | None, recursive: bool) -> None:
+    """Ask the instance (and, if recursive, its running children) to stop."""
+    with backend.tx():
+        row = backend.store.get_instance(hub, instance_id)
+        if row is None or row.status in ev.TERMINAL:
+            return
+        backend.send_to_instance(hub, instance_id, ev.event(
+            executionTerminated=pb.ExecutionTerminatedEvent(input=ev.string(output), recurse=recursive)))
+        if recursive:
+            for child in backend.store.query_instances(hub, parent=instance_id):
+                terminate(backend, hub, child.instance_id, output, True)
+
+
+def suspend(backend: Backend, hub: str, instance_id: str, reason: str | None) -> None:
+    _state_change(backend, hub, instance_id, reason, suspend=True)
+
+
+def resume(backend: Backend, hub: str, instance_id: str, reason: str | None) -> None:
+    _state_change(backend, hub, instance_id, reason, suspend=False)
+
+
+def _state_change(backend: Backend, hub: str, instance_id: str, reason: str | None, suspend: bool) -> None:
+    with backend.tx():
+        row = _existing(backend, hub, instance_id)
+        if row.status in ev.TERMINAL:
+            verb = "suspend" if suspend else "resume"
+            raise InvalidState(f"cannot {verb} instance '{instance_id}': it has already ended")
+        if suspend:
+            e = ev.event(executionSuspended=pb.ExecutionSuspendedEvent(input=ev.string(reason)))
+        else:
+            e = ev.event(executionResumed=pb.ExecutionResumedEvent(input=ev.string(reason)))
+        backend.send_to_instance(hub, instance_id, e)
+
+
+def purge(backend: Backend, hub: str, instance_ids: list[str], recursive: bool) -> int:
+    """Delete ended instances (and their children when recursive); running ones are kept."""
+    deleted = 0
+    with backend.tx():
+        for instance_id in instance_ids:
+            row = backend.store.get_instance(hub, instance_id)
+            if row is None or row.status not in ev.TERMINAL:
+                continue
+            if recursive:
+                children = [c.instance_id for c in backend.store.query_instances(hub, parent=instance_id)]
+                deleted += purge(backend, hub, children, True)
+            backend.store.delete_instance(hub, instance_id)
+            deleted += 1
+        backend.notify_changed()
+    return deleted
+
+
+def restart(backend: Backend, hub: str, instance_id: str, new_id: bool) -> str:
+    """Start the same orchestration with the same input, under the old or a new ID."""
+    with backend.tx():
+        row = _existing(backend, hub, instance_id)
+        if row.status not in ev.TERMINAL:
+            raise InvalidState(f"instance '{instance_id}' is still running; only ended instances can be restarted")
+        target = ev.new_id() if new_id else instance_id
+        backend.create_instance(hub, target, row.name, version=row.version, input=row.input, tags=row.tags)
+    return target

@@ -1,0 +1,137 @@
+"""Who gets which work item: ready queues, leases and due times, in memory.
+
+Nothing here is durable: the store holds the messages, and this module only
+remembers which targets have deliverable work, which are leased to which worker
+stream, and when delayed messages come due. After a restart it is rebuilt from
+the store, so a lease that never completed simply becomes ready again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Key = tuple[str, str, str]  # (hub, kind, target)
+
+
+@dataclass
+class Lease:
+    token: str
+    hub: str
+    kind: str
+    target: str
+    stream: int
+    data: Any = None
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    key: Key = field(compare=False)
+
+
+class Dispatcher:
+    """Ready targets per (hub, kind), leases by token, and a heap of due times.
+
+    All methods expect the caller to hold ``lock`` (the emulator's one lock);
+    ``condition`` wakes worker streams when work arrives.
+    """
+
+    def __init__(self, lock: threading.RLock):
+        self.condition = threading.Condition(lock)
+        self._ready: dict[tuple[str, str], OrderedDict[str, None]] = {}
+        self._leases: dict[str, Lease] = {}
+        self._leased: dict[Key, Lease] = {}
+        self._streams: dict[int, set[str]] = {}
+        self._due: list[_Due] = []
+        self._stream_ids = itertools.count(1)
+
+    # -- readiness --------------------------------------------------------------
+
+    def mark_ready(self, hub: str, kind: str, target: str) -> None:
+        """The target has deliverable messages; leased targets wait for release."""
+        if (hub, kind, target) in self._leased:
+            return
+        self._ready.setdefault((hub, kind), OrderedDict())[target] = None
+        self.condition.notify_all()
+
+    def unready(self, hub: str, kind: str, target: str) -> None:
+        self._ready.get((hub, kind), OrderedDict()).pop(target, None)
+
+    def schedule(self, hub: str, kind: str, target: str, at: float) -> None:
+        heapq.heappush(self._due, _Due(at, (hub, kind, target)))
+        self.condition.notify_all()
+
+    def pop_due(self, now: float) -> list[Key]:
+        keys = []
+        while self._due and self._due[0].at <= now:
+            keys.append(heapq.heappop(self._due).key)
+        return keys
+
+    def next_due(self) -> float | None:
+        return self._due[0].at if self._due else None
+
+    def take(self, hub: str, kind: str, accept: Callable[[str], bool]) -> str | None:
+        """Remove and return the first ready target of ``kind`` that ``accept`` likes."""
+        queue = self._ready.get((hub, kind))
+        if not queue:
+            return None
+        for target in list(queue):
+            if accept(target):
+                del queue[target]
+                return target
+        return None
+
+    def ready_count(self, hub: str, kind: str) -> int:
+        return len(self._ready.get((hub, kind), ()))
+
+    # -- leases -----------------------------------------------------------------
+
+    def open_stream(self) -> int:
+        stream = next(self._stream_ids)
+        self._streams[stream] = set()
+        return stream
+
+    def lease(self, hub: str, kind: str, target: str, stream: int, data: Any) -> Lease:
+        lease = Lease(uuid.uuid4().hex, hub, kind, target, stream, data)
+        self._leases[lease.token] = lease
+        self._leased[(hub, kind, target)] = lease
+        self._streams.setdefault(stream, set()).add(lease.token)
+        return lease
+
+    def get_lease(self, token: str) -> Lease | None:
+        return self._leases.get(token)
+
+    def is_leased(self, hub: str, kind: str, target: str) -> bool:
+        return (hub, kind, target) in self._leased
+
+    def release(self, token: str) -> Lease | None:
+        """End a lease (completed or abandoned); the caller re-checks readiness."""
+        lease = self._leases.pop(token, None)
+        if lease is None:
+            return None
+        self._leased.pop((lease.hub, lease.kind, lease.target), None)
+        self._streams.get(lease.stream, set()).discard(token)
+        return lease
+
+    def close_stream(self, stream: int) -> list[Lease]:
+        """Release every lease the stream held, for the next worker to take."""
+        tokens = self._streams.pop(stream, set())
+        return [lease for token in tokens if (lease := self.release(token)) is not None]
+
+    def leases(self) -> list[Lease]:
+        return list(self._leases.values())
+
+    def clear_hub(self, hub: str) -> None:
+        for key in [k for k in self._ready if k[0] == hub]:
+            del self._ready[key]
+        for lease in [lease for lease in self._leases.values() if lease.hub == hub]:
+            self.release(lease.token)
+        self._due = [d for d in self._due if d.key[0] != hub]
+        heapq.heapify(self._due)

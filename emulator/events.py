@@ -1,0 +1,67 @@
+"""Small builders for protobuf history events and times, shared by the emulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from durabletask.internal import orchestrator_service_pb2 as pb
+from google.protobuf import timestamp_pb2, wrappers_pb2
+
+TERMINAL = frozenset(
+    {
+        pb.ORCHESTRATION_STATUS_COMPLETED,
+        pb.ORCHESTRATION_STATUS_FAILED,
+        pb.ORCHESTRATION_STATUS_TERMINATED,
+        pb.ORCHESTRATION_STATUS_CANCELED,
+    }
+)
+
+
+def now() -> float:
+    return time.time()
+
+
+def timestamp(seconds: float | None = None) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int((now() if seconds is None else seconds) * 1e9))
+    return ts
+
+
+def seconds(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.ToNanoseconds() / 1e9
+
+
+def optional_seconds(message, field: str) -> float | None:
+    return seconds(getattr(message, field)) if message.HasField(field) else None
+
+
+def string(value: str | None) -> wrappers_pb2.StringValue | None:
+    return None if value is None else wrappers_pb2.StringValue(value=value)
+
+
+def optional_string(message, field: str) -> str | None:
+    return getattr(message, field).value if message.HasField(field) else None
+
+
+def event(event_id: int = -1, at: float | None = None, **kind) -> pb.HistoryEvent:
+    """A history event of one kind, e.g. ``event(timerFired=pb.TimerFiredEvent(...))``."""
+    return pb.HistoryEvent(eventId=event_id, timestamp=timestamp(at), **kind)
+
+
+def parse(blob: bytes) -> pb.HistoryEvent:
+    e = pb.HistoryEvent()
+    e.ParseFromString(blob)
+    return e
+
+
+def kind_of(e: pb.HistoryEvent) -> str:
+    return e.WhichOneof("eventType") or "unknown"
+
+
+def failure(message: str, error_type: str = "EmulatorError") -> pb.TaskFailureDetails:
+    return pb.TaskFailureDetails(errorType=error_type, errorMessage=message, isNonRetriable=True)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,302 @@
+"""Orchestration work items: what a worker is sent, and what its answer changes.
+
+A work item carries the instance's stored history (``pastEvents``) and the
+messages that arrived since (``newEvents``). The worker answers with actions;
+:func:`complete` turns them into history events and outgoing messages in one
+transaction, the way DTS records them, so that replay on the next work item sees
+exactly what the worker decided.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from durabletask.internal import orchestrator_service_pb2 as pb
+
+from . import events as ev
+from .backend import Backend
+from .dispatch import Lease
+from .store import ACTIVITY, ENTITY, ORCHESTRATION
+from .validation import check_entity_id, check_instance_id
+
+log = logging.getLogger("emulator.orchestrations")
+
+
+class Batch:
+    """What a leased orchestration work item consumed."""
+
+    def __init__(self, message_ids: list[int], new_events: list[pb.HistoryEvent], execution_id: str):
+        self.message_ids = message_ids
+        self.new_events = new_events
+        self.execution_id = execution_id
+
+
+def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkItem | None:
+    """Lease the instance's visible messages as one work item, or None if it has none."""
+    store = backend.store
+    row = store.get_instance(hub, instance_id)
+    messages = store.messages_for(hub, ORCHESTRATION, instance_id, visible_by=ev.now())
+    if row is None or row.status in ev.TERMINAL:
+        if messages:
+            with backend.tx():
+                store.delete_messages([m.id for m in messages])
+        return None
+    stale = [m.id for m in messages if m.execution_id and m.execution_id != row.execution_id]
+    messages = [m for m in messages if m.id not in stale]
+    if stale:
+        with backend.tx():
+            store.delete_messages(stale)
+    if not messages:
+        return None
+    new_events = [ev.event(orchestratorStarted=pb.OrchestratorStartedEvent())]
+    new_events += [ev.parse(m.payload) for m in messages]
+    past = [ev.parse(blob) for blob in store.history(hub, instance_id)]
+    lease = backend.dispatch.lease(
+        hub, ORCHESTRATION, instance_id, stream, Batch([m.id for m in messages], new_events, row.execution_id)
+    )
+    request = pb.OrchestratorRequest(
+        instanceId=instance_id,
+        executionId=ev.string(row.execution_id),
+        pastEvents=past,
+        newEvents=new_events,
+    )
+    return pb.WorkItem(orchestratorRequest=request, completionToken=lease.token)
+
+
+def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
+    """Apply a worker's answer: history, status, and every message it sends."""
+    with backend.lock:
+        lease = backend.release(response.completionToken)
+        try:
+            if lease.target != response.instanceId:
+                raise ValueError(
+                    f"completion token belongs to instance '{lease.target}', not '{response.instanceId}'"
+                )
+            with backend.tx():
+                _apply(backend, lease, response)
+                backend.requeue(lease.hub, ORCHESTRATION, lease.target)
+        except (ValueError, KeyError, NotImplementedError) as exc:
+            # A response the emulator cannot apply fails the instance rather than
+            # leaving it stuck: the problem is in the worker's output, not transient.
+            with backend.tx():
+                _fail(backend, lease, f"the worker's response could not be applied: {exc}")
+            raise ValueError(str(exc)) from exc
+
+
+def _fail(backend: Backend, lease: Lease, message: str) -> None:
+    row = backend.store.get_instance(lease.hub, lease.target)
+    backend.store.delete_messages(lease.data.message_ids)
+    if row is None or row.status in ev.TERMINAL:
+        return
+    row.status = pb.ORCHESTRATION_STATUS_FAILED
+    row.failure = ev.failure(message).SerializeToString()
+    row.updated_at = row.completed_at = ev.now()
+    backend.store.put_instance(row)
+    backend.finish_instance(row)
+    backend.notify_changed()
+
+
+def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) -> None:
+    store, hub, batch = backend.store, lease.hub, lease.data
+    row = store.get_instance(hub, lease.target)
+    store.delete_messages(batch.message_ids)
+    if row is None or row.execution_id != batch.execution_id:
+        return  # purged or replaced while the worker was busy
+    history = list(batch.new_events)
+    for e in batch.new_events:
+        if e.HasField("executionSuspended"):
+            row.status = pb.ORCHESTRATION_STATUS_SUSPENDED
+        elif e.HasField("executionResumed"):
+            row.status = pb.ORCHESTRATION_STATUS_RUNNING
+    if row.status == pb.ORCHESTRATION_STATUS_PENDING:
+        row.status = pb.ORCHESTRATION_STATUS_RUNNING
+    if response.HasField("customStatus"):
+        row.custom_status = response.customStatus.value
+    row.updated_at = ev.now()
+
+    finished = None
+    for action in response.actions:
+        kind = action.WhichOneof("orchestratorActionType")
+        if kind == "completeOrchestration":
+            finished = action.completeOrchestration
+            continue
+        if kind not in _ACTIONS:
+            raise ValueError(f"unknown orchestrator action '{kind}'")
+        history.extend(_ACTIONS[kind](backend, hub, row, action))
+
+    if finished is not None and finished.orchestrationStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
+        _continue_as_new(backend, row, finished)
+        return
+    history.append(ev.event(orchestratorCompleted=pb.OrchestratorCompletedEvent()))
+    if finished is not None:
+        row.status = finished.orchestrationStatus
+        row.output = ev.optional_string(finished, "result")
+        row.failure = finished.failureDetails.SerializeToString() if finished.HasField("failureDetails") else None
+        row.completed_at = row.updated_at
+        history.append(ev.event(executionCompleted=pb.ExecutionCompletedEvent(
+            orchestrationStatus=finished.orchestrationStatus,
+            result=finished.result if finished.HasField("result") else None,
+            failureDetails=finished.failureDetails if finished.HasField("failureDetails") else None,
+        )))
+    store.append_history(hub, row.instance_id, [e.SerializeToString() for e in history])
+    store.put_instance(row)
+    if row.status in ev.TERMINAL:
+        # Whatever else arrived for this execution can no longer be processed.
+        store.delete_messages([m.id for m in store.messages_for(hub, ORCHESTRATION, row.instance_id)])
+        backend.finish_instance(row)
+    backend.notify_changed()
+
+
+def _continue_as_new(backend: Backend, row, finished: pb.CompleteOrchestrationAction) -> None:
+    store, hub = backend.store, row.hub
+    old_execution = row.execution_id
+    row.execution_id = ev.new_id()
+    row.input = ev.optional_string(finished, "result")
+    if finished.HasField("newVersion"):
+        row.version = finished.newVersion.value
+    row.status = pb.ORCHESTRATION_STATUS_PENDING
+    row.output = row.failure = row.completed_at = None
+    store.clear_history(hub, row.instance_id)
+    store.put_instance(row)
+    started = pb.ExecutionStartedEvent(
+        name=row.name,
+        version=ev.string(row.version),
+        input=ev.string(row.input),
+        orchestrationInstance=pb.OrchestrationInstance(
+            instanceId=row.instance_id, executionId=ev.string(row.execution_id)),
+        tags=row.tags,
+    )
+    # Messages already waiting for the old execution move on to the new one, after
+    # the start and the carried-over events, in their original order.
+    waiting = [m for m in store.messages_for(hub, ORCHESTRATION, row.instance_id)
+               if m.execution_id in (None, old_execution) and not _is_timer(m.payload)]
+    store.delete_messages([m.id for m in store.messages_for(hub, ORCHESTRATION, row.instance_id)])
+    backend.send(hub, ORCHESTRATION, row.instance_id, ev.event(executionStarted=started).SerializeToString(),
+                 execution_id=row.execution_id)
+    for carried in finished.carryoverEvents:
+        backend.send(hub, ORCHESTRATION, row.instance_id, carried.SerializeToString(),
+                     execution_id=row.execution_id)
+    for m in waiting:
+        backend.send(hub, ORCHESTRATION, row.instance_id, m.payload, execution_id=row.execution_id)
+    backend.notify_changed()
+
+
+def _is_timer(payload: bytes) -> bool:
+    return ev.parse(payload).HasField("timerFired")
+
+
+# -- one function per action kind: each returns the history events it records ----------
+
+
+def _schedule_task(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
+    task = action.scheduleTask
+    request = pb.ActivityRequest(
+        name=task.name,
+        version=task.version if task.HasField("version") else None,
+        input=task.input if task.HasField("input") else None,
+        orchestrationInstance=pb.OrchestrationInstance(
+            instanceId=row.instance_id, executionId=ev.string(row.execution_id)),
+        taskId=action.id,
+        parentTraceContext=task.parentTraceContext if task.HasField("parentTraceContext") else None,
+        tags=task.tags,
+    )
+    backend.send(hub, ACTIVITY, row.instance_id, request.SerializeToString(), execution_id=row.execution_id)
+    return [ev.event(action.id, taskScheduled=pb.TaskScheduledEvent(
+        name=task.name, version=request.version if task.HasField("version") else None,
+        input=request.input if task.HasField("input") else None, tags=task.tags,
+        parentTraceContext=request.parentTraceContext if task.HasField("parentTraceContext") else None))]
+
+
+def _create_timer(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
+    fire_at = action.createTimer.fireAt
+    fired = ev.event(timerFired=pb.TimerFiredEvent(fireAt=fire_at, timerId=action.id))
+    backend.send(hub, ORCHESTRATION, row.instance_id, fired.SerializeToString(),
+                 visible_at=ev.seconds(fire_at), execution_id=row.execution_id)
+    return [ev.event(action.id, timerCreated=pb.TimerCreatedEvent(fireAt=fire_at))]
+
+
+def _create_sub_orchestration(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
+    sub = action.createSubOrchestration
+    child_id = sub.instanceId or ev.new_id()
+    recorded = ev.event(action.id, subOrchestrationInstanceCreated=pb.SubOrchestrationInstanceCreatedEvent(
+        instanceId=child_id, name=sub.name, version=sub.version if sub.HasField("version") else None,
+        input=sub.input if sub.HasField("input") else None, tags=sub.tags))
+    problem = check_instance_id(child_id)
+    existing = backend.store.get_instance(hub, child_id)
+    if problem is None and existing is not None and existing.status not in ev.TERMINAL:
+        problem = f"an orchestration instance with ID '{child_id}' already exists and is still running"
+    if problem is not None:
+        failed = ev.event(subOrchestrationInstanceFailed=pb.SubOrchestrationInstanceFailedEvent(
+            taskScheduledId=action.id, failureDetails=ev.failure(problem)))
+        backend.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
+                     execution_id=row.execution_id)
+        return [recorded]
+    parent = pb.ParentInstanceInfo(
+        taskScheduledId=action.id, name=ev.string(row.name), version=ev.string(row.version),
+        orchestrationInstance=pb.OrchestrationInstance(
+            instanceId=row.instance_id, executionId=ev.string(row.execution_id)))
+    backend.create_instance(
+        hub, child_id, sub.name,
+        version=ev.optional_string(sub, "version"), input=ev.optional_string(sub, "input"),
+        tags=dict(sub.tags), parent=parent,
+        parent_trace=sub.parentTraceContext if sub.HasField("parentTraceContext") else None,
+    )
+    return [recorded]
+
+
+def _send_event(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
+    send = action.sendEvent
+    target = send.instance.instanceId
+    data = send.data if send.HasField("data") else None
+    raised = ev.event(eventRaised=pb.EventRaisedEvent(name=send.name, input=data))
+    backend.send_to_instance(hub, target, raised)
+    return [ev.event(action.id, eventSent=pb.EventSentEvent(instanceId=target, name=send.name, input=data))]
+
+
+def _terminate(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
+    from .control import terminate
+
+    t = action.terminateOrchestration
+    terminate(backend, hub, t.instanceId, ev.optional_string(t, "reason"), t.recurse)
+    return []
+
+
+def _send_entity_message(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
+    message = action.sendEntityMessage
+    kind = message.WhichOneof("EntityMessageType")
+    inner = getattr(message, kind)
+    recorded = ev.event(action.id, **{kind: inner})
+    if kind == "entityLockRequested":
+        target = inner.lockSet[inner.position] if inner.position < len(inner.lockSet) else None
+    else:
+        target = inner.targetInstanceId.value
+    problem = "lock request names no entity" if target is None else check_entity_id(target)
+    if problem is not None:
+        log.warning("instance %s sent an entity message that cannot be delivered: %s", row.instance_id, problem)
+        if kind == "entityOperationCalled":
+            failed = ev.event(entityOperationFailed=pb.EntityOperationFailedEvent(
+                requestId=inner.requestId, failureDetails=ev.failure(problem)))
+            backend.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
+                         execution_id=row.execution_id)
+        return [recorded]
+    visible_at = None
+    if kind == "entityOperationSignaled" and inner.HasField("scheduledTime"):
+        visible_at = ev.seconds(inner.scheduledTime)
+    backend.send(hub, ENTITY, target, ev.event(**{kind: inner}).SerializeToString(),
+                 visible_at=visible_at, sender=row.instance_id)
+    return [recorded]
+
+
+def _rewind(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
+    raise NotImplementedError("rewindOrchestration actions are not supported by this emulator")
+
+
+_ACTIONS = {
+    "scheduleTask": _schedule_task,
+    "createTimer": _create_timer,
+    "createSubOrchestration": _create_sub_orchestration,
+    "sendEvent": _send_event,
+    "terminateOrchestration": _terminate,
+    "sendEntityMessage": _send_entity_message,
+    "rewindOrchestration": _rewind,
+}

@@ -1,0 +1,88 @@
+"""Wiring: open the store, build the engine, and serve it over gRPC on one port."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+
+from .backend import Backend
+from .service import TaskHubService
+from .store import Store
+
+log = logging.getLogger("emulator")
+
+
+class PortInUse(Exception):
+    pass
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data: Path | None = Path(".emulator") / "emulator.db"
+    task_hubs: tuple[str, ...] = ("default",)
+    max_request_bytes: int = 16 * 1024 * 1024
+    threads: int = 64
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail early with a clear message; gRPC alone would only say 'bind failed'."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(f"port {port} on {host} is already in use") from exc
+            raise
+
+
+class EmulatorServer:
+    """A running emulator: ``start()``, then ``stop()`` (also on SIGTERM via the CLI)."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.store = Store(options.data)
+        self.backend = Backend(self.store, list(options.task_hubs))
+        self._server: grpc.Server | None = None
+        self.port: int | None = None
+
+    def start(self) -> int:
+        o = self.options
+        _check_port(o.host, o.port)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=o.threads, thread_name_prefix="emulator-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", o.max_request_bytes),
+                ("grpc.max_send_message_length", o.max_request_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)
+        try:
+            port = server.add_insecure_port(f"{o.host}:{o.port}")
+        except RuntimeError as exc:
+            raise PortInUse(f"port {o.port} on {o.host} could not be bound: {exc}") from exc
+        if port == 0:
+            raise PortInUse(f"port {o.port} on {o.host} could not be bound")
+        server.start()
+        self._server, self.port = server, port
+        return port
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Let in-flight completions finish, end worker streams, close the database."""
+        self.backend.shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        self.store.close()
+        log.info("emulator stopped")

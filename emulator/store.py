@@ -1,0 +1,424 @@
+"""SQLite persistence for the emulator: rows in, rows out, no protobuf.
+
+Everything the emulator acknowledges lives here, so that a restart (even after
+``kill -9``) finds instances, histories, entity states and pending messages as
+they were. Callers group writes with :meth:`Store.transaction`; one completion
+is one transaction. History events and message payloads are opaque bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+# Numbered migrations: MIGRATIONS[n] takes a file from version n to n + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE instances (
+        hub TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version TEXT,
+        status INTEGER NOT NULL,
+        input TEXT,
+        output TEXT,
+        custom_status TEXT,
+        failure BLOB,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        completed_at REAL,
+        scheduled_start REAL,
+        parent_instance_id TEXT,
+        parent_execution_id TEXT,
+        parent_task_id INTEGER,
+        tags TEXT,
+        PRIMARY KEY (hub, instance_id)
+    );
+    CREATE INDEX instances_by_created ON instances (hub, created_at);
+    CREATE INDEX instances_by_parent ON instances (hub, parent_instance_id);
+    CREATE TABLE history (
+        hub TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event BLOB NOT NULL,
+        PRIMARY KEY (hub, instance_id, seq)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hub TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        execution_id TEXT,
+        sender TEXT,
+        visible_at REAL NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE INDEX messages_by_target ON messages (hub, kind, target, id);
+    CREATE TABLE entities (
+        hub TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        state TEXT,
+        last_modified REAL NOT NULL,
+        lock_owner TEXT,
+        critical_section TEXT,
+        PRIMARY KEY (hub, instance_id)
+    );
+    """,
+]
+
+ORCHESTRATION = "orchestration"
+ENTITY = "entity"
+ACTIVITY = "activity"
+
+
+@dataclass
+class InstanceRow:
+    hub: str
+    instance_id: str
+    execution_id: str
+    name: str
+    version: str | None
+    status: int
+    input: str | None
+    output: str | None
+    custom_status: str | None
+    failure: bytes | None
+    created_at: float
+    updated_at: float
+    completed_at: float | None
+    scheduled_start: float | None
+    parent_instance_id: str | None
+    parent_execution_id: str | None
+    parent_task_id: int | None
+    tags: dict[str, str]
+
+
+@dataclass
+class MessageRow:
+    id: int
+    hub: str
+    kind: str
+    target: str
+    execution_id: str | None
+    sender: str | None
+    visible_at: float
+    payload: bytes
+
+
+@dataclass
+class EntityRow:
+    hub: str
+    instance_id: str
+    state: str | None
+    last_modified: float
+    lock_owner: str | None
+    critical_section: str | None
+
+
+_INSTANCE_COLUMNS = (
+    "hub, instance_id, execution_id, name, version, status, input, output, custom_status, failure, "
+    "created_at, updated_at, completed_at, scheduled_start, parent_instance_id, parent_execution_id, "
+    "parent_task_id, tags"
+)
+
+
+def _instance(row: sqlite3.Row) -> InstanceRow:
+    values = list(row)
+    values[-1] = json.loads(values[-1]) if values[-1] else {}
+    return InstanceRow(*values)
+
+
+class SchemaError(RuntimeError):
+    """The data file was written by a newer emulator than this one."""
+
+
+class Store:
+    """One SQLite database shared by all task hubs (rows carry their hub)."""
+
+    def __init__(self, path: str | Path | None):
+        """Open ``path``, or a private in-memory database when it is None."""
+        self.path = None if path is None else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        target = ":memory:" if self.path is None else str(self.path)
+        # One connection, used under one lock: SQLite serializes writers anyway,
+        # and the emulator's own lock already orders every change.
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process; only power loss can drop
+        # the last commits, which a local emulator accepts for speed.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- schema ---------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.path} has schema version {version}; this emulator reads up to {SCHEMA_VERSION}"
+            )
+        while version < SCHEMA_VERSION:
+            with self.transaction():
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                version += 1
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),)
+                )
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
+
+    # -- transactions -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes atomically; nested uses join the outer transaction."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._db.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+
+    def _exec(self, sql: str, params: Sequence = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, params).rowcount
+
+    # -- instances --------------------------------------------------------------
+
+    def get_instance(self, hub: str, instance_id: str) -> InstanceRow | None:
+        rows = self._rows(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub = ? AND instance_id = ?", (hub, instance_id)
+        )
+        return _instance(rows[0]) if rows else None
+
+    def put_instance(self, row: InstanceRow) -> None:
+        values = list(vars(row).values())
+        values[-1] = json.dumps(row.tags) if row.tags else None
+        marks = ", ".join("?" * len(values))
+        self._exec(f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES ({marks})", values)
+
+    def delete_instance(self, hub: str, instance_id: str) -> None:
+        with self.transaction():
+            self._exec("DELETE FROM instances WHERE hub = ? AND instance_id = ?", (hub, instance_id))
+            self._exec("DELETE FROM history WHERE hub = ? AND instance_id = ?", (hub, instance_id))
+            self._exec(
+                "DELETE FROM messages WHERE hub = ? AND kind IN (?, ?) AND target = ?",
+                (hub, ORCHESTRATION, ACTIVITY, instance_id),
+            )
+
+    def query_instances(
+        self,
+        hub: str,
+        statuses: Sequence[int] = (),
+        created_from: float | None = None,
+        created_to: float | None = None,
+        completed_from: float | None = None,
+        completed_to: float | None = None,
+        prefix: str | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int | None = None,
+        parent: str | None = None,
+    ) -> list[InstanceRow]:
+        """Instances ordered by (created_at, instance_id); ``after`` continues a page."""
+        where, params = ["hub = ?"], [hub]
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        for column, op, value in (
+            ("created_at", ">=", created_from),
+            ("created_at", "<", created_to),
+            ("completed_at", ">=", completed_from),
+            ("completed_at", "<", completed_to),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        if prefix:
+            where.append("substr(instance_id, 1, ?) = ?")
+            params.extend([len(prefix), prefix])
+        if parent is not None:
+            where.append("parent_instance_id = ?")
+            params.append(parent)
+        if after is not None:
+            where.append("(created_at, instance_id) > (?, ?)")
+            params.extend(after)
+        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} ORDER BY created_at, instance_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_instance(r) for r in self._rows(sql, params)]
+
+    def count_instances_by_status(self, hub: str) -> dict[int, int]:
+        rows = self._rows("SELECT status, count(*) FROM instances WHERE hub = ? GROUP BY status", (hub,))
+        return {r[0]: r[1] for r in rows}
+
+    # -- history ----------------------------------------------------------------
+
+    def history(self, hub: str, instance_id: str) -> list[bytes]:
+        rows = self._rows(
+            "SELECT event FROM history WHERE hub = ? AND instance_id = ? ORDER BY seq", (hub, instance_id)
+        )
+        return [r[0] for r in rows]
+
+    def append_history(self, hub: str, instance_id: str, events: Sequence[bytes]) -> None:
+        with self.transaction():
+            row = self._rows(
+                "SELECT coalesce(max(seq), -1) FROM history WHERE hub = ? AND instance_id = ?", (hub, instance_id)
+            )[0]
+            start = row[0] + 1
+            with self._lock:
+                self._db.executemany(
+                    "INSERT INTO history (hub, instance_id, seq, event) VALUES (?, ?, ?, ?)",
+                    [(hub, instance_id, start + i, e) for i, e in enumerate(events)],
+                )
+
+    def clear_history(self, hub: str, instance_id: str) -> None:
+        self._exec("DELETE FROM history WHERE hub = ? AND instance_id = ?", (hub, instance_id))
+
+    # -- messages ---------------------------------------------------------------
+
+    def add_message(
+        self,
+        hub: str,
+        kind: str,
+        target: str,
+        payload: bytes,
+        visible_at: float,
+        sender: str | None = None,
+        execution_id: str | None = None,
+    ) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO messages (hub, kind, target, execution_id, sender, visible_at, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (hub, kind, target, execution_id, sender, visible_at, payload),
+            )
+            return cur.lastrowid
+
+    def messages_for(self, hub: str, kind: str, target: str, visible_by: float | None = None) -> list[MessageRow]:
+        sql = "SELECT * FROM messages WHERE hub = ? AND kind = ? AND target = ?"
+        params: list = [hub, kind, target]
+        if visible_by is not None:
+            sql += " AND visible_at <= ?"
+            params.append(visible_by)
+        return [MessageRow(*r) for r in self._rows(sql + " ORDER BY id", params)]
+
+    def get_message(self, message_id: int) -> MessageRow | None:
+        rows = self._rows("SELECT * FROM messages WHERE id = ?", (message_id,))
+        return MessageRow(*rows[0]) if rows else None
+
+    def delete_messages(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+
+    def pending_targets(self) -> list[tuple[str, str, str, float]]:
+        """(hub, kind, target, earliest visible_at) for every target with messages."""
+        rows = self._rows("SELECT hub, kind, target, min(visible_at) FROM messages GROUP BY hub, kind, target")
+        return [tuple(r) for r in rows]
+
+    def activity_messages(self) -> list[MessageRow]:
+        return [MessageRow(*r) for r in self._rows("SELECT * FROM messages WHERE kind = ? ORDER BY id", (ACTIVITY,))]
+
+    def count_messages(self, hub: str, kind: str, target: str) -> int:
+        return self._rows(
+            "SELECT count(*) FROM messages WHERE hub = ? AND kind = ? AND target = ?", (hub, kind, target)
+        )[0][0]
+
+    # -- entities ---------------------------------------------------------------
+
+    def get_entity(self, hub: str, instance_id: str) -> EntityRow | None:
+        rows = self._rows("SELECT * FROM entities WHERE hub = ? AND instance_id = ?", (hub, instance_id))
+        return EntityRow(*rows[0]) if rows else None
+
+    def put_entity(self, row: EntityRow) -> None:
+        """Store the entity, or drop its row when it has neither state nor lock."""
+        if row.state is None and row.lock_owner is None:
+            self._exec("DELETE FROM entities WHERE hub = ? AND instance_id = ?", (row.hub, row.instance_id))
+            return
+        self._exec(
+            "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?)",
+            (row.hub, row.instance_id, row.state, row.last_modified, row.lock_owner, row.critical_section),
+        )
+
+    def query_entities(
+        self,
+        hub: str,
+        prefix: str | None = None,
+        modified_from: float | None = None,
+        modified_to: float | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+        locked_only: bool = False,
+    ) -> list[EntityRow]:
+        where, params = ["hub = ?"], [hub]
+        if prefix:
+            where.append("substr(instance_id, 1, ?) = ?")
+            params.extend([len(prefix), prefix])
+        if modified_from is not None:
+            where.append("last_modified >= ?")
+            params.append(modified_from)
+        if modified_to is not None:
+            where.append("last_modified < ?")
+            params.append(modified_to)
+        if after is not None:
+            where.append("instance_id > ?")
+            params.append(after)
+        if locked_only:
+            where.append("lock_owner IS NOT NULL")
+        sql = f"SELECT * FROM entities WHERE {' AND '.join(where)} ORDER BY instance_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [EntityRow(*r) for r in self._rows(sql, params)]
+
+    def entities_locked_by(self, hub: str, owner: str) -> list[EntityRow]:
+        rows = self._rows("SELECT * FROM entities WHERE hub = ? AND lock_owner = ?", (hub, owner))
+        return [EntityRow(*r) for r in rows]
+
+    def count_entities(self, hub: str) -> int:
+        return self._rows("SELECT count(*) FROM entities WHERE hub = ?", (hub,))[0][0]
+
+    def delete_hub(self, hub: str) -> None:
+        with self.transaction():
+            for table in ("instances", "history", "messages", "entities"):
+                self._exec(f"DELETE FROM {table} WHERE hub = ?", (hub,))

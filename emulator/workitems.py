@@ -1,0 +1,89 @@
+"""Feeding one worker stream: pick the next work item its filters accept, or wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from durabletask.internal import orchestrator_service_pb2 as pb
+
+from . import activities, entities, orchestrations
+from . import events as ev
+from .backend import Backend
+from .store import ACTIVITY, ENTITY, ORCHESTRATION
+from .validation import entity_name
+
+_BUILDERS = {
+    ORCHESTRATION: orchestrations.build,
+    ACTIVITY: activities.build,
+    ENTITY: entities.build,
+}
+
+
+@dataclass
+class Filters:
+    """A worker's work-item filters: names it serves, None meaning everything."""
+
+    orchestrations: dict[str, set[str]] | None = None
+    activities: dict[str, set[str]] | None = None
+    entities: set[str] | None = None
+
+    @classmethod
+    def from_request(cls, request: pb.GetWorkItemsRequest) -> Filters:
+        if not request.HasField("workItemFilters"):
+            return cls()
+        f = request.workItemFilters
+        return cls(
+            orchestrations={o.name: set(o.versions) for o in f.orchestrations} or None,
+            activities={a.name: set(a.versions) for a in f.activities} or None,
+            entities={e.name.lower() for e in f.entities} or None,
+        )
+
+
+def _versioned_match(rules: dict[str, set[str]] | None, name: str, version: str | None) -> bool:
+    if rules is None:
+        return True
+    versions = rules.get(name)
+    return versions is not None and (not versions or (version or "") in versions)
+
+
+class Feeder:
+    """One worker stream's view of the dispatcher, taking kinds in turn."""
+
+    def __init__(self, backend: Backend, hub: str, stream: int, filters: Filters):
+        self.backend, self.hub, self.stream, self.filters = backend, hub, stream, filters
+        self._turn = 0
+
+    def _accepts(self, kind: str, key: str) -> bool:
+        f, store = self.filters, self.backend.store
+        if kind == ORCHESTRATION and f.orchestrations is not None:
+            row = store.get_instance(self.hub, key)
+            return row is not None and _versioned_match(f.orchestrations, row.name, row.version)
+        if kind == ACTIVITY and f.activities is not None:
+            return _versioned_match(f.activities, *activities.name_of(self.backend, key))
+        if kind == ENTITY and f.entities is not None:
+            return entity_name(key) in f.entities
+        return True
+
+    def next(self, timeout: float) -> pb.WorkItem | None:
+        """The next work item, or None after ``timeout`` seconds idle or when closed."""
+        backend = self.backend
+        deadline = ev.now() + timeout
+        with backend.lock:
+            while not backend.stream_closed(self.stream):
+                backend.promote_due()
+                for i in range(3):
+                    kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
+                    while (key := backend.dispatch.take(self.hub, kind, lambda k: self._accepts(kind, k))):
+                        item = _BUILDERS[kind](backend, self.hub, key, self.stream)
+                        if item is not None:
+                            self._turn = (self._turn + i + 1) % 3
+                            return item
+                wake_at = deadline
+                due = backend.dispatch.next_due()
+                if due is not None:
+                    wake_at = min(wake_at, due)
+                remaining = wake_at - ev.now()
+                if remaining <= 0 and ev.now() >= deadline:
+                    return None
+                backend.dispatch.condition.wait(max(remaining, 0.001))
+        return None

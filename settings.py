@@ -1,0 +1,130 @@
+"""Where the scheduler is and how to authenticate, for both worker.py and client.py.
+
+Read, in order: ``DURABLE_TASK_SCHEDULER_CONNECTION_STRING`` (the format the other
+DTS SDKs accept), else ``ENDPOINT`` and ``TASKHUB``. The endpoint's scheme decides
+the rest: ``http://`` is a plain channel with no credential (the emulators);
+``https://`` is TLS with a Microsoft Entra ID credential (Azure).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_ENDPOINT = "http://localhost:8080"
+DEFAULT_TASKHUB = "default"
+CONNECTION_STRING_VARIABLE = "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"
+
+# Accepted Authentication= values, lower-cased, with the credential each selects.
+AUTHENTICATION_TYPES = {
+    "none": None,
+    "defaultazure": "DefaultAzureCredential",
+    "managedidentity": "ManagedIdentityCredential",
+    "workloadidentity": "WorkloadIdentityCredential",
+    "environment": "EnvironmentCredential",
+    "azurecli": "AzureCliCredential",
+}
+_CONNECTION_KEYS = {"endpoint", "taskhub", "authentication", "clientid"}
+
+
+class SettingsError(ValueError):
+    """A configuration value is malformed; the message names it and what is accepted."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    taskhub: str
+    authentication: str  # a key of AUTHENTICATION_TYPES
+    client_id: str | None = None
+
+    @property
+    def secure_channel(self) -> bool:
+        return self.endpoint.startswith("https://")
+
+    @property
+    def auth_mode(self) -> str:
+        """A loggable description of the credential (never a secret)."""
+        if self.authentication == "none":
+            return "none (local emulator)"
+        mode = AUTHENTICATION_TYPES[self.authentication]
+        return f"{mode} (client id {self.client_id})" if self.client_id else mode
+
+    def credential(self):
+        """The azure-identity credential to use, or None for a local emulator."""
+        kind = AUTHENTICATION_TYPES[self.authentication]
+        if kind is None:
+            return None
+        import azure.identity as identity
+
+        if kind == "ManagedIdentityCredential":
+            return identity.ManagedIdentityCredential(client_id=self.client_id)
+        if kind == "DefaultAzureCredential" and self.client_id:
+            return identity.DefaultAzureCredential(managed_identity_client_id=self.client_id)
+        return getattr(identity, kind)()
+
+
+def parse_connection_string(text: str) -> dict[str, str]:
+    """``Key=Value;Key=Value`` with case-insensitive keys; values may contain '='."""
+    values: dict[str, str] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise SettingsError(f"connection string part '{part.strip()}' is not of the form Key=Value")
+        if key not in _CONNECTION_KEYS:
+            raise SettingsError(
+                f"connection string key '{key}' is not supported; use Endpoint, TaskHub, Authentication, ClientID"
+            )
+        values[key] = value.strip()
+    if "endpoint" not in values:
+        raise SettingsError("connection string has no Endpoint=...")
+    return values
+
+
+def _check_endpoint(endpoint: str) -> str:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"endpoint '{endpoint}' is not a URL like http://localhost:8080 or https://<scheduler>.<region>.durabletask.io"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise SettingsError(f"endpoint '{endpoint}' has an invalid port") from None
+    return endpoint.rstrip("/")
+
+
+def _check_authentication(value: str) -> str:
+    key = value.strip().lower()
+    if key not in AUTHENTICATION_TYPES:
+        accepted = "None, DefaultAzure, ManagedIdentity, WorkloadIdentity, Environment, AzureCli"
+        raise SettingsError(f"Authentication '{value}' is not supported; use one of: {accepted}")
+    return key
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve the settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    connection_string = env.get(CONNECTION_STRING_VARIABLE, "").strip()
+    if connection_string:
+        values = parse_connection_string(connection_string)
+        endpoint = _check_endpoint(values["endpoint"])
+        default_auth = "DefaultAzure" if endpoint.startswith("https://") else "None"
+        return Settings(
+            endpoint=endpoint,
+            taskhub=values.get("taskhub") or DEFAULT_TASKHUB,
+            authentication=_check_authentication(values.get("authentication") or default_auth),
+            client_id=values.get("clientid") or None,
+        )
+    endpoint = _check_endpoint(env.get("ENDPOINT") or DEFAULT_ENDPOINT)
+    client_id = env.get("AZURE_MANAGED_IDENTITY_CLIENT_ID") or None
+    if endpoint.startswith("http://"):
+        authentication = "none"
+    else:
+        authentication = "managedidentity" if client_id else "defaultazure"
+    return Settings(endpoint, env.get("TASKHUB") or DEFAULT_TASKHUB, authentication, client_id)
