@@ -1,0 +1,80 @@
+"""``make demo``: use the scheduler at ENDPOINT, or start the built-in emulator; then worker and client.
+
+Everything this script starts, it stops (also on Ctrl-C); it exits with the client's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import settings  # noqa: E402
+
+log = logging.getLogger("demo")
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def answers(endpoint: str, secure: bool, timeout: float) -> bool:
+    address = endpoint.split("://", 1)[1]
+    channel = grpc.secure_channel(address, grpc.ssl_channel_credentials()) if secure else grpc.insecure_channel(address)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
+
+
+def stop(process: subprocess.Popen | None, name: str) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop on SIGTERM; killing it", name)
+        process.kill()
+        process.wait()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
+    config = settings.load()
+    python = sys.executable
+    emulator = worker = None
+    try:
+        if answers(config.endpoint, config.secure_channel, timeout=1.0):
+            log.info("using the scheduler that answers at %s", config.endpoint)
+        else:
+            url = urlsplit(config.endpoint)
+            if url.hostname not in LOCAL_HOSTS or config.secure_channel:
+                log.error("no scheduler answers at %s, and it is not a local address to start one on", config.endpoint)
+                return 2
+            log.info("starting the built-in emulator on port %s (state in .emulator/)", url.port or 80)
+            emulator = subprocess.Popen([python, "-m", "emulator", "--port", str(url.port or 80)], cwd=ROOT)
+            if not answers(config.endpoint, False, timeout=30.0) or emulator.poll() is not None:
+                log.error("the emulator did not start; see its messages above")
+                return 2
+        worker = subprocess.Popen([python, "worker.py"], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = subprocess.run([python, "client.py", *sys.argv[1:]], cwd=ROOT)
+        return client.returncode
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop(worker, "worker")
+        stop(emulator, "emulator")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

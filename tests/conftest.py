@@ -1,0 +1,69 @@
+"""Fixtures: one emulator process per test session, fresh IDs per test, in-process workers."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from durabletask import client as dt_client
+from durabletask import worker as dt_worker
+
+from tests.helpers import Emulator
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    """A shared emulator with a persistent file; tests use their own uuid-based IDs."""
+    emu = Emulator(tmp_path_factory.mktemp("emulator") / "shared.db", hubs="default,other").start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def fresh_emulator(tmp_path):
+    """An emulator of the test's own, for tests that stop, kill or restart it."""
+    emu = Emulator(tmp_path / "emulator.db").start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def client(emulator):
+    c = dt_client.TaskHubGrpcClient(host_address=emulator.address)
+    yield c
+    c.close()
+
+
+class WorkerFactory:
+    """Start SDK workers in this process against an address; stop them all at teardown."""
+
+    def __init__(self):
+        self.workers: list[dt_worker.TaskHubGrpcWorker] = []
+
+    def __call__(self, address: str, orchestrators=(), activities=(), entities=(), **kwargs):
+        w = dt_worker.TaskHubGrpcWorker(host_address=address, **kwargs)
+        for fn in orchestrators:
+            w.add_orchestrator(fn)
+        for fn in activities:
+            w.add_activity(fn)
+        for fn in entities:
+            w.add_entity(fn)
+        w.start()
+        self.workers.append(w)
+        return w
+
+    def stop_all(self):
+        for w in self.workers:
+            w.stop()
+
+
+@pytest.fixture
+def start_worker():
+    factory = WorkerFactory()
+    yield factory
+    factory.stop_all()

@@ -1,0 +1,125 @@
+"""Shared test helpers: real emulator processes on free loopback ports, and waiting for facts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 15.0, message: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {value!r})")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+class Process:
+    """A child process whose output is collected by a thread, so pipes never fill."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT):
+        self.args = args
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 20.0) -> re.Match:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if m := regex.search(line):
+                        return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no line matching {pattern!r} from {self.args}; output:\n{self.output}")
+                self._changed.wait(min(remaining, 0.5))
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it lingers; always leaves no process behind."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.wait()
+
+
+class Emulator:
+    """``python -m emulator`` on a free port (or a given one), with its data file."""
+
+    def __init__(self, data: Path | None, port: int = 0, hubs: str | None = None, extra: tuple[str, ...] = ()):
+        self.data, self.hubs, self.extra = data, hubs, extra
+        self.port = port
+        self.process: Process | None = None
+
+    def start(self) -> Emulator:
+        args = [sys.executable, "-m", "emulator", "--port", str(self.port), "--log-level", "info", *self.extra]
+        args += ["--data", str(self.data)] if self.data else ["--in-memory"]
+        if self.hubs:
+            args += ["--task-hubs", self.hubs]
+        self.process = Process(args)
+        self.port = int(self.process.wait_for_line(r"gRPC endpoint: http://[\d.]+:(\d+)").group(1))
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> int | None:
+        return self.process.stop() if self.process else None
+
+    def kill(self) -> None:
+        self.process.signal(signal.SIGKILL)
+        self.process.wait()
+
+    def restart(self) -> Emulator:
+        """Start again on the same port and the same data file."""
+        return self.start()
