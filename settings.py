@@ -124,7 +124,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     endpoint = _check_endpoint(env.get("ENDPOINT") or DEFAULT_ENDPOINT)
     client_id = env.get("AZURE_MANAGED_IDENTITY_CLIENT_ID") or None
     if endpoint.startswith("http://"):
-        authentication = "none"
+        authentication = "none"  # the emulators take no credential
+    elif client_id:
+        authentication = "managedidentity"
     else:
-        authentication = "managedidentity" if client_id else "defaultazure"
+        authentication = "defaultazure"
     return Settings(endpoint, env.get("TASKHUB") or DEFAULT_TASKHUB, authentication, client_id)

@@ -181,7 +181,7 @@ def _apply(backend: Backend, hub: str, entity_id: str, operations: list[Operatio
     row.last_modified = ev.now()
     store.put_entity(row)
     store.delete_messages([op.message_id for op in operations])
-    for op, outcome in zip(operations, results):
+    for op, outcome in zip(operations, results, strict=False):
         if op.caller is None:
             continue
         if outcome.HasField("failure"):

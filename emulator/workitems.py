@@ -73,7 +73,7 @@ class Feeder:
                 backend.promote_due()
                 for i in range(3):
                     kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
-                    while (key := backend.dispatch.take(self.hub, kind, lambda k: self._accepts(kind, k))):
+                    while (key := backend.dispatch.take(self.hub, kind, lambda k, kind=kind: self._accepts(kind, k))):
                         item = _BUILDERS[kind](backend, self.hub, key, self.stream)
                         if item is not None:
                             self._turn = (self._turn + i + 1) % 3

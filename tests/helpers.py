@@ -123,3 +123,22 @@ class Emulator:
     def restart(self) -> Emulator:
         """Start again on the same port and the same data file."""
         return self.start()
+
+
+def serve_in_memory_backend():
+    """durabletask.testing's in-memory backend, served on a free loopback port.
+
+    Returns (server, address); ``server.stop(None)`` ends it.
+    """
+    from concurrent import futures
+
+    import grpc
+    from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+    from durabletask.testing.in_memory_backend import InMemoryOrchestrationBackend
+
+    backend = InMemoryOrchestrationBackend()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    pb_grpc.add_TaskHubSidecarServiceServicer_to_server(backend, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"

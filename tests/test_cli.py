@@ -1,0 +1,93 @@
+"""python -m emulator: banner, port checks, task hubs, clean stop."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import grpc
+import pytest
+from durabletask import client as dt_client
+from durabletask.internal import orchestrator_service_pb2 as pb
+
+from tests.helpers import Emulator, Process
+
+
+def test_banner_names_endpoint_hubs_and_data(tmp_path):
+    emu = Emulator(tmp_path / "x.db", hubs="a,b").start()
+    try:
+        out = emu.process.output
+        assert f"gRPC endpoint: http://127.0.0.1:{emu.port}" in out
+        assert "task hubs:     a, b" in out
+        assert str(tmp_path / "x.db") in out
+    finally:
+        assert emu.stop() == 0
+
+
+def test_port_in_use_is_one_clear_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = Process([sys.executable, "-m", "emulator", "--port", str(port), "--data", str(tmp_path / "d.db")])
+        assert p.wait() == 2
+    assert f"port {port}" in p.output and "--port" in p.output
+    assert "Traceback" not in p.output
+
+
+def test_hubs_from_environment_and_unknown_hub_is_not_found(tmp_path):
+    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--in-memory"],
+                env={"DTS_TASK_HUB_NAMES": "alpha,beta"})
+    try:
+        port = int(p.wait_for_line(r"gRPC endpoint: http://[\d.]+:(\d+)").group(1))
+        good = dt_client.TaskHubGrpcClient(host_address=f"127.0.0.1:{port}", metadata=[("taskhub", "beta")])
+        assert good.get_orchestration_state("nothing") is None
+        bad = dt_client.TaskHubGrpcClient(host_address=f"127.0.0.1:{port}", metadata=[("taskhub", "gamma")])
+        with pytest.raises(grpc.RpcError) as err:
+            bad.get_orchestration_state("nothing")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "'gamma'" in err.value.details() and "alpha, beta" in err.value.details()
+    finally:
+        assert p.stop() == 0
+
+
+def test_task_hubs_are_isolated(emulator):
+    default = dt_client.TaskHubGrpcClient(host_address=emulator.address)
+    other = dt_client.TaskHubGrpcClient(host_address=emulator.address, metadata=[("taskhub", "other")])
+    instance_id = default.schedule_new_orchestration("not_served_anywhere")
+    assert default.get_orchestration_state(instance_id) is not None
+    assert other.get_orchestration_state(instance_id) is None
+    default.terminate_orchestration(instance_id)
+
+
+def test_in_memory_flag_keeps_nothing(tmp_path):
+    emu = Emulator(None).start()
+    c = dt_client.TaskHubGrpcClient(host_address=emu.address)
+    instance_id = c.schedule_new_orchestration("x")
+    assert emu.stop() == 0
+    emu.restart()
+    try:
+        assert dt_client.TaskHubGrpcClient(host_address=emu.address).get_orchestration_state(instance_id) is None
+    finally:
+        emu.stop()
+
+
+def test_newer_schema_is_refused_clearly(tmp_path):
+    from emulator.store import Store
+
+    store = Store(tmp_path / "future.db")
+    store._db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    store.close()
+    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--data", str(tmp_path / "future.db")])
+    assert p.wait() == 2
+    assert "schema version 99" in p.output
+
+
+def test_hello_answers(emulator):
+    channel = grpc.insecure_channel(emulator.address)
+    from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+    from google.protobuf import empty_pb2
+
+    pb_grpc.TaskHubSidecarServiceStub(channel).Hello(empty_pb2.Empty())
+    assert pb.HealthPing() is not None
+    channel.close()

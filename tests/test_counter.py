@@ -1,0 +1,82 @@
+"""The counter entity and the orchestration's logic, without a server."""
+
+from __future__ import annotations
+
+import pytest
+from durabletask import entities, task
+
+from worker import counter, counter_workflow
+
+
+class FakeEntityContext:
+    """Just what the counter touches of EntityContext."""
+
+    def __init__(self, operation: str, state=None):
+        self.operation = operation
+        self.state = state
+        self.entity_id = entities.EntityInstanceId("counter", "k")
+
+    def get_state(self, intended_type=None, default=None):
+        return default if self.state is None else self.state
+
+    def set_state(self, value):
+        self.state = value
+
+
+@pytest.mark.parametrize("operation, amount, start, expected", [
+    ("add", 5, None, 5), ("add", -3, 10, 7), ("subtract", 4, 10, 6), ("reset", None, 42, 0), ("get", None, 9, 9),
+])
+def test_operations(operation, amount, start, expected):
+    ctx = FakeEntityContext(operation, start)
+    assert counter(ctx, amount) == expected
+    assert (ctx.state if ctx.state is not None else 0) == expected
+
+
+@pytest.mark.parametrize("bad", [True, 1.5, "3", None, [1]])
+@pytest.mark.parametrize("operation", ["add", "subtract"])
+def test_non_integer_amounts_are_rejected_with_their_name(operation, bad):
+    ctx = FakeEntityContext(operation, 1)
+    with pytest.raises(ValueError) as err:
+        counter(ctx, bad)
+    assert operation in str(err.value) and repr(bad) in str(err.value)
+    assert ctx.state == 1
+
+
+def test_unknown_operation_lists_the_supported_ones():
+    with pytest.raises(ValueError) as err:
+        counter(FakeEntityContext("multiply", 1), 2)
+    assert "'multiply'" in str(err.value)
+    for name in ("add", "subtract", "get", "reset"):
+        assert name in str(err.value)
+
+
+class FakeOrchestrationContext:
+    def __init__(self):
+        self.signals = []
+        self.calls = []
+
+    def signal_entity(self, entity_id, operation, input=None):
+        self.signals.append((str(entity_id), operation, input))
+
+    def call_entity(self, entity_id, operation, input=None):
+        self.calls.append((str(entity_id), operation, input))
+        return "call-task"
+
+
+def test_orchestration_signals_three_times_then_calls_get():
+    ctx = FakeOrchestrationContext()
+    steps = counter_workflow(ctx, "abc")
+    assert next(steps) == "call-task"
+    assert ctx.signals == [("@counter@abc", "add", 10), ("@counter@abc", "add", 5), ("@counter@abc", "subtract", 3)]
+    assert ctx.calls == [("@counter@abc", "get", None)]
+    with pytest.raises(StopIteration) as done:
+        steps.send(12)
+    assert done.value.value == "Counter 'abc' final value: 12"
+
+
+def test_the_sample_is_importable_without_side_effects():
+    import client
+    import worker
+
+    assert callable(worker.main) and callable(client.main)
+    assert isinstance(task.get_name(counter_workflow), str)

@@ -1,0 +1,112 @@
+"""worker.py and client.py as real processes against a real emulator, as a user runs them."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from durabletask import client as dt_client
+from durabletask import task
+
+import client as sample_client
+from tests.helpers import ROOT, Process
+from worker import counter
+
+
+def run_client(endpoint: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "client.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "ENDPOINT": endpoint})
+
+
+@pytest.fixture
+def sample_worker(emulator):
+    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": emulator.endpoint})
+    p.wait_for_line("worker started")
+    yield p
+    assert p.stop() == 0, "the worker exits 0 on SIGTERM"
+
+
+def test_demo_report_and_persistence(emulator, sample_worker, uid):
+    first = run_client(emulator.endpoint, uid)
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[:5] == [
+        "Starting entity operations demo - 5 orchestrations",
+        "=== Direct Entity Operations ===",
+        f"Signaling entity '{uid}' to add 100",
+        f"Signaling entity '{uid}' to subtract 25",
+        "=== Orchestration-based Entity Operations ===",
+    ]
+    for n in range(1, 6):
+        assert f"Scheduling orchestration #{n} for entity '{uid}-orch-{n}'" in lines
+        assert (f"Orchestration completed successfully with result: \"Counter '{uid}-orch-{n}' final value: 12\""
+                in lines)
+    assert f"Entity '{uid}' value: 75" in lines
+    assert lines[-1] == "Summary: 5 of 5 orchestrations completed successfully"
+    second = run_client(emulator.endpoint, uid, "--orchestrations", "2")
+    assert second.returncode == 0
+    assert f"Orchestration completed successfully with result: \"Counter '{uid}-orch-2' final value: 24\"" \
+        in second.stdout
+    assert f"Entity '{uid}' value: 150" in second.stdout
+    assert "counter" in sample_worker.output and "registered counter_workflow" in sample_worker.output
+
+
+@pytest.mark.parametrize("key, fragment", [("", "must not be empty"), ("a@b", "must not contain '@'"),
+                                           ("k" * 95, "the limit is 100")])
+def test_invalid_key_exits_2_without_traceback(key, fragment):
+    result = run_client("http://127.0.0.1:1", key)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_scheduler_exits_2_with_advice():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_client(f"http://127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert f"http://127.0.0.1:{port}" in result.stderr and "python -m emulator" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def broken_counter_workflow():
+    """An orchestration registered under the sample's name that always fails."""
+
+    def counter_workflow(ctx: task.OrchestrationContext, key: str):
+        raise RuntimeError(f"cannot count {key}")
+
+    return counter_workflow
+
+
+def test_failing_orchestration_exits_1_with_details(emulator, start_worker, uid, capsys):
+    from durabletask.worker import TaskHubGrpcWorker
+
+    w = TaskHubGrpcWorker(host_address=emulator.address, metadata=[("taskhub", "other")])
+    w.add_orchestrator(broken_counter_workflow())
+    w.add_entity(counter)
+    w.start()
+    start_worker.workers.append(w)
+    c = dt_client.TaskHubGrpcClient(host_address=emulator.address, metadata=[("taskhub", "other")])
+    code = sample_client.main([uid, "--orchestrations", "1"], client=c)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"ended as FAILED: cannot count {uid}-orch-1" in out
+    assert "Summary: 0 of 1 orchestrations completed successfully" in out
+
+
+def test_worker_stops_cleanly_on_sigint(emulator):
+    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": emulator.endpoint})
+    p.wait_for_line("worker started")
+    p.signal(signal.SIGINT)
+    assert p.wait() == 0
+    assert "authentication none" in p.output
+
+
+def test_worker_rejects_bad_settings():
+    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": "nonsense"})
+    assert p.wait() == 2
+    assert "not a URL" in p.output
