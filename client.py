@@ -64,7 +64,7 @@ def wait_for_state(client, entity_id: EntityInstanceId, expected: int, timeout: 
     delay = 0.05
     while True:
         metadata = client.get_entity(entity_id)
-        value = metadata.get_state(int) if metadata else None
+        value = metadata.get_typed_state(int) if metadata else None
         if value == expected or time.monotonic() >= deadline:
             return value
         time.sleep(delay)  # the scheduler offers no wait-for-entity call
@@ -76,7 +76,7 @@ def run_demo(client, key: str, orchestrations: int, interval: float) -> int:
     print("=== Direct Entity Operations ===")
     entity_id = EntityInstanceId(ENTITY_NAME, key)
     before_meta = client.get_entity(entity_id)
-    before = (before_meta.get_state(int) if before_meta else None) or 0
+    before = (before_meta.get_typed_state(int) if before_meta else None) or 0
     print(f"Signaling entity '{key}' to add 100")
     client.signal_entity(entity_id, "add", 100)
     print(f"Signaling entity '{key}' to subtract 25")

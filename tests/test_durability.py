@@ -24,7 +24,7 @@ def slow_id(key: str) -> entities.EntityInstanceId:
 
 def state_of(client, eid) -> int | None:
     meta = client.get_entity(eid)
-    return meta.get_state(int) if meta else None
+    return meta.get_typed_state(int) if meta else None
 
 
 def backlog(client, eid) -> int:

@@ -67,7 +67,7 @@ def worker(emulator, start_worker):
 
 def counter_value(client, key):
     meta = client.get_entity(entities.EntityInstanceId("counter", key))
-    return meta.get_state(int) if meta else None
+    return meta.get_typed_state(int) if meta else None
 
 
 def test_client_signals_are_applied_in_order(client, worker, uid):
@@ -149,7 +149,7 @@ def test_query_entities_by_prefix_with_paging(client, worker, uid):
     query = dt_client.EntityQuery(instance_id_starts_with=f"@counter@{uid}", include_state=True, page_size=2)
     found = client.get_all_entities(query)
     assert sorted(m.id.key for m in found) == [f"{uid}-{i}" for i in range(5)]
-    assert sorted(m.get_state(int) for m in found) == [1, 2, 3, 4, 5]
+    assert sorted(m.get_typed_state(int) for m in found) == [1, 2, 3, 4, 5]
     later = dt_client.EntityQuery(instance_id_starts_with=f"@counter@{uid}",
                                   last_modified_from=datetime.now(timezone.utc) + timedelta(hours=1))
     assert client.get_all_entities(later) == []
@@ -167,7 +167,7 @@ def test_falsy_state_is_a_real_state(client, worker, uid):
     cid = entities.EntityInstanceId("counter", uid)
     client.signal_entity(cid, "reset")
     meta = wait_until(lambda: client.get_entity(cid), message="entity holding 0")
-    assert meta.get_state(int) == 0
+    assert meta.get_typed_state(int) == 0
 
 
 def hold_lock(ctx: task.OrchestrationContext, key):
