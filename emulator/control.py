@@ -97,3 +97,23 @@ def restart(backend: Backend, hub: str, instance_id: str, new_id: bool) -> str:
         target = ev.new_id() if new_id else instance_id
         backend.create_instance(hub, target, row.name, version=row.version, input=row.input, tags=row.tags)
     return target
+
+
+def rewind(backend: Backend, hub: str, instance_id: str, reason: str | None) -> None:
+    """Re-run a failed instance from where it failed; the worker rewrites its history."""
+    with backend.tx():
+        row = _existing(backend, hub, instance_id)
+        if row.status != pb.ORCHESTRATION_STATUS_FAILED:
+            status = pb.OrchestrationStatus.Name(row.status)
+            raise InvalidState(f"only failed instances can be rewound; '{instance_id}' is {status}")
+        prepare_rewind(backend, row, reason)
+
+
+def prepare_rewind(backend: Backend, row: InstanceRow, reason: str | None) -> None:
+    row.status = pb.ORCHESTRATION_STATUS_RUNNING
+    row.output = row.failure = row.completed_at = None
+    row.updated_at = ev.now()
+    backend.store.put_instance(row)
+    backend.send_to_instance(row.hub, row.instance_id, ev.event(
+        executionRewound=pb.ExecutionRewoundEvent(reason=ev.string(reason))))
+    backend.notify_changed()

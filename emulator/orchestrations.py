@@ -48,8 +48,9 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
             store.delete_messages(stale)
     if not messages:
         return None
-    new_events = [ev.event(orchestratorStarted=pb.OrchestratorStartedEvent())]
-    new_events += [ev.parse(m.payload) for m in messages]
+    new_events = [ev.parse(m.payload) for m in messages]
+    if not new_events[0].HasField("orchestratorStarted"):
+        new_events.insert(0, ev.event(orchestratorStarted=pb.OrchestratorStartedEvent()))
     past = [ev.parse(blob) for blob in store.history(hub, instance_id)]
     lease = backend.dispatch.lease(
         hub, ORCHESTRATION, instance_id, stream, Batch([m.id for m in messages], new_events, row.execution_id)
@@ -102,6 +103,10 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     store.delete_messages(batch.message_ids)
     if row is None or row.execution_id != batch.execution_id:
         return  # purged or replaced while the worker was busy
+    rewinds = [a.rewindOrchestration for a in response.actions if a.HasField("rewindOrchestration")]
+    if rewinds:
+        _rewind(backend, row, rewinds[-1])
+        return
     history = list(batch.new_events)
     for e in batch.new_events:
         if e.HasField("executionSuspended"):
@@ -287,8 +292,45 @@ def _send_entity_message(backend: Backend, hub: str, row, action: pb.Orchestrato
     return [recorded]
 
 
-def _rewind(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
-    raise NotImplementedError("rewindOrchestration actions are not supported by this emulator")
+def _rewind(backend: Backend, row, action: pb.RewindOrchestrationAction) -> None:
+    """Adopt the worker's rewritten history (failures removed) and run again.
+
+    Failed sub-orchestrations are rewound too; purged ones start afresh.
+    """
+    from .control import prepare_rewind
+
+    store, hub = backend.store, row.hub
+    history = list(action.newHistory)
+    store.clear_history(hub, row.instance_id)
+    store.append_history(hub, row.instance_id, [e.SerializeToString() for e in history])
+    row.status = pb.ORCHESTRATION_STATUS_RUNNING
+    row.output = row.failure = row.completed_at = None
+    row.updated_at = ev.now()
+    store.put_instance(row)
+    reason = next((e.executionRewound.reason.value for e in reversed(history)
+                   if e.HasField("executionRewound") and e.executionRewound.HasField("reason")), None)
+    completed = {e.subOrchestrationInstanceCompleted.taskScheduledId for e in history
+                 if e.HasField("subOrchestrationInstanceCompleted")}
+    for e in history:
+        if not e.HasField("subOrchestrationInstanceCreated") or e.eventId in completed:
+            continue
+        created = e.subOrchestrationInstanceCreated
+        child = store.get_instance(hub, created.instanceId)
+        if child is None:
+            parent = pb.ParentInstanceInfo(
+                taskScheduledId=e.eventId, name=ev.string(row.name), version=ev.string(row.version),
+                orchestrationInstance=pb.OrchestrationInstance(
+                    instanceId=row.instance_id, executionId=ev.string(row.execution_id)))
+            backend.create_instance(hub, created.instanceId, created.name,
+                                    version=ev.optional_string(created, "version"),
+                                    input=ev.optional_string(created, "input"), parent=parent)
+        elif child.status == pb.ORCHESTRATION_STATUS_FAILED:
+            prepare_rewind(backend, child, reason)
+    # A lone OrchestratorStarted makes the instance replay its clean history.
+    backend.send(hub, ORCHESTRATION, row.instance_id,
+                 ev.event(orchestratorStarted=pb.OrchestratorStartedEvent()).SerializeToString(),
+                 execution_id=row.execution_id)
+    backend.notify_changed()
 
 
 _ACTIONS = {
@@ -298,5 +340,4 @@ _ACTIONS = {
     "sendEvent": _send_event,
     "terminateOrchestration": _terminate,
     "sendEntityMessage": _send_entity_message,
-    "rewindOrchestration": _rewind,
 }

@@ -210,8 +210,9 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         return pb.RestartInstanceResponse(instanceId=new_id)
 
     @_rpc
-    def RewindInstance(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "RewindInstance is not supported by this emulator yet")
+    def RewindInstance(self, request: pb.RewindInstanceRequest, context):
+        control.rewind(self.backend, self._hub(context), request.instanceId, ev.optional_string(request, "reason"))
+        return pb.RewindInstanceResponse()
 
     @_rpc
     def SkipGracefulOrchestrationTerminations(self, request, context):

@@ -21,7 +21,11 @@ _BUILDERS = {
 
 @dataclass
 class Filters:
-    """A worker's work-item filters: names it serves, None meaning everything."""
+    """A worker's work-item filters: the names it serves.
+
+    None means the worker sent no filters (it serves everything); once it sends
+    filters, an empty list for a kind means it serves nothing of that kind.
+    """
 
     orchestrations: dict[str, set[str]] | None = None
     activities: dict[str, set[str]] | None = None
@@ -32,11 +36,13 @@ class Filters:
         if not request.HasField("workItemFilters"):
             return cls()
         f = request.workItemFilters
-        return cls(
-            orchestrations={o.name: set(o.versions) for o in f.orchestrations} or None,
-            activities={a.name: set(a.versions) for a in f.activities} or None,
-            entities={e.name.lower() for e in f.entities} or None,
-        )
+        orchestrations: dict[str, set[str]] = {}
+        for o in f.orchestrations:
+            orchestrations.setdefault(o.name, set()).update(o.versions)
+        activities: dict[str, set[str]] = {}
+        for a in f.activities:
+            activities.setdefault(a.name, set()).update(a.versions)
+        return cls(orchestrations, activities, {e.name.lower() for e in f.entities})
 
 
 def _versioned_match(rules: dict[str, set[str]] | None, name: str, version: str | None) -> bool:

@@ -284,3 +284,55 @@ def test_starting_a_running_instance_id_again_is_refused(client, worker, uid):
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     client.terminate_orchestration(f"dup-{uid}")
     client.wait_for_orchestration_completion(f"dup-{uid}", timeout=30)
+
+
+_attempts: dict[str, int] = {}
+
+
+def once_broken(ctx: task.ActivityContext, key: str) -> str:
+    _attempts[key] = _attempts.get(key, 0) + 1
+    if _attempts[key] == 1:
+        raise RuntimeError("first attempt fails")
+    return "fixed"
+
+
+def steady(ctx: task.ActivityContext, key: str) -> str:
+    _attempts[f"steady-{key}"] = _attempts.get(f"steady-{key}", 0) + 1
+    return "steady"
+
+
+def rewindable(ctx: task.OrchestrationContext, key: str):
+    first = yield ctx.call_activity(steady, input=key)
+    second = yield ctx.call_activity(once_broken, input=key)
+    return [first, second]
+
+
+def rewindable_parent(ctx: task.OrchestrationContext, key: str):
+    return (yield ctx.call_sub_orchestrator(rewindable, input=key, instance_id=f"{ctx.instance_id}-sub"))
+
+
+def test_rewind_retries_only_what_failed(client, emulator, start_worker, uid):
+    start_worker(emulator.address, orchestrators=[rewindable], activities=[once_broken, steady])
+    state = run(client, rewindable, uid)
+    assert state.runtime_status == dt_client.OrchestrationStatus.FAILED
+    client.rewind_orchestration(state.instance_id, reason="fixed the bug")
+    state = client.wait_for_orchestration_completion(state.instance_id, timeout=30)
+    assert state.runtime_status == COMPLETED, state.failure_details
+    assert state.get_output() == ["steady", "fixed"]
+    assert _attempts[f"steady-{uid}"] == 1
+
+
+def test_rewind_reaches_failed_sub_orchestrations(client, emulator, start_worker, uid):
+    start_worker(emulator.address, orchestrators=[rewindable, rewindable_parent], activities=[once_broken, steady])
+    state = run(client, rewindable_parent, uid, instance_id=f"rw-{uid}")
+    assert state.runtime_status == dt_client.OrchestrationStatus.FAILED
+    client.rewind_orchestration(f"rw-{uid}")
+    state = client.wait_for_orchestration_completion(f"rw-{uid}", timeout=30)
+    assert state.get_output() == ["steady", "fixed"]
+
+
+def test_rewind_of_a_completed_instance_is_refused(client, worker):
+    state = run(client, child, 1)
+    with pytest.raises(grpc.RpcError) as err:
+        client.rewind_orchestration(state.instance_id)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
