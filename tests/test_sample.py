@@ -110,3 +110,13 @@ def test_worker_rejects_bad_settings():
     p = Process([sys.executable, "worker.py"], env={"ENDPOINT": "nonsense"})
     assert p.wait() == 2
     assert "not a URL" in p.output
+
+
+def test_readme_client_command_with_options(emulator, sample_worker):
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith(".venv/bin/python client.py "))
+    args = line.split()[2:]
+    result = run_client(emulator.endpoint, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Starting entity operations demo - 3 orchestrations" in result.stdout
+    assert "Summary: 3 of 3 orchestrations completed successfully" in result.stdout
