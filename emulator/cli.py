@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8080, help="gRPC port (default: 8080; 0 picks a free port)")
+    p.add_argument("--dashboard-port", type=int, default=8082,
+                   help="web dashboard port (default: 8082; 0 turns the dashboard off)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path(".emulator") / "emulator.db",
                        help="SQLite file that keeps all state (default: .emulator/emulator.db)")
@@ -47,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    options = Options(host=args.host, port=args.port, data=None if args.in_memory else args.data,
+    options = Options(host=args.host, port=args.port, dashboard_port=args.dashboard_port,
+                      data=None if args.in_memory else args.data,
                       task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes)
     try:
         server = EmulatorServer(options)
         port = server.start()
     except PortInUse as exc:
-        log.error("%s: stop whatever uses it, or choose another port with --port", exc)
+        log.error("%s: stop whatever uses it, or choose another port with %s", exc, exc.flag)
         return 2
     except SchemaError as exc:
         log.error("%s: use a newer emulator, or another file with --data", exc)
@@ -65,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     data = "in memory (gone at exit)" if options.data is None else str(options.data.resolve())
     log.info(
         "Durable Task Scheduler emulator ready\n"
-        "  gRPC endpoint: http://%s:%d\n  task hubs:     %s\n  data:          %s",
-        args.host, port, ", ".join(options.task_hubs), data,
+        "  gRPC endpoint: http://%s:%d\n  dashboard:     %s\n  task hubs:     %s\n  data:          %s",
+        args.host, port, server.dashboard_url or "off (--dashboard-port 0)", ", ".join(options.task_hubs), data,
     )
     sys.stderr.flush()
     stop.wait()

@@ -20,20 +20,25 @@ log = logging.getLogger("emulator")
 
 
 class PortInUse(Exception):
-    pass
+    """A port is taken; ``flag`` names the option that chooses another."""
+
+    def __init__(self, message: str, flag: str = "--port"):
+        super().__init__(message)
+        self.flag = flag
 
 
 @dataclass
 class Options:
     host: str = "127.0.0.1"
     port: int = 8080
+    dashboard_port: int = 8082  # 0: no dashboard
     data: Path | None = Path(".emulator") / "emulator.db"
     task_hubs: tuple[str, ...] = ("default",)
     max_request_bytes: int = 16 * 1024 * 1024
     threads: int = 64
 
 
-def _check_port(host: str, port: int) -> None:
+def _check_port(host: str, port: int, flag: str = "--port") -> None:
     """Fail early with a clear message; gRPC alone would only say 'bind failed'."""
     if port == 0:
         return
@@ -45,7 +50,7 @@ def _check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise PortInUse(f"port {port} on {host} is already in use") from exc
+                raise PortInUse(f"port {port} on {host} is already in use", flag) from exc
             raise
 
 
@@ -57,11 +62,14 @@ class EmulatorServer:
         self.store = Store(options.data)
         self.backend = Backend(self.store, list(options.task_hubs))
         self._server: grpc.Server | None = None
+        self._dashboard = None
         self.port: int | None = None
 
     def start(self) -> int:
         o = self.options
         _check_port(o.host, o.port)
+        if o.dashboard_port:
+            _check_port(o.host, o.dashboard_port, "--dashboard-port")
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=o.threads, thread_name_prefix="emulator-rpc"),
             options=[
@@ -79,11 +87,26 @@ class EmulatorServer:
             raise PortInUse(f"port {o.port} on {o.host} could not be bound")
         server.start()
         self._server, self.port = server, port
+        if o.dashboard_port:
+            from .dashboard.server import DashboardServer
+
+            self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port)
+            try:
+                self._dashboard.start()
+            except RuntimeError as exc:
+                server.stop(None)
+                raise PortInUse(str(exc), "--dashboard-port") from exc
         return port
+
+    @property
+    def dashboard_url(self) -> str | None:
+        return f"http://{self.options.host}:{self.options.dashboard_port}" if self._dashboard else None
 
     def stop(self, grace: float = 5.0) -> None:
         """Let in-flight completions finish, end worker streams, close the database."""
         self.backend.shutdown()
+        if self._dashboard is not None:
+            self._dashboard.stop()
         if self._server is not None:
             self._server.stop(grace).wait()
         self.store.close()

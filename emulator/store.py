@@ -258,8 +258,13 @@ class Store:
         after: tuple[float, str] | None = None,
         limit: int | None = None,
         parent: str | None = None,
+        search: str | None = None,
+        newest_first: bool = False,
     ) -> list[InstanceRow]:
-        """Instances ordered by (created_at, instance_id); ``after`` continues a page."""
+        """Instances ordered by (created_at, instance_id); ``after`` continues a page.
+
+        ``search`` matches a part of the instance ID or the orchestration name.
+        """
         where, params = ["hub = ?"], [hub]
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
@@ -279,10 +284,14 @@ class Store:
         if parent is not None:
             where.append("parent_instance_id = ?")
             params.append(parent)
+        if search:
+            where.append("(instr(instance_id, ?) > 0 OR instr(name, ?) > 0)")
+            params.extend([search, search])
         if after is not None:
-            where.append("(created_at, instance_id) > (?, ?)")
+            where.append(f"(created_at, instance_id) {'<' if newest_first else '>'} (?, ?)")
             params.extend(after)
-        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} ORDER BY created_at, instance_id"
+        order = "created_at DESC, instance_id DESC" if newest_first else "created_at, instance_id"
+        sql = f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -389,11 +398,17 @@ class Store:
         after: str | None = None,
         limit: int | None = None,
         locked_only: bool = False,
+        name_or_key: str | None = None,
     ) -> list[EntityRow]:
+        """Entities ordered by ID; ``name_or_key`` matches a name prefix or a key prefix."""
         where, params = ["hub = ?"], [hub]
         if prefix:
             where.append("substr(instance_id, 1, ?) = ?")
             params.extend([len(prefix), prefix])
+        if name_or_key:
+            pattern = name_or_key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("(instance_id LIKE ? ESCAPE '\\' OR instance_id LIKE ? ESCAPE '\\')")
+            params.extend([f"@{pattern.lower()}%", f"@%@{pattern}%"])
         if modified_from is not None:
             where.append("last_modified >= ?")
             params.append(modified_from)

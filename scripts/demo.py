@@ -61,7 +61,9 @@ def main() -> int:
                 log.error("no scheduler answers at %s, and it is not a local address to start one on", config.endpoint)
                 return 2
             log.info("starting the built-in emulator on port %s (state in .emulator/)", url.port or 80)
-            emulator = subprocess.Popen([python, "-m", "emulator", "--port", str(url.port or 80)], cwd=ROOT)
+            dashboard = os.environ.get("DASHBOARD_PORT", "8082")
+            emulator = subprocess.Popen([python, "-m", "emulator", "--port", str(url.port or 80),
+                                         "--dashboard-port", dashboard], cwd=ROOT)
             if not answers(config.endpoint, False, timeout=30.0) or emulator.poll() is not None:
                 log.error("the emulator did not start; see its messages above")
                 return 2

@@ -91,19 +91,25 @@ class Process:
 class Emulator:
     """``python -m emulator`` on a free port (or a given one), with its data file."""
 
-    def __init__(self, data: Path | None, port: int = 0, hubs: str | None = None, extra: tuple[str, ...] = ()):
+    def __init__(self, data: Path | None, port: int = 0, hubs: str | None = None, extra: tuple[str, ...] = (),
+                 dashboard_port: int = 0):
         self.data, self.hubs, self.extra = data, hubs, extra
-        self.port = port
+        self.port, self.dashboard_port = port, dashboard_port
         self.process: Process | None = None
 
     def start(self) -> Emulator:
-        args = [sys.executable, "-m", "emulator", "--port", str(self.port), "--log-level", "info", *self.extra]
+        args = [sys.executable, "-m", "emulator", "--port", str(self.port), "--log-level", "info",
+                "--dashboard-port", str(self.dashboard_port), *self.extra]
         args += ["--data", str(self.data)] if self.data else ["--in-memory"]
         if self.hubs:
             args += ["--task-hubs", self.hubs]
         self.process = Process(args)
         self.port = int(self.process.wait_for_line(r"gRPC endpoint: http://[\d.]+:(\d+)").group(1))
         return self
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
 
     @property
     def endpoint(self) -> str:
@@ -142,3 +148,12 @@ def serve_in_memory_backend():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"
+
+
+def free_port() -> int:
+    """A port that was free a moment ago, for servers that cannot pick their own."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

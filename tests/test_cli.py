@@ -29,14 +29,15 @@ def test_port_in_use_is_one_clear_error(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        p = Process([sys.executable, "-m", "emulator", "--port", str(port), "--data", str(tmp_path / "d.db")])
+        p = Process([sys.executable, "-m", "emulator", "--port", str(port), "--dashboard-port", "0",
+                     "--data", str(tmp_path / "d.db")])
         assert p.wait() == 2
     assert f"port {port}" in p.output and "--port" in p.output
     assert "Traceback" not in p.output
 
 
 def test_hubs_from_environment_and_unknown_hub_is_not_found(tmp_path):
-    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--in-memory"],
+    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0", "--in-memory"],
                 env={"DTS_TASK_HUB_NAMES": "alpha,beta"})
     try:
         port = int(p.wait_for_line(r"gRPC endpoint: http://[\d.]+:(\d+)").group(1))
@@ -78,7 +79,8 @@ def test_newer_schema_is_refused_clearly(tmp_path):
     store = Store(tmp_path / "future.db")
     store._db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     store.close()
-    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--data", str(tmp_path / "future.db")])
+    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0",
+                 "--data", str(tmp_path / "future.db")])
     assert p.wait() == 2
     assert "schema version 99" in p.output
 

@@ -29,7 +29,7 @@ def test_every_emulator_flag_is_documented():
     assert parse_args(["--port", "0", "--in-memory"]).in_memory
 
 
-@pytest.mark.parametrize("path", ["settings.py", "client.py", "emulator/cli.py"])
+@pytest.mark.parametrize("path", ["settings.py", "client.py", "emulator/cli.py", "scripts/demo.py"])
 def test_every_environment_variable_is_documented(path):
     source = (ROOT / path).read_text()
     names = set(re.findall(r"env(?:iron)?\.get\(\"([A-Z_]+)\"", source))
@@ -89,7 +89,7 @@ def test_make_demo_runs_twice_and_state_survives(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"PATH": "/usr/bin:/bin", "ENDPOINT": f"http://localhost:{port}"}
+    env = {"PATH": "/usr/bin:/bin", "ENDPOINT": f"http://localhost:{port}", "DASHBOARD_PORT": "0"}
     first = subprocess.run([sys.executable, "scripts/demo.py"], cwd=project, env=env, capture_output=True,
                            text=True, timeout=120)
     assert first.returncode == 0, first.stdout + first.stderr

@@ -1,0 +1,1 @@
+"""The emulator's web dashboard: task hubs, orchestrations, instances and entities."""

@@ -1,0 +1,228 @@
+"""The dashboard's HTTP routes: a JSON API under /api/ and the page that uses it.
+
+Reads go straight to the emulator's store; every change goes through the same
+engine functions the gRPC service uses, and only through POST.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from durabletask.internal import orchestrator_service_pb2 as pb
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import control, entities
+from .. import events as ev
+from ..backend import Backend
+from ..store import ENTITY, EntityRow
+from ..validation import check_entity_id
+from . import views
+
+log = logging.getLogger("emulator.dashboard")
+STATIC = Path(__file__).parent / "static"
+MAX_PAGE = 200
+
+
+class BadParameter(Exception):
+    pass
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"'{name}' must be a whole number, not '{raw}'") from None
+    if not low <= value <= high:
+        raise BadParameter(f"'{name}' must be between {low} and {high}")
+    return value
+
+
+def _after(token: str | None) -> tuple[float, str] | None:
+    if not token:
+        return None
+    created, sep, instance_id = token.partition("|")
+    try:
+        if not sep:
+            raise ValueError
+        return float(created), instance_id
+    except ValueError:
+        raise BadParameter("'after' is not a page token from this dashboard") from None
+
+
+async def _body(request: Request) -> dict:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadParameter("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadParameter("the request body must be a JSON object")
+    return body
+
+
+def create_app(backend: Backend) -> Starlette:
+    store = backend.store
+
+    def hub_of(request: Request) -> str:
+        hub = request.path_params["hub"]
+        if hub not in backend.hubs:
+            raise HTTPException(404, f"task hub '{hub}' does not exist; known: {', '.join(backend.hubs)}")
+        return hub
+
+    def instance_of(request: Request):
+        hub = hub_of(request)
+        row = store.get_instance(hub, request.path_params["instance_id"])
+        if row is None:
+            raise HTTPException(404, f"no instance '{request.path_params['instance_id']}' in task hub '{hub}'")
+        return row
+
+    async def hubs(request: Request):
+        result = []
+        for hub in backend.hubs:
+            counts = store.count_instances_by_status(hub)
+            result.append({
+                "name": hub,
+                "instances": {views.STATUS_NAMES[s]: n for s, n in sorted(counts.items())},
+                "instanceCount": sum(counts.values()),
+                "entities": store.count_entities(hub),
+            })
+        return JSONResponse({"hubs": result})
+
+    async def instances(request: Request):
+        hub = hub_of(request)
+        status = request.query_params.get("status") or None
+        if status is not None and status not in views.STATUS_VALUES:
+            raise BadParameter(f"unknown status '{status}'; use one of {', '.join(views.STATUS_VALUES)}")
+        size = _int(request, "page_size", 50, 1, MAX_PAGE)
+        rows = store.query_instances(
+            hub, statuses=[views.STATUS_VALUES[status]] if status else (),
+            search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
+            limit=size + 1, newest_first=True)
+        more = len(rows) > size
+        rows = rows[:size]
+        return JSONResponse({
+            "items": [views.instance_summary(r) for r in rows],
+            "next": f"{rows[-1].created_at!r}|{rows[-1].instance_id}" if more else None,
+        })
+
+    async def instance(request: Request):
+        row = instance_of(request)
+        history = [views.history_entry(i, ev.parse(b))
+                   for i, b in enumerate(store.history(row.hub, row.instance_id))]
+        return JSONResponse({"instance": views.instance_detail(row), "history": history})
+
+    async def instance_action(request: Request):
+        row = instance_of(request)
+        action = request.path_params["action"]
+        body = await _body(request)
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise BadParameter("'reason' must be a string")
+        if action == "terminate":
+            control.terminate(backend, row.hub, row.instance_id, json.dumps(reason) if reason else None, False)
+        elif action == "suspend":
+            control.suspend(backend, row.hub, row.instance_id, reason)
+        elif action == "resume":
+            control.resume(backend, row.hub, row.instance_id, reason)
+        elif action == "purge":
+            if row.status not in ev.TERMINAL:
+                raise control.InvalidState(f"instance '{row.instance_id}' is still running; terminate it first")
+            control.purge(backend, row.hub, [row.instance_id], recursive=True)
+        elif action == "raise-event":
+            name = body.get("name")
+            if not isinstance(name, str) or not name:
+                raise BadParameter("'name' (the event name) is required")
+            data = json.dumps(body["data"]) if "data" in body else None
+            control.raise_event(backend, row.hub, row.instance_id, name, data)
+        else:
+            raise HTTPException(404, f"unknown action '{action}'")
+        return JSONResponse({"ok": True})
+
+    def entity_json(row: EntityRow) -> dict:
+        return views.entity_json(row, store.count_messages(row.hub, ENTITY, row.instance_id))
+
+    async def entity_list(request: Request):
+        hub = hub_of(request)
+        size = _int(request, "page_size", 50, 1, MAX_PAGE)
+        rows = store.query_entities(hub, name_or_key=request.query_params.get("q") or None,
+                                    after=request.query_params.get("after") or None, limit=size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return JSONResponse({"items": [entity_json(r) for r in rows],
+                             "next": rows[-1].instance_id if more else None})
+
+    def entity_id_of(request: Request) -> str:
+        entity_id = request.path_params["entity_id"]
+        problem = check_entity_id(entity_id)
+        if problem:
+            raise BadParameter(problem)
+        return entity_id
+
+    async def entity(request: Request):
+        hub, entity_id = hub_of(request), entity_id_of(request)
+        row = store.get_entity(hub, entity_id)
+        pending = [views.pending_operation(m) for m in store.messages_for(hub, ENTITY, entity_id)]
+        if row is None and not pending:
+            raise HTTPException(404, f"no entity '{entity_id}' in task hub '{hub}'")
+        # An entity with queued operations but no state yet still has something to show.
+        detail = views.entity_json(row or EntityRow(hub, entity_id, None, None, None, None), len(pending))
+        return JSONResponse({"entity": detail, "pending": pending})
+
+    async def signal(request: Request):
+        hub, entity_id = hub_of(request), entity_id_of(request)
+        body = await _body(request)
+        operation = body.get("operation")
+        if not isinstance(operation, str) or not operation:
+            raise BadParameter("'operation' is required")
+        request_pb = pb.SignalEntityRequest(instanceId=entity_id, name=operation, requestId=ev.new_id(),
+                                            input=ev.string(json.dumps(body["input"])) if "input" in body else None)
+        entities.signal(backend, hub, request_pb)
+        return JSONResponse({"ok": True})
+
+    async def page(request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    async def bad_parameter(request: Request, exc: Exception):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def conflict(request: Request, exc: Exception):
+        return JSONResponse({"error": str(exc)}, status_code=409)
+
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("dashboard request %s failed", request.url.path)
+        return JSONResponse({"error": f"internal error: {exc}"}, status_code=500)
+
+    routes = [
+        Route("/api/hubs", hubs),
+        Route("/api/hubs/{hub}/instances", instances),
+        Route("/api/hubs/{hub}/instances/{instance_id:path}/{action}", instance_action, methods=["POST"]),
+        Route("/api/hubs/{hub}/instances/{instance_id:path}", instance),
+        Route("/api/hubs/{hub}/entities", entity_list),
+        Route("/api/hubs/{hub}/entities/{entity_id:path}/signal", signal, methods=["POST"]),
+        Route("/api/hubs/{hub}/entities/{entity_id:path}", entity),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route("/", page),
+        Route("/hubs/{rest:path}", page),
+    ]
+    return Starlette(routes=routes, exception_handlers={
+        BadParameter: bad_parameter,
+        control.InvalidState: conflict,
+        control.NotFound: lambda r, e: JSONResponse({"error": str(e)}, status_code=404),
+        HTTPException: http_error,
+        Exception: unexpected,
+    })

@@ -1,0 +1,277 @@
+// The dashboard page: a small router over the JSON API under /api/.
+// Every piece of data is placed with textContent (via h()), never as markup,
+// so names, keys, inputs and failure messages always show as text.
+"use strict";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+let refreshTimer = null;
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (value !== false && value !== null && value !== undefined) el.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const enc = encodeURIComponent;
+const link = (href, text) => h("a", { href, "data-link": true }, text);
+const json = (value) => h("pre", { class: "json" }, value === null || value === undefined ? "(none)" : JSON.stringify(value, null, 2));
+const status = (s) => h("span", { class: `status ${s}` }, s);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+
+async function api(path, options) {
+  const response = await fetch(`/api${path}`, options);
+  const body = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function post(path, body) {
+  return api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body || {}) });
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+}
+
+function showError(err) {
+  show(h("p", { class: "error", role: "alert" }, err.message));
+}
+
+function setNav(hub, current) {
+  const items = [link("/", "Task hubs")];
+  if (hub) {
+    items.push(link(`/hubs/${enc(hub)}/instances`, "Orchestrations"), link(`/hubs/${enc(hub)}/entities`, "Entities"));
+  }
+  for (const a of items) if (a.textContent === current) a.classList.add("current");
+  nav.replaceChildren(...items);
+}
+
+function autoRefresh(render, enabled) {
+  clearInterval(refreshTimer);
+  refreshTimer = enabled ? setInterval(render, 2000) : null;
+}
+
+// -- views ---------------------------------------------------------------------
+
+async function hubsView() {
+  setNav(null, "Task hubs");
+  const { hubs } = await api("/hubs");
+  show(
+    h("h1", {}, "Task hubs"),
+    h("div", { class: "cards" }, hubs.map((hub) =>
+      h("section", { class: "card", "data-hub": hub.name },
+        h("h2", {}, hub.name),
+        h("dl", { class: "facts" },
+          h("dt", {}, "Orchestrations"), h("dd", {}, link(`/hubs/${enc(hub.name)}/instances`, `${hub.instanceCount}`)),
+          Object.entries(hub.instances).map(([s, n]) => [h("dt", {}, status(s)), h("dd", {}, n)]),
+          h("dt", {}, "Entities"), h("dd", {}, link(`/hubs/${enc(hub.name)}/entities`, `${hub.entities}`)),
+        ),
+      ))),
+  );
+}
+
+function listParams() {
+  return new URLSearchParams(location.search);
+}
+
+function go(path) {
+  history.pushState({}, "", path);
+  route();
+}
+
+async function instancesView(hub) {
+  setNav(hub, "Orchestrations");
+  const params = listParams();
+  const query = new URLSearchParams();
+  for (const key of ["status", "q", "after"]) if (params.get(key)) query.set(key, params.get(key));
+  const page = await api(`/hubs/${enc(hub)}/instances?${query}`);
+  const statusSelect = h("select", { name: "status", "aria-label": "Status" },
+    ["", "PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "FAILED", "TERMINATED"].map((s) =>
+      h("option", { value: s, selected: s === (params.get("status") || "") }, s || "Any status")));
+  const search = h("input", { name: "q", placeholder: "Instance ID or name", value: params.get("q") || "" });
+  const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
+  const filter = (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    if (statusSelect.value) next.set("status", statusSelect.value);
+    if (search.value) next.set("q", search.value);
+    if (refresh.checked) next.set("refresh", "1");
+    go(`/hubs/${enc(hub)}/instances?${next}`);
+  };
+  refresh.addEventListener("change", filter);
+  const rows = page.items.map((i) =>
+    h("tr", { "data-instance": i.id },
+      h("td", { class: "id" }, link(`/hubs/${enc(hub)}/instances/${enc(i.id)}`, i.id)),
+      h("td", {}, i.name), h("td", {}, status(i.status)),
+      h("td", {}, when(i.created)), h("td", {}, when(i.updated)),
+      h("td", {}, i.customStatus === null ? "" : JSON.stringify(i.customStatus))));
+  const pager = h("div", { class: "pager" },
+    params.get("after") ? h("button", { onclick: () => history.back() }, "Previous page") : null,
+    page.next ? h("button", { onclick: () => { const next = listParams(); next.set("after", page.next); go(`?${next}`); } }, "Next page") : null);
+  show(
+    h("h1", {}, `Orchestrations in ${hub}`),
+    h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, h("button", { type: "submit" }, "Filter"),
+      h("label", {}, refresh, " Auto-refresh")),
+    rows.length
+      ? h("table", {}, h("thead", {}, h("tr", {}, ["Instance ID", "Name", "Status", "Created", "Last updated", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No orchestrations match."),
+    pager,
+  );
+  autoRefresh(() => instancesView(hub).catch(showError), refresh.checked);
+}
+
+async function act(path, body, confirmText, then = route) {
+  if (confirmText && !window.confirm(confirmText)) return;
+  try {
+    await post(path, body);
+    then();
+  } catch (err) {
+    main.prepend(h("p", { class: "error", role: "alert" }, err.message));
+  }
+}
+
+async function instanceView(hub, id) {
+  setNav(hub, "Orchestrations");
+  const { instance: i, history: events } = await api(`/hubs/${enc(hub)}/instances/${enc(id)}`);
+  const base = `/hubs/${enc(hub)}/instances/${enc(id)}`;
+  const ended = ["COMPLETED", "FAILED", "TERMINATED"].includes(i.status);
+  const eventName = h("input", { name: "event", placeholder: "Event name", required: true });
+  const eventData = h("input", { name: "data", placeholder: "JSON data (optional)" });
+  const showReplay = h("input", { type: "checkbox" });
+  const timeline = h("ol", { class: "timeline", id: "timeline" }, events.map((e) =>
+    h("li", { class: e.category, "data-kind": e.kind, hidden: e.category === "replay" },
+      h("span", { class: "time" }, e.timestamp ? new Date(e.timestamp).toLocaleTimeString() : ""),
+      h("span", { class: "cat" }, e.category),
+      h("div", {}, h("div", { class: "label" }, e.label),
+        e.payload === null || e.payload === undefined ? null : h("code", { class: "json" }, JSON.stringify(e.payload))))));
+  showReplay.addEventListener("change", () => {
+    for (const li of timeline.querySelectorAll("li.replay")) li.hidden = !showReplay.checked;
+  });
+  show(
+    h("h1", {}, i.id),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Orchestration"), h("dd", {}, i.name + (i.version ? ` (version ${i.version})` : "")),
+      h("dt", {}, "Status"), h("dd", { id: "status" }, status(i.status)),
+      h("dt", {}, "Created"), h("dd", {}, when(i.created)),
+      h("dt", {}, "Last updated"), h("dd", {}, when(i.updated)),
+      i.parentInstanceId ? [h("dt", {}, "Parent"), h("dd", {}, link(`/hubs/${enc(hub)}/instances/${enc(i.parentInstanceId)}`, i.parentInstanceId))] : null,
+      h("dt", {}, "Custom status"), h("dd", {}, i.customStatus === null ? "(none)" : JSON.stringify(i.customStatus)),
+    ),
+    h("div", { class: "actions" },
+      h("button", { class: "danger", disabled: ended, onclick: () => act(`${base}/terminate`, { reason: "terminated from the dashboard" }, `Terminate ${i.id}?`) }, "Terminate"),
+      h("button", { disabled: ended || i.status === "SUSPENDED", onclick: () => act(`${base}/suspend`, {}) }, "Suspend"),
+      h("button", { disabled: i.status !== "SUSPENDED", onclick: () => act(`${base}/resume`, {}) }, "Resume"),
+      h("button", { class: "danger", disabled: !ended, onclick: () => act(`${base}/purge`, {}, `Purge ${i.id} and its history? This cannot be undone.`, () => go(`/hubs/${enc(hub)}/instances`)) }, "Purge"),
+    ),
+    h("form", { class: "inline", onsubmit: (event) => {
+      event.preventDefault();
+      let data;
+      try { data = eventData.value ? JSON.parse(eventData.value) : undefined; } catch { return showError(new Error("The event data is not valid JSON")); }
+      act(`${base}/raise-event`, data === undefined ? { name: eventName.value } : { name: eventName.value, data });
+    } }, eventName, eventData, h("button", { type: "submit", disabled: ended }, "Raise event")),
+    h("h2", {}, "Input"), json(i.input),
+    h("h2", {}, "Output"), h("div", { id: "output" }, json(i.output)),
+    i.failure ? [h("h2", {}, "Failure"), h("pre", { class: "json", id: "failure" }, `${i.failure.type}: ${i.failure.message}\n${i.failure.stackTrace || ""}`)] : null,
+    h("h2", {}, "History ", h("label", { class: "muted" }, showReplay, " show worker turns")),
+    timeline,
+  );
+}
+
+async function entitiesView(hub) {
+  setNav(hub, "Entities");
+  const params = listParams();
+  const query = new URLSearchParams();
+  for (const key of ["q", "after"]) if (params.get(key)) query.set(key, params.get(key));
+  const page = await api(`/hubs/${enc(hub)}/entities?${query}`);
+  const search = h("input", { name: "q", placeholder: "Entity name or key prefix", value: params.get("q") || "" });
+  const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
+  const filter = (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    if (search.value) next.set("q", search.value);
+    if (refresh.checked) next.set("refresh", "1");
+    go(`/hubs/${enc(hub)}/entities?${next}`);
+  };
+  refresh.addEventListener("change", filter);
+  const rows = page.items.map((e) =>
+    h("tr", { "data-entity": e.id },
+      h("td", {}, e.name), h("td", { class: "id" }, link(`/hubs/${enc(hub)}/entities/${enc(e.id)}`, e.key)),
+      h("td", { class: "state" }, h("code", { class: "json" }, JSON.stringify(e.state))),
+      h("td", {}, when(e.lastModified)), h("td", { class: "id" }, e.lockedBy || ""), h("td", {}, e.backlog)));
+  show(
+    h("h1", {}, `Entities in ${hub}`),
+    h("form", { class: "toolbar", onsubmit: filter }, search, h("button", { type: "submit" }, "Search"),
+      h("label", {}, refresh, " Auto-refresh")),
+    rows.length
+      ? h("table", {}, h("thead", {}, h("tr", {}, ["Name", "Key", "State", "Last modified", "Locked by", "Pending operations"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No entities match."),
+    h("div", { class: "pager" },
+      params.get("after") ? h("button", { onclick: () => history.back() }, "Previous page") : null,
+      page.next ? h("button", { onclick: () => { const next = listParams(); next.set("after", page.next); go(`?${next}`); } }, "Next page") : null),
+  );
+  autoRefresh(() => entitiesView(hub).catch(showError), refresh.checked);
+}
+
+async function entityView(hub, id) {
+  setNav(hub, "Entities");
+  const { entity: e, pending } = await api(`/hubs/${enc(hub)}/entities/${enc(id)}`);
+  const operation = h("input", { name: "operation", placeholder: "Operation, e.g. add", required: true });
+  const input = h("input", { name: "input", placeholder: "JSON input, e.g. 5 (optional)" });
+  show(
+    h("h1", {}, `${e.name} / ${e.key}`),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Entity ID"), h("dd", {}, e.id),
+      h("dt", {}, "Last modified"), h("dd", {}, when(e.lastModified)),
+      h("dt", {}, "Locked by"), h("dd", {}, e.lockedBy ? link(`/hubs/${enc(hub)}/instances/${enc(e.lockedBy)}`, e.lockedBy) : "nobody"),
+      h("dt", {}, "Pending operations"), h("dd", {}, e.backlog),
+    ),
+    h("h2", {}, "State"), h("div", { id: "state" }, json(e.state)),
+    h("h2", {}, "Waiting on"),
+    pending.length
+      ? h("table", {}, h("thead", {}, h("tr", {}, ["Operation", "Input", "From", "Due"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, pending.map((p) => h("tr", {}, h("td", {}, p.operation), h("td", {}, JSON.stringify(p.input)), h("td", { class: "id" }, p.sender || "client"), h("td", {}, when(p.visibleAt))))))
+      : h("p", { class: "muted" }, e.lockedBy ? "Nothing queued; held by the lock above." : "Nothing: no operations are queued."),
+    h("h2", {}, "Signal this entity"),
+    h("form", { class: "inline", onsubmit: (event) => {
+      event.preventDefault();
+      let value;
+      try { value = input.value ? JSON.parse(input.value) : undefined; } catch { return showError(new Error("The input is not valid JSON")); }
+      act(`/hubs/${enc(hub)}/entities/${enc(id)}/signal`, value === undefined ? { operation: operation.value } : { operation: operation.value, input: value });
+    } }, operation, input, h("button", { type: "submit" }, "Signal")),
+  );
+}
+
+// -- routing -------------------------------------------------------------------
+
+async function route() {
+  autoRefresh(null, false);
+  const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  try {
+    if (parts.length === 0) return await hubsView();
+    if (parts[0] === "hubs" && parts[2] === "instances" && parts.length === 3) return await instancesView(parts[1]);
+    if (parts[0] === "hubs" && parts[2] === "instances" && parts.length >= 4) return await instanceView(parts[1], parts.slice(3).join("/"));
+    if (parts[0] === "hubs" && parts[2] === "entities" && parts.length === 3) return await entitiesView(parts[1]);
+    if (parts[0] === "hubs" && parts[2] === "entities" && parts.length >= 4) return await entityView(parts[1], parts.slice(3).join("/"));
+    showError(new Error(`Nothing here: ${location.pathname}`));
+  } catch (err) {
+    showError(err);
+  }
+}
+
+document.addEventListener("click", (event) => {
+  const a = event.target.closest("a[data-link]");
+  if (a && !event.ctrlKey && !event.metaKey && a.origin === location.origin) {
+    event.preventDefault();
+    go(a.getAttribute("href"));
+  }
+});
+window.addEventListener("popstate", route);
+route();

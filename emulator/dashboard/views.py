@@ -1,0 +1,184 @@
+"""What the dashboard shows: stored rows and history events as plain JSON-ready dicts.
+
+The summaries are written here, in one place, so the page only lays them out and
+never builds markup from data (it sets text, which the browser escapes).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from durabletask.internal import orchestrator_service_pb2 as pb
+from google.protobuf import json_format
+
+from .. import events as ev
+from ..store import EntityRow, InstanceRow, MessageRow
+
+STATUS_NAMES = {v: pb.OrchestrationStatus.Name(v).removeprefix("ORCHESTRATION_STATUS_")
+                for v in pb.OrchestrationStatus.values()}
+STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
+
+
+def iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return ev.timestamp(seconds).ToJsonString()
+
+
+def parse_json(text: str | None) -> Any:
+    """Payloads are JSON strings; show them as values, or as text if they are not JSON."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def instance_summary(row: InstanceRow) -> dict:
+    return {
+        "id": row.instance_id,
+        "name": row.name,
+        "status": STATUS_NAMES.get(row.status, str(row.status)),
+        "created": iso(row.created_at),
+        "updated": iso(row.updated_at),
+        "customStatus": parse_json(row.custom_status),
+    }
+
+
+def instance_detail(row: InstanceRow) -> dict:
+    failure = None
+    if row.failure:
+        details = pb.TaskFailureDetails.FromString(row.failure)
+        failure = {"type": details.errorType, "message": details.errorMessage,
+                   "stackTrace": details.stackTrace.value or None}
+    return {
+        **instance_summary(row),
+        "version": row.version,
+        "executionId": row.execution_id,
+        "completed": iso(row.completed_at),
+        "scheduledStart": iso(row.scheduled_start),
+        "input": parse_json(row.input),
+        "output": parse_json(row.output),
+        "failure": failure,
+        "parentInstanceId": row.parent_instance_id,
+        "tags": row.tags,
+    }
+
+
+def _value(wrapper_owner, field: str) -> Any:
+    return parse_json(ev.optional_string(wrapper_owner, field))
+
+
+def _entity_label(instance_id: str) -> str:
+    parts = instance_id.split("@")
+    return f"{parts[1]}/{parts[2]}" if len(parts) == 3 else instance_id
+
+
+def _summary(e: pb.HistoryEvent) -> tuple[str, str, Any]:
+    """(category, one-line label, payload worth showing) for one history event."""
+    kind = ev.kind_of(e)
+    inner = getattr(e, kind)
+    match kind:
+        case "executionStarted":
+            return "lifecycle", f"Started {inner.name}", _value(inner, "input")
+        case "executionCompleted":
+            status = STATUS_NAMES.get(inner.orchestrationStatus, "?")
+            detail = inner.failureDetails.errorMessage if inner.HasField("failureDetails") else _value(inner, "result")
+            return "lifecycle", f"Finished: {status}", detail
+        case "executionTerminated":
+            return "lifecycle", "Terminate requested", _value(inner, "input")
+        case "executionSuspended":
+            return "lifecycle", "Suspended", _value(inner, "input")
+        case "executionResumed":
+            return "lifecycle", "Resumed", _value(inner, "input")
+        case "executionRewound":
+            return "lifecycle", "Rewound", _value(inner, "reason")
+        case "continueAsNew":
+            return "lifecycle", "Continued as new", _value(inner, "input")
+        case "taskScheduled":
+            return "activity", f"Activity {inner.name} scheduled (task {e.eventId})", _value(inner, "input")
+        case "taskCompleted":
+            return "activity", f"Activity task {inner.taskScheduledId} completed", _value(inner, "result")
+        case "taskFailed":
+            return "activity", f"Activity task {inner.taskScheduledId} failed", inner.failureDetails.errorMessage
+        case "timerCreated":
+            return "timer", f"Timer {e.eventId} set", inner.fireAt.ToJsonString()
+        case "timerFired":
+            return "timer", f"Timer {inner.timerId} fired", inner.fireAt.ToJsonString()
+        case "subOrchestrationInstanceCreated":
+            return "suborchestration", f"Sub-orchestration {inner.name} started ({inner.instanceId})", \
+                _value(inner, "input")
+        case "subOrchestrationInstanceCompleted":
+            return "suborchestration", f"Sub-orchestration task {inner.taskScheduledId} completed", \
+                _value(inner, "result")
+        case "subOrchestrationInstanceFailed":
+            return "suborchestration", f"Sub-orchestration task {inner.taskScheduledId} failed", \
+                inner.failureDetails.errorMessage
+        case "eventRaised":
+            return "event", f"Event '{inner.name}' received", _value(inner, "input")
+        case "eventSent":
+            return "event", f"Event '{inner.name}' sent to {inner.instanceId}", _value(inner, "input")
+        case "entityOperationSignaled":
+            target = _entity_label(inner.targetInstanceId.value)
+            return "entity", f"Signal {inner.operation} to {target}", _value(inner, "input")
+        case "entityOperationCalled":
+            target = _entity_label(inner.targetInstanceId.value)
+            return "entity", f"Call {inner.operation} on {target}", _value(inner, "input")
+        case "entityOperationCompleted":
+            return "entity", "Entity call returned", _value(inner, "output")
+        case "entityOperationFailed":
+            return "entity", "Entity call failed", inner.failureDetails.errorMessage
+        case "entityLockRequested":
+            return "lock", "Lock requested on " + ", ".join(_entity_label(i) for i in inner.lockSet), None
+        case "entityLockGranted":
+            return "lock", "Lock granted", None
+        case "entityUnlockSent":
+            return "lock", f"Lock released on {_entity_label(inner.targetInstanceId.value)}", None
+        case "orchestratorStarted":
+            return "replay", "Worker turn started", None
+        case "orchestratorCompleted":
+            return "replay", "Worker turn ended", None
+    return "other", kind, None
+
+
+def history_entry(index: int, e: pb.HistoryEvent) -> dict:
+    category, label, payload = _summary(e)
+    return {
+        "index": index,
+        "eventId": e.eventId,
+        "kind": ev.kind_of(e),
+        "category": category,
+        "label": label,
+        "payload": payload,
+        "timestamp": e.timestamp.ToJsonString() if e.HasField("timestamp") else None,
+        "raw": json_format.MessageToDict(e),
+    }
+
+
+def entity_json(row: EntityRow, backlog: int) -> dict:
+    parts = row.instance_id.split("@")
+    return {
+        "id": row.instance_id,
+        "name": parts[1] if len(parts) == 3 else "",
+        "key": parts[2] if len(parts) == 3 else row.instance_id,
+        "state": parse_json(row.state),
+        "lastModified": iso(row.last_modified),
+        "lockedBy": row.lock_owner,
+        "backlog": backlog,
+    }
+
+
+def pending_operation(m: MessageRow) -> dict:
+    e = ev.parse(m.payload)
+    kind = ev.kind_of(e)
+    inner = getattr(e, kind)
+    entry = {"kind": kind, "sender": m.sender, "visibleAt": iso(m.visible_at)}
+    if kind in ("entityOperationSignaled", "entityOperationCalled"):
+        entry.update(operation=inner.operation, input=_value(inner, "input"))
+    elif kind == "entityLockRequested":
+        entry.update(operation="(lock request)", input=None)
+    elif kind == "entityUnlockSent":
+        entry.update(operation="(lock release)", input=None)
+    return entry
