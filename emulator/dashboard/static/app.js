@@ -13,7 +13,7 @@ function h(tag, attrs, ...children) {
     if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (value !== false && value !== null && value !== undefined) el.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -38,7 +38,7 @@ function post(path, body) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+  main.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 function showError(err) {
@@ -70,9 +70,9 @@ async function hubsView() {
       h("section", { class: "card", "data-hub": hub.name },
         h("h2", {}, hub.name),
         h("dl", { class: "facts" },
-          h("dt", {}, "Orchestrations"), h("dd", {}, link(`/hubs/${enc(hub.name)}/instances`, `${hub.instanceCount}`)),
+          h("dt", {}, link(`/hubs/${enc(hub.name)}/instances`, "Orchestrations")), h("dd", {}, hub.instanceCount),
           Object.entries(hub.instances).map(([s, n]) => [h("dt", {}, status(s)), h("dd", {}, n)]),
-          h("dt", {}, "Entities"), h("dd", {}, link(`/hubs/${enc(hub.name)}/entities`, `${hub.entities}`)),
+          h("dt", {}, link(`/hubs/${enc(hub.name)}/entities`, "Entities")), h("dd", {}, hub.entities),
         ),
       ))),
   );

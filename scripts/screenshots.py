@@ -1,0 +1,70 @@
+"""Screenshots of the dashboard's main views for the README, from a real demo run.
+
+    .venv/bin/python scripts/screenshots.py [OUTPUT_DIR]   (default: docs/)
+
+Starts an in-memory emulator and the sample worker on free ports, runs the client,
+then drives Debian's Chromium (through Playwright) to each view.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def take(output: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    grpc_port, web_port = free_port(), free_port()
+    env = {**os.environ, "ENDPOINT": f"http://127.0.0.1:{grpc_port}"}
+    emulator = subprocess.Popen([sys.executable, "-m", "emulator", "--port", str(grpc_port), "--dashboard-port",
+                                 str(web_port), "--in-memory"], cwd=ROOT, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        subprocess.run([sys.executable, "client.py"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        output.mkdir(parents=True, exist_ok=True)
+        base = f"http://127.0.0.1:{web_port}"
+        shots = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 760})
+            for name, path, ready in [
+                ("hubs", "/", "[data-hub=default]"),
+                ("entities", "/hubs/default/entities", "text=my-counter-orch-5"),
+                ("instances", "/hubs/default/instances", "text=counter_workflow"),
+            ]:
+                page.goto(base + path)
+                page.wait_for_selector(ready)
+                shots.append(output / f"dashboard-{name}.png")
+                page.screenshot(path=shots[-1])
+            page.goto(base + "/hubs/default/instances")
+            page.click("td.id a")
+            page.wait_for_selector("#timeline")
+            shots.append(output / "dashboard-instance.png")
+            page.screenshot(path=shots[-1], full_page=True)
+            browser.close()
+        return shots
+    finally:
+        for process in (worker, emulator):
+            process.terminate()
+            process.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    for shot in take(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs"):
+        print(shot)

@@ -1,0 +1,146 @@
+"""The dashboard in Debian's Chromium, driven by Playwright, on the demo's data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from durabletask import client as dt_client
+from durabletask import entities, task
+
+import client as sample_client
+from tests.helpers import ROOT, Emulator, free_port
+from worker import counter, counter_workflow
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)", allow_module_level=True)
+
+from scripts.screenshots import CHROMIUM_ARGS  # noqa: E402
+
+XSS_KEY = "<img src=x onerror=alert(1)>"
+
+
+def waits(ctx: task.OrchestrationContext, _):
+    return (yield ctx.wait_for_external_event("go"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    emu = Emulator(tmp_path_factory.mktemp("browser") / "b.db", dashboard_port=free_port()).start()
+    from durabletask.worker import TaskHubGrpcWorker
+
+    w = TaskHubGrpcWorker(host_address=emu.address)
+    w.add_entity(counter)
+    w.add_orchestrator(counter_workflow)
+    w.add_orchestrator(waits)
+    w.start()
+    c = dt_client.TaskHubGrpcClient(host_address=emu.address)
+    assert sample_client.main(["my-counter"], client=c) == 0
+    c.signal_entity(entities.EntityInstanceId("counter", XSS_KEY), "add", 3)
+    yield emu.dashboard, c
+    w.stop()
+    c.close()
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    page.dialogs = dialogs
+    yield page
+    context.close()
+
+
+def test_entities_view_shows_the_counter_value(site, page):
+    base, _ = site
+    page.goto(base + "/")
+    page.click("[data-hub=default] a:has-text('Entities')")
+    row = page.locator('tr[data-entity="@counter@my-counter"]')
+    playwright_api.expect(row.locator("td.state")).to_have_text("75")
+
+
+def test_instance_view_shows_result_and_entity_history(site, page):
+    base, _ = site
+    page.goto(base + "/hubs/default/instances?q=counter_workflow")
+    page.locator("td.id a").first.click()
+    playwright_api.expect(page.locator("#output")).to_contain_text("final value: 12")
+    timeline = page.locator("#timeline")
+    playwright_api.expect(timeline.locator("li.entity").filter(has_text="Signal add to counter/")).to_have_count(2)
+    playwright_api.expect(timeline.locator("li.entity").filter(has_text="Call get on counter/")).to_have_count(1)
+    playwright_api.expect(timeline.locator("li.entity").filter(has_text="Entity call returned")).to_contain_text("12")
+
+
+def test_html_entity_key_is_shown_as_text(site, page):
+    base, _ = site
+    page.goto(base + "/hubs/default/entities?q=%3Cimg")
+    playwright_api.expect(page.get_by_text(XSS_KEY, exact=True)).to_be_visible()
+    assert page.locator("main img").count() == 0
+    page.get_by_text(XSS_KEY, exact=True).click()
+    playwright_api.expect(page.locator("h1")).to_have_text(f"counter / {XSS_KEY}")
+    assert page.locator("main img").count() == 0
+    assert page.dialogs == []  # no alert() ran
+
+
+def test_signal_an_entity_from_its_page(site, page, uid):
+    base, c = site
+    c.signal_entity(entities.EntityInstanceId("counter", uid), "add", 1)
+    page.goto(f"{base}/hubs/default/entities/%40counter%40{uid}")
+    playwright_api.expect(page.locator("#state")).to_have_text("1")
+    page.fill("input[name=operation]", "add")
+    page.fill("input[name=input]", "41")
+    page.click("button:has-text('Signal')")
+    c_state = lambda: c.get_entity(entities.EntityInstanceId("counter", uid)).get_typed_state(int)  # noqa: E731
+    from tests.helpers import wait_until
+
+    wait_until(lambda: c_state() == 42, message="signal applied")
+    page.reload()
+    playwright_api.expect(page.locator("#state")).to_have_text("42")
+
+
+def test_terminate_asks_to_confirm(site, page, uid):
+    base, c = site
+    instance_id = c.schedule_new_orchestration(waits, instance_id=f"t-{uid}")
+    c.wait_for_orchestration_start(instance_id, timeout=30)
+    page.goto(f"{base}/hubs/default/instances/{instance_id}")
+    page.click("text=Terminate")
+    assert page.dialogs and instance_id in page.dialogs[0]
+    state = c.wait_for_orchestration_completion(instance_id, timeout=30)
+    assert state.runtime_status == dt_client.OrchestrationStatus.TERMINATED
+    page.reload()
+    playwright_api.expect(page.locator("#status")).to_have_text("TERMINATED")
+
+
+def test_status_filter_has_its_own_url(site, page):
+    base, _ = site
+    page.goto(base + "/hubs/default/instances")
+    page.select_option("select[name=status]", "COMPLETED")
+    page.click("text=Filter")
+    page.wait_for_url("**/instances?status=COMPLETED")
+    page.reload()
+    playwright_api.expect(page.locator("select[name=status]")).to_have_value("COMPLETED")
+    assert page.locator("tr[data-instance]").count() >= 5
+
+
+def test_screenshot_script_produces_every_view(tmp_path):
+    result = subprocess.run([sys.executable, "scripts/screenshots.py", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    names = ["dashboard-hubs.png", "dashboard-entities.png", "dashboard-instances.png", "dashboard-instance.png"]
+    assert [line.rsplit("/", 1)[-1] for line in result.stdout.split()] == names
+    assert all((tmp_path / name).stat().st_size > 5000 for name in names)
