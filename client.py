@@ -1,9 +1,11 @@
 """The client: signal the counter directly, then run orchestrations that use it.
 
-    python client.py [entity-key] [--orchestrations N] [--interval SECONDS]
+    python client.py [entity-key] [--orchestrations N] [--interval SECONDS] [--repeat SECONDS]
 
 Exit status: 0 when every orchestration completed, 1 when any failed or timed
-out, 2 when no scheduler answers or the input is invalid.
+out, 2 when no scheduler answers or the input is invalid. With --repeat (as in
+Azure, where a container that exits is restarted) it runs the demo again every
+SECONDS until SIGTERM or Ctrl-C, then exits 0.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 
 import grpc
@@ -39,9 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--orchestrations", type=int, default=5, help="orchestrations to run (default: 5)")
     p.add_argument("--interval", type=float, default=float(os.environ.get("ORCHESTRATION_INTERVAL", "0")),
                    help="seconds between schedules (default: env ORCHESTRATION_INTERVAL, else 0)")
+    p.add_argument("--repeat", type=float, default=float(os.environ.get("DEMO_REPEAT_SECONDS") or 0),
+                   help="run the demo again every SECONDS until stopped (default: env DEMO_REPEAT_SECONDS, "
+                        "else run once)")
     args = p.parse_args(argv)
-    if args.orchestrations < 0 or args.interval < 0:
-        p.error("--orchestrations and --interval must not be negative")
+    if args.orchestrations < 0 or args.interval < 0 or args.repeat < 0:
+        p.error("--orchestrations, --interval and --repeat must not be negative")
     return args
 
 
@@ -152,6 +159,23 @@ def main(argv: list[str] | None = None, client=None) -> int:
             token_credential=config.credential(), secure_channel=config.secure_channel,
             logger=logging.getLogger("durabletask-client"),
         )
+    if not args.repeat:
+        return run_once(client, args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rounds = 0
+    while not stop.is_set():
+        rounds += 1
+        print(f"=== Round {rounds} ===", flush=True)
+        code = run_once(client, args)
+        log.log(logging.INFO if code == 0 else logging.WARNING,
+                "round %d finished with status %d; next in %.0fs", rounds, code, args.repeat)
+        stop.wait(args.repeat)
+    return 0
+
+
+def run_once(client, args: argparse.Namespace) -> int:
     try:
         return run_demo(client, args.entity_key, args.orchestrations, args.interval)
     except grpc.RpcError as exc:

@@ -55,7 +55,7 @@ def test_code_excerpts_are_the_real_code():
 
 
 def test_azure_examples_parse_as_settings():
-    exports = dict(re.findall(r"export (\w+)=\"?([^\"\n]+)\"?", README))
+    exports = {k: v for k, v in re.findall(r"export (\w+)=\"?([^\"\n]+)\"?", README) if not v.startswith("$(")}
     filled = {k: v.replace("<scheduler>", "s").replace("<region>", "r").replace("<hub>", "h")
               for k, v in exports.items()}
     from_env = settings.load({k: v for k, v in filled.items() if k != settings.CONNECTION_STRING_VARIABLE})
@@ -100,3 +100,14 @@ def test_make_demo_runs_twice_and_state_survives(tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "final value: 24" in second.stdout and "Entity 'my-counter' value: 150" in second.stdout
     assert (project / ".emulator" / "emulator.db").exists()
+
+
+def test_azd_section_names_real_outputs_and_parameters():
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    outputs = set(re.findall(r"^output (\w+) ", main, re.M))
+    for name in re.findall(r"azd env get-value (\w+)", README):
+        assert name in outputs, f"README reads {name}, which infra/main.bicep does not output"
+    parameters_file = (ROOT / "infra" / "main.parameters.json").read_text()
+    for name in ("DTS_SKU_NAME", "DTS_CAPACITY", "DTS_TASKHUB_NAME", "CLIENT_REPEAT_SECONDS"):
+        assert name in README and "${" + name in parameters_file
+    assert "schedulerIpAllowlist" in README and "param schedulerIpAllowlist" in main

@@ -1,0 +1,280 @@
+// Everything in the resource group: identities, logs, Container Apps, registry, Durable Task
+// Scheduler and its task hub, and the role assignments that tie them together (no secrets).
+
+param environmentName string
+param location string
+param tags object
+param principalId string
+param schedulerSkuName string
+param schedulerCapacity int
+param schedulerIpAllowlist array
+param taskHubName string
+param clientRepeatSeconds int
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+
+// Built-in role definition IDs.
+var acrPullRole = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+var durableTaskDataContributorRole = '0ad04412-c4d5-4796-b79c-f76d14c8d402'
+var durableTaskWorkerRole = '80d0d6b0-f522-40a4-8886-a5a11720c375'
+
+// One identity per process, each with only the role it needs.
+resource workerIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-worker-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+resource clientIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-client-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${resourceToken}'
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: 30
+  }
+}
+
+resource containerAppsEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
+  name: 'cae-${resourceToken}'
+  location: location
+  tags: tags
+  properties: {
+    appLogsConfiguration: {
+      destination: 'log-analytics'
+      logAnalyticsConfiguration: {
+        customerId: logs.properties.customerId
+        sharedKey: logs.listKeys().primarySharedKey
+      }
+    }
+  }
+}
+
+resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
+  name: 'cr${resourceToken}'
+  location: location
+  tags: tags
+  sku: {
+    name: 'Basic'
+  }
+  properties: {
+    adminUserEnabled: false
+  }
+}
+
+resource workerAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, workerIdentity.id, acrPullRole)
+  scope: registry
+  properties: {
+    principalId: workerIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', acrPullRole)
+  }
+}
+
+resource clientAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, clientIdentity.id, acrPullRole)
+  scope: registry
+  properties: {
+    principalId: clientIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', acrPullRole)
+  }
+}
+
+resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
+  name: 'dts-${resourceToken}'
+  location: location
+  tags: tags
+  properties: {
+    ipAllowlist: schedulerIpAllowlist
+    sku: schedulerSkuName == 'Dedicated' ? {
+      name: 'Dedicated'
+      capacity: schedulerCapacity
+    } : {
+      name: 'Consumption'
+    }
+  }
+}
+
+resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = {
+  parent: scheduler
+  name: taskHubName
+}
+
+// The worker only processes work items: Durable Task Worker, on its task hub.
+resource workerDurableTaskRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(taskHub.id, workerIdentity.id, durableTaskWorkerRole)
+  scope: taskHub
+  properties: {
+    principalId: workerIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskWorkerRole)
+  }
+}
+
+// The client schedules orchestrations, signals and reads entities: Durable Task Data
+// Contributor, but only on its task hub.
+resource clientDurableTaskRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(taskHub.id, clientIdentity.id, durableTaskDataContributorRole)
+  scope: taskHub
+  properties: {
+    principalId: clientIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskDataContributorRole)
+  }
+}
+
+// The deploying user can open the scheduler's dashboard in the Azure portal.
+resource userDurableTaskRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(scheduler.id, principalId, durableTaskDataContributorRole)
+  scope: scheduler
+  properties: {
+    principalId: principalId
+    principalType: 'User'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskDataContributorRole)
+  }
+}
+
+resource workerApp 'Microsoft.App/containerApps@2024-03-01' = {
+  name: 'ca-worker-${resourceToken}'
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'worker'
+  })
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${workerIdentity.id}': {}
+    }
+  }
+  properties: {
+    managedEnvironmentId: containerAppsEnvironment.id
+    configuration: {
+      activeRevisionsMode: 'Single'
+      registries: [
+        {
+          server: registry.properties.loginServer
+          identity: workerIdentity.id
+        }
+      ]
+    }
+    template: {
+      containers: [
+        {
+          name: 'worker'
+          // azd replaces this placeholder with the image it builds from Dockerfile.worker.
+          image: 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'
+          resources: {
+            cpu: json('0.5')
+            memory: '1Gi'
+          }
+          env: [
+            {
+              name: 'ENDPOINT'
+              value: scheduler.properties.endpoint
+            }
+            {
+              name: 'TASKHUB'
+              value: taskHub.name
+            }
+            {
+              name: 'AZURE_MANAGED_IDENTITY_CLIENT_ID'
+              value: workerIdentity.properties.clientId
+            }
+          ]
+        }
+      ]
+      scale: {
+        minReplicas: 1
+        maxReplicas: 3
+      }
+    }
+  }
+  dependsOn: [
+    workerAcrPull
+    workerDurableTaskRole
+  ]
+}
+
+resource clientApp 'Microsoft.App/containerApps@2024-03-01' = {
+  name: 'ca-client-${resourceToken}'
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'client'
+  })
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${clientIdentity.id}': {}
+    }
+  }
+  properties: {
+    managedEnvironmentId: containerAppsEnvironment.id
+    configuration: {
+      activeRevisionsMode: 'Single'
+      registries: [
+        {
+          server: registry.properties.loginServer
+          identity: clientIdentity.id
+        }
+      ]
+    }
+    template: {
+      containers: [
+        {
+          name: 'client'
+          // azd replaces this placeholder with the image it builds from Dockerfile.client.
+          image: 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'
+          resources: {
+            cpu: json('0.25')
+            memory: '0.5Gi'
+          }
+          env: [
+            {
+              name: 'ENDPOINT'
+              value: scheduler.properties.endpoint
+            }
+            {
+              name: 'TASKHUB'
+              value: taskHub.name
+            }
+            {
+              name: 'AZURE_MANAGED_IDENTITY_CLIENT_ID'
+              value: clientIdentity.properties.clientId
+            }
+            {
+              // Repeat the demo instead of exiting, which Container Apps would treat as a crash.
+              name: 'DEMO_REPEAT_SECONDS'
+              value: string(clientRepeatSeconds)
+            }
+          ]
+        }
+      ]
+      scale: {
+        minReplicas: 1
+        maxReplicas: 1
+      }
+    }
+  }
+  dependsOn: [
+    clientAcrPull
+    clientDurableTaskRole
+  ]
+}
+
+output registryLoginServer string = registry.properties.loginServer
+output registryName string = registry.name
+output containerAppsEnvironmentName string = containerAppsEnvironment.name
+output schedulerEndpoint string = scheduler.properties.endpoint
+output taskHubName string = taskHub.name
+output workerIdentityClientId string = workerIdentity.properties.clientId
+output clientIdentityClientId string = clientIdentity.properties.clientId
