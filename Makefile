@@ -35,6 +35,9 @@ worker: $(VENV)/.installed
 client: $(VENV)/.installed
 	$(BIN)/python client.py
 
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .emulator .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -41,7 +41,6 @@ class Backend:
         self._depth = 0
         self._effects: list[Callable[[], None]] = []
         self._to_pump: dict[tuple[str, str], None] = {}
-        self._closed_streams: set[int] = set()
         self._recover()
 
     # -- transactions -------------------------------------------------------------
@@ -104,7 +103,9 @@ class Backend:
     def wake(self, hub: str, kind: str, key: str) -> None:
         """Note that ``key`` may have deliverable work (inside a transaction)."""
         if kind == ENTITY:
-            if not self.dispatch.is_leased(hub, kind, key):
+            # A ready entity stays ready whatever queues up behind its first operation,
+            # so only idle entities need their inbox examined (this keeps signals O(1)).
+            if not self.dispatch.is_leased(hub, kind, key) and not self.dispatch.is_ready(hub, kind, key):
                 self._to_pump[(hub, key)] = None
         else:
             self.after_commit(lambda: self.dispatch.mark_ready(hub, kind, key))
@@ -242,7 +243,6 @@ class Backend:
     def close_stream(self, stream: int) -> None:
         """A worker went away: whatever it held goes back to the queue."""
         with self.lock:
-            self._closed_streams.add(stream)
             leases = self.dispatch.close_stream(stream)
             if leases:
                 log.info("worker stream %d ended holding %d work item(s); re-queued", stream, len(leases))
@@ -252,7 +252,7 @@ class Backend:
             self.dispatch.condition.notify_all()
 
     def stream_closed(self, stream: int) -> bool:
-        return stream in self._closed_streams or self.closed
+        return self.closed or not self.dispatch.is_open(stream)
 
     def requeue(self, hub: str, kind: str, key: str) -> None:
         if kind == ACTIVITY:

@@ -61,6 +61,9 @@ class Dispatcher:
         self._ready.setdefault((hub, kind), OrderedDict())[target] = None
         self.condition.notify_all()
 
+    def is_ready(self, hub: str, kind: str, target: str) -> bool:
+        return target in self._ready.get((hub, kind), ())
+
     def unready(self, hub: str, kind: str, target: str) -> None:
         self._ready.get((hub, kind), OrderedDict()).pop(target, None)
 
@@ -97,6 +100,9 @@ class Dispatcher:
         stream = next(self._stream_ids)
         self._streams[stream] = set()
         return stream
+
+    def is_open(self, stream: int) -> bool:
+        return stream in self._streams
 
     def lease(self, hub: str, kind: str, target: str, stream: int, data: Any) -> Lease:
         lease = Lease(uuid.uuid4().hex, hub, kind, target, stream, data)

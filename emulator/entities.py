@@ -24,6 +24,9 @@ from .validation import check_entity_id, check_instance_id
 log = logging.getLogger("emulator.entities")
 
 OPERATIONS = ("entityOperationSignaled", "entityOperationCalled")
+# Operations per batch: large enough to amortize a round trip, small enough that a
+# batch's results and state reach callers promptly.
+MAX_BATCH = 500
 
 
 class EntityStateTooLarge(Exception):
@@ -118,7 +121,7 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
     requests: list[pb.OperationRequest] = []
     for message, e in _deliverable(row, backend.store.messages_for(hub, ENTITY, entity_id, visible_by=ev.now())):
         kind = ev.kind_of(e)
-        if kind not in OPERATIONS:
+        if kind not in OPERATIONS or len(operations) == MAX_BATCH:
             break
         op = getattr(e, kind)
         called = kind == "entityOperationCalled"

@@ -1,0 +1,315 @@
+"""``make bench``: the counter workloads on three backends, measured in one run on one machine.
+
+Backends: the built-in emulator as it ships (persistent SQLite), the emulator with
+``--in-memory``, and durabletask.testing's in-memory backend in its own process. Each gets
+the same worker process (bench/bench_worker.py) and the same client settings.
+
+Workloads, each checked for correctness (a fast wrong answer fails the run):
+  orchestrations  N counter_workflow instances scheduled at once, until all complete
+  signals         S client signals `add 1` from T threads over K entities, until all applied
+  latency         sequential orchestrations that each make one call_entity: p50/p95/p99
+  demo            client.py's wall time
+
+Writes bench/results/latest.json, latest.md and chart.png, and the table into README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from durabletask import client as dt_client  # noqa: E402
+from durabletask import entities  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+QUIET = logging.getLogger("bench-client")
+QUIET.setLevel(logging.WARNING)
+BASELINE = "in-memory backend (durabletask.testing)"
+
+
+class WrongResult(AssertionError):
+    """A workload finished but its answer is wrong."""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 30) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if m := re.search(pattern, line):
+            return m
+    raise RuntimeError(f"{process.args} did not print {pattern!r}")
+
+
+@dataclass
+class Backend:
+    name: str
+    args: list[str]
+    ready: str
+    process: subprocess.Popen | None = None
+    port: int = 0
+
+    def start(self) -> str:
+        self.port = free_port()
+        args = [a.replace("{port}", str(self.port)) for a in self.args]
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for_line(self.process, self.ready)
+        # Keep draining its output so a chatty backend never blocks on a full pipe.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def backends(data_dir: Path) -> list[Backend]:
+    emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0", "--log-level", "info"]
+    return [
+        Backend("emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")], "gRPC endpoint"),
+        Backend("emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),
+        Backend(BASELINE, [sys.executable, "bench/in_memory_server.py", "{port}"], "listening on"),
+    ]
+
+
+@dataclass
+class Sizes:
+    orchestrations: int = 200
+    signals: int = 2000
+    threads: int = 8
+    entities: int = 20
+    calls: int = 100
+
+
+@dataclass
+class Result:
+    backend: str
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+def workload_orchestrations(client, n: int) -> float:
+    run = uuid.uuid4().hex[:8]
+    start = time.perf_counter()
+    ids = [client.schedule_new_orchestration("counter_workflow", input=f"o-{run}-{i}") for i in range(n)]
+    for i, instance_id in enumerate(ids):
+        state = client.wait_for_orchestration_completion(instance_id, timeout=300)
+        expected = f'"Counter \'o-{run}-{i}\' final value: 12"'
+        if state is None or state.serialized_output != expected:
+            raise WrongResult(f"orchestration {i} returned {state and state.serialized_output!r}, not {expected}")
+    return n / (time.perf_counter() - start)
+
+
+def entity_value(client, eid) -> int | None:
+    meta = client.get_entity(eid)
+    return meta.get_typed_state(int) if meta else None
+
+
+def workload_signals(client_factory, sizes: Sizes) -> float:
+    run = uuid.uuid4().hex[:8]
+    ids = [entities.EntityInstanceId("counter", f"s-{run}-{k}") for k in range(sizes.entities)]
+    per_thread = sizes.signals // sizes.threads
+    total = per_thread * sizes.threads
+    clients = [client_factory() for _ in range(sizes.threads)]
+
+    def send(t: int) -> None:
+        for i in range(per_thread):
+            clients[t].signal_entity(ids[(t * per_thread + i) % len(ids)], "add", 1)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(sizes.threads) as pool:
+        list(pool.map(send, range(sizes.threads)))
+    expected = {str(eid): 0 for eid in ids}
+    for t in range(sizes.threads):
+        for i in range(per_thread):
+            expected[str(ids[(t * per_thread + i) % len(ids)])] += 1
+    checker = clients[0]
+    deadline = time.monotonic() + 300
+    pending = list(ids)
+    while pending:
+        pending = [eid for eid in pending if entity_value(checker, eid) != expected[str(eid)]]
+        if pending and time.monotonic() > deadline:
+            raise WrongResult(f"{len(pending)} counters never reached their signal count")
+        if pending:
+            time.sleep(0.005)  # the scheduler offers no wait-for-entity call
+    elapsed = time.perf_counter() - start
+    for eid in ids:  # applied exactly once: not a signal more
+        if entity_value(checker, eid) != expected[str(eid)]:
+            raise WrongResult(f"{eid} holds {entity_value(checker, eid)}, expected {expected[str(eid)]}")
+    for c in clients:
+        c.close()
+    return total / elapsed
+
+
+def workload_latency(client, n: int) -> dict[str, float]:
+    run = uuid.uuid4().hex[:8]
+    latencies = []
+    for i in range(n):
+        start = time.perf_counter()
+        instance_id = client.schedule_new_orchestration("single_call", input=f"l-{run}-{i}")
+        state = client.wait_for_orchestration_completion(instance_id, timeout=60)
+        latencies.append((time.perf_counter() - start) * 1000)
+        if state is None or state.serialized_output != "0":
+            raise WrongResult(f"single_call {i} returned {state and state.serialized_output!r}, not 0")
+    q = statistics.quantiles(latencies, n=100)
+    return {"call p50 ms": q[49], "call p95 ms": q[94], "call p99 ms": q[98]}
+
+
+def workload_demo(address: str) -> float:
+    key = f"d-{uuid.uuid4().hex[:8]}"
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "client.py", key], cwd=ROOT, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "ENDPOINT": f"http://{address}"}, timeout=300)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0 or f"Entity '{key}' value: 75" not in result.stdout:
+        raise WrongResult(f"client.py failed ({result.returncode}): {result.stdout[-500:]}{result.stderr[-500:]}")
+    return elapsed
+
+
+def measure(backend: Backend, sizes: Sizes) -> Result:
+    address = backend.start()
+    worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        wait_for_line(worker, "bench worker ready")
+        client = dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET)
+        result = Result(backend.name)
+        # One warm-up orchestration, so that connection set-up is not measured.
+        workload_orchestrations(client, 1)
+        result.figures["orchestrations/s"] = workload_orchestrations(client, sizes.orchestrations)
+        def new_client():
+            return dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET)
+
+        result.figures["signals/s"] = workload_signals(new_client, sizes)
+        result.figures.update(workload_latency(client, sizes.calls))
+        result.figures["demo s"] = workload_demo(address)
+        result.figures["backend RSS MB"] = rss_mb(backend.process.pid)
+        client.close()
+        return result
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        backend.stop()
+
+
+HIGHER_IS_BETTER = {"orchestrations/s", "signals/s"}
+
+
+def table(results: list[Result]) -> str:
+    base = next(r for r in results if r.backend == BASELINE)
+    keys = list(base.figures)
+    lines = ["| backend | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for r in results:
+        cells = []
+        for k in keys:
+            value, ref = r.figures[k], base.figures[k]
+            ratio = "" if r is base or not ref else f" ({value / ref:.2f}x)"
+            cells.append(f"{value:,.1f}{ratio}" if value >= 10 else f"{value:.2f}{ratio}")
+        lines.append(f"| {r.backend} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(results: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("orchestrations/s", "orchestrations / s (higher is better)"),
+              ("signals/s", "signals / s (higher is better)"),
+              ("call p50 ms", "call_entity p50 ms (lower is better)"),
+              ("call p99 ms", "call_entity p99 ms (lower is better)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4))
+    colors = ["#0b5cad", "#57a3e6", "#999999"]
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        ax.bar(range(len(results)), [r.figures[key] for r in results], color=colors)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(len(results)), [r.backend.split(" (")[0] for r in results], rotation=15, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import os
+
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def update_readme(markdown: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + markdown + "\n" + end + rest.split(end, 1)[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    p.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: bench/results)")
+    p.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    args = p.parse_args(argv)
+    sizes = Sizes(orchestrations=10, signals=80, threads=4, entities=4, calls=10) if args.quick else Sizes()
+    args.output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as data_dir:
+        results = []
+        for backend in backends(Path(data_dir)):
+            print(f"measuring {backend.name} ...", flush=True)
+            results.append(measure(backend, sizes))
+    body = table(results)
+    when = time.strftime("%Y-%m-%d")
+    markdown = (f"Measured {when} on {machine()} with `make bench` (N={sizes.orchestrations} orchestrations, "
+                f"S={sizes.signals} signals from T={sizes.threads} threads over K={sizes.entities} entities, "
+                f"{sizes.calls} sequential calls). Ratios are against the {BASELINE}.\n\n{body}\n")
+    (args.output / "latest.md").write_text(markdown)
+    (args.output / "latest.json").write_text(json.dumps(
+        {"date": when, "machine": machine(), "sizes": vars(sizes),
+         "results": [{"backend": r.backend, **r.figures} for r in results]}, indent=2))
+    chart(results, args.output / "chart.png")
+    print(markdown)
+    if not args.no_readme and not args.quick:
+        update_readme(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
