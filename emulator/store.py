@@ -4,15 +4,22 @@ Everything the emulator acknowledges lives here, so that a restart (even after
 ``kill -9``) finds instances, histories, entity states and pending messages as
 they were. Callers group writes with :meth:`Store.transaction`; one completion
 is one transaction. History events and message payloads are opaque bytes.
+
+Reads on the hot path come from memory: pending messages are mirrored in full (they
+are bounded by the work not yet done), and instance rows, entity rows and histories
+are cached up to a fixed size. Every write goes to SQLite in the caller's
+transaction, and a rolled-back transaction undoes its changes to the memory too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +84,11 @@ MIGRATIONS: list[str] = [
 ORCHESTRATION = "orchestration"
 ENTITY = "entity"
 ACTIVITY = "activity"
+
+# Bounds of the read caches (entries); the message mirror is bounded by pending work.
+CACHED_ROWS = 20_000
+CACHED_HISTORIES = 2_000
+_ABSENT = object()
 
 
 @dataclass
@@ -158,7 +170,12 @@ class Store:
         # NORMAL in WAL mode survives a killed process; only power loss can drop
         # the last commits, which a local emulator accepts for speed.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._undo: list[Callable[[], None]] = []
+        self._instances: OrderedDict = OrderedDict()
+        self._entities: OrderedDict = OrderedDict()
+        self._histories: OrderedDict = OrderedDict()
         self._migrate()
+        self._load_messages()
 
     def close(self) -> None:
         with self._lock:
@@ -207,11 +224,27 @@ class Store:
                 yield
             except BaseException:
                 self._db.execute("ROLLBACK")
+                for undo in reversed(self._undo):
+                    undo()
                 raise
             else:
                 self._db.execute("COMMIT")
             finally:
                 self._depth = 0
+                self._undo.clear()
+
+    def _remember(self, undo: Callable[[], None]) -> None:
+        if self._depth:
+            self._undo.append(undo)
+
+    def _cache(self, cache: OrderedDict, key, value, limit: int) -> None:
+        """Set a cache entry (undone if the transaction rolls back), evicting the oldest."""
+        old = cache.get(key, _ABSENT)
+        self._remember(lambda: cache.pop(key, None) if old is _ABSENT else cache.__setitem__(key, old))
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > limit:
+            cache.popitem(last=False)
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -226,25 +259,34 @@ class Store:
     # -- instances --------------------------------------------------------------
 
     def get_instance(self, hub: str, instance_id: str) -> InstanceRow | None:
-        rows = self._rows(
-            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub = ? AND instance_id = ?", (hub, instance_id)
-        )
-        return _instance(rows[0]) if rows else None
+        """A copy of the instance's row (callers change it, then put it back)."""
+        with self._lock:
+            row = self._instances.get((hub, instance_id), _ABSENT)
+            if row is _ABSENT:
+                rows = self._rows(
+                    f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE hub = ? AND instance_id = ?",
+                    (hub, instance_id),
+                )
+                row = _instance(rows[0]) if rows else None
+                self._cache(self._instances, (hub, instance_id), row, CACHED_ROWS)
+            return None if row is None else dataclasses.replace(row, tags=dict(row.tags))
 
     def put_instance(self, row: InstanceRow) -> None:
         values = list(vars(row).values())
         values[-1] = json.dumps(row.tags) if row.tags else None
         marks = ", ".join("?" * len(values))
-        self._exec(f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES ({marks})", values)
+        with self._lock:
+            self._exec(f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES ({marks})", values)
+            self._cache(self._instances, (row.hub, row.instance_id),
+                        dataclasses.replace(row, tags=dict(row.tags)), CACHED_ROWS)
 
     def delete_instance(self, hub: str, instance_id: str) -> None:
         with self.transaction():
             self._exec("DELETE FROM instances WHERE hub = ? AND instance_id = ?", (hub, instance_id))
-            self._exec("DELETE FROM history WHERE hub = ? AND instance_id = ?", (hub, instance_id))
-            self._exec(
-                "DELETE FROM messages WHERE hub = ? AND kind IN (?, ?) AND target = ?",
-                (hub, ORCHESTRATION, ACTIVITY, instance_id),
-            )
+            self._cache(self._instances, (hub, instance_id), None, CACHED_ROWS)
+            self.clear_history(hub, instance_id)
+            for kind in (ORCHESTRATION, ACTIVITY):
+                self.delete_messages([m.id for m in self.messages_for(hub, kind, instance_id)])
 
     def query_instances(
         self,
@@ -304,25 +346,29 @@ class Store:
     # -- history ----------------------------------------------------------------
 
     def history(self, hub: str, instance_id: str) -> list[bytes]:
-        rows = self._rows(
-            "SELECT event FROM history WHERE hub = ? AND instance_id = ? ORDER BY seq", (hub, instance_id)
-        )
-        return [r[0] for r in rows]
+        with self._lock:
+            events = self._histories.get((hub, instance_id))
+            if events is None:
+                rows = self._rows(
+                    "SELECT event FROM history WHERE hub = ? AND instance_id = ? ORDER BY seq", (hub, instance_id)
+                )
+                events = tuple(r[0] for r in rows)
+                self._cache(self._histories, (hub, instance_id), events, CACHED_HISTORIES)
+            return list(events)
 
     def append_history(self, hub: str, instance_id: str, events: Sequence[bytes]) -> None:
         with self.transaction():
-            row = self._rows(
-                "SELECT coalesce(max(seq), -1) FROM history WHERE hub = ? AND instance_id = ?", (hub, instance_id)
-            )[0]
-            start = row[0] + 1
-            with self._lock:
-                self._db.executemany(
-                    "INSERT INTO history (hub, instance_id, seq, event) VALUES (?, ?, ?, ?)",
-                    [(hub, instance_id, start + i, e) for i, e in enumerate(events)],
-                )
+            before = self.history(hub, instance_id)
+            self._db.executemany(
+                "INSERT INTO history (hub, instance_id, seq, event) VALUES (?, ?, ?, ?)",
+                [(hub, instance_id, len(before) + i, e) for i, e in enumerate(events)],
+            )
+            self._cache(self._histories, (hub, instance_id), (*before, *events), CACHED_HISTORIES)
 
     def clear_history(self, hub: str, instance_id: str) -> None:
-        self._exec("DELETE FROM history WHERE hub = ? AND instance_id = ?", (hub, instance_id))
+        with self._lock:
+            self._exec("DELETE FROM history WHERE hub = ? AND instance_id = ?", (hub, instance_id))
+            self._cache(self._histories, (hub, instance_id), (), CACHED_HISTORIES)
 
     # -- messages ---------------------------------------------------------------
 
@@ -342,52 +388,97 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (hub, kind, target, execution_id, sender, visible_at, payload),
             )
-            return cur.lastrowid
+            message = MessageRow(cur.lastrowid, hub, kind, target, execution_id, sender, visible_at, payload)
+            self._mirror(message)
+            self._remember(lambda: self._unmirror(message.id))
+            return message.id
+
+    def _load_messages(self) -> None:
+        self._inboxes: dict[tuple[str, str, str], dict[int, MessageRow]] = {}
+        self._message_keys: dict[int, tuple[str, str, str]] = {}
+        for r in self._rows("SELECT * FROM messages ORDER BY id"):
+            self._mirror(MessageRow(*r))
+
+    def _mirror(self, m: MessageRow) -> None:
+        key = (m.hub, m.kind, m.target)
+        inbox = self._inboxes.setdefault(key, {})
+        if inbox and next(reversed(inbox)) > m.id:  # restored by an undo: keep id order
+            inbox = self._inboxes[key] = dict(sorted({**inbox, m.id: m}.items()))
+        else:
+            inbox[m.id] = m
+        self._message_keys[m.id] = key
+
+    def _unmirror(self, message_id: int) -> MessageRow | None:
+        key = self._message_keys.pop(message_id, None)
+        if key is None:
+            return None
+        inbox = self._inboxes[key]
+        message = inbox.pop(message_id)
+        if not inbox:
+            del self._inboxes[key]
+        return message
+
+    def iter_messages(self, hub: str, kind: str, target: str, visible_by: float | None = None) -> Iterator[MessageRow]:
+        """The target's messages in arrival order (a snapshot, safe to change the inbox while iterating)."""
+        with self._lock:
+            messages = list(self._inboxes.get((hub, kind, target), {}).values())
+        for m in messages:
+            if visible_by is None or m.visible_at <= visible_by:
+                yield m
 
     def messages_for(self, hub: str, kind: str, target: str, visible_by: float | None = None) -> list[MessageRow]:
-        sql = "SELECT * FROM messages WHERE hub = ? AND kind = ? AND target = ?"
-        params: list = [hub, kind, target]
-        if visible_by is not None:
-            sql += " AND visible_at <= ?"
-            params.append(visible_by)
-        return [MessageRow(*r) for r in self._rows(sql + " ORDER BY id", params)]
+        return list(self.iter_messages(hub, kind, target, visible_by))
 
     def get_message(self, message_id: int) -> MessageRow | None:
-        rows = self._rows("SELECT * FROM messages WHERE id = ?", (message_id,))
-        return MessageRow(*rows[0]) if rows else None
+        with self._lock:
+            key = self._message_keys.get(message_id)
+            return None if key is None else self._inboxes[key][message_id]
 
     def delete_messages(self, ids: Sequence[int]) -> None:
         with self._lock:
             self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+            for message_id in ids:
+                message = self._unmirror(message_id)
+                if message is not None:
+                    self._remember(lambda m=message: self._mirror(m))
 
     def pending_targets(self) -> list[tuple[str, str, str, float]]:
         """(hub, kind, target, earliest visible_at) for every target with messages."""
-        rows = self._rows("SELECT hub, kind, target, min(visible_at) FROM messages GROUP BY hub, kind, target")
-        return [tuple(r) for r in rows]
+        with self._lock:
+            return [(*key, min(m.visible_at for m in inbox.values())) for key, inbox in self._inboxes.items()]
 
     def activity_messages(self) -> list[MessageRow]:
-        return [MessageRow(*r) for r in self._rows("SELECT * FROM messages WHERE kind = ? ORDER BY id", (ACTIVITY,))]
+        with self._lock:
+            found = [m for key, inbox in self._inboxes.items() if key[1] == ACTIVITY for m in inbox.values()]
+        return sorted(found, key=lambda m: m.id)
 
     def count_messages(self, hub: str, kind: str, target: str) -> int:
-        return self._rows(
-            "SELECT count(*) FROM messages WHERE hub = ? AND kind = ? AND target = ?", (hub, kind, target)
-        )[0][0]
+        with self._lock:
+            return len(self._inboxes.get((hub, kind, target), ()))
 
     # -- entities ---------------------------------------------------------------
 
     def get_entity(self, hub: str, instance_id: str) -> EntityRow | None:
-        rows = self._rows("SELECT * FROM entities WHERE hub = ? AND instance_id = ?", (hub, instance_id))
-        return EntityRow(*rows[0]) if rows else None
+        with self._lock:
+            row = self._entities.get((hub, instance_id), _ABSENT)
+            if row is _ABSENT:
+                rows = self._rows("SELECT * FROM entities WHERE hub = ? AND instance_id = ?", (hub, instance_id))
+                row = EntityRow(*rows[0]) if rows else None
+                self._cache(self._entities, (hub, instance_id), row, CACHED_ROWS)
+            return None if row is None else dataclasses.replace(row)
 
     def put_entity(self, row: EntityRow) -> None:
         """Store the entity, or drop its row when it has neither state nor lock."""
-        if row.state is None and row.lock_owner is None:
-            self._exec("DELETE FROM entities WHERE hub = ? AND instance_id = ?", (row.hub, row.instance_id))
-            return
-        self._exec(
-            "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?)",
-            (row.hub, row.instance_id, row.state, row.last_modified, row.lock_owner, row.critical_section),
-        )
+        with self._lock:
+            if row.state is None and row.lock_owner is None:
+                self._exec("DELETE FROM entities WHERE hub = ? AND instance_id = ?", (row.hub, row.instance_id))
+                self._cache(self._entities, (row.hub, row.instance_id), None, CACHED_ROWS)
+                return
+            self._exec(
+                "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?)",
+                (row.hub, row.instance_id, row.state, row.last_modified, row.lock_owner, row.critical_section),
+            )
+            self._cache(self._entities, (row.hub, row.instance_id), dataclasses.replace(row), CACHED_ROWS)
 
     def query_entities(
         self,
@@ -437,3 +528,11 @@ class Store:
         with self.transaction():
             for table in ("instances", "history", "messages", "entities"):
                 self._exec(f"DELETE FROM {table} WHERE hub = ?", (hub,))
+            for cache in (self._instances, self._entities, self._histories):
+                for key in [k for k in cache if k[0] == hub]:
+                    old = cache.pop(key)
+                    self._remember(lambda c=cache, k=key, v=old: c.__setitem__(k, v))
+            for key in [k for k in self._inboxes if k[0] == hub]:
+                for message_id in list(self._inboxes[key]):
+                    message = self._unmirror(message_id)
+                    self._remember(lambda m=message: self._mirror(m))
