@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -41,6 +42,7 @@ class Backend:
         self._depth = 0
         self._effects: list[Callable[[], None]] = []
         self._to_pump: dict[tuple[str, str], None] = {}
+        self._watched: Counter[tuple[str, str]] = Counter()  # instances clients wait on
         self._recover()
 
     # -- transactions -------------------------------------------------------------
@@ -177,7 +179,8 @@ class Backend:
             tags=dict(tags or {}),
         )
         with self.tx():
-            self.store.delete_instance(hub, instance_id)
+            if self.store.get_instance(hub, instance_id) is not None:
+                self.store.delete_instance(hub, instance_id)  # replacing an ended instance
             self.store.put_instance(row)
             started = pb.ExecutionStartedEvent(
                 name=name,
@@ -193,12 +196,14 @@ class Backend:
             )
             self.send(hub, ORCHESTRATION, instance_id, ev.event(executionStarted=started).SerializeToString(),
                       visible_at=scheduled_start, execution_id=execution_id)
-            self.notify_changed()
+            self.notify_changed(hub, instance_id)
         log.info("created instance %s (%s) in hub %s", instance_id, name, hub)
         return row
 
-    def notify_changed(self) -> None:
-        self.after_commit(self.changed.notify_all)
+    def notify_changed(self, hub: str, instance_id: str) -> None:
+        """Wake the clients waiting on this instance (after the commit)."""
+        if (hub, instance_id) in self._watched:
+            self.after_commit(self.changed.notify_all)
 
     def finish_instance(self, row: InstanceRow) -> None:
         """Side effects of reaching a terminal status: tell the parent, free the locks."""
@@ -224,15 +229,22 @@ class Backend:
                  timeout: float | None, alive: Callable[[], bool]) -> InstanceRow | None:
         """Block until the instance satisfies ``predicate``; None when it does not exist."""
         deadline = None if timeout is None else ev.now() + timeout
+        key = (hub, instance_id)
         with self.lock:
-            while True:
-                row = self.store.get_instance(hub, instance_id)
-                if row is None or predicate(row):
-                    return row
-                remaining = 5.0 if deadline is None else min(5.0, deadline - ev.now())
-                if remaining <= 0 or not alive() or self.closed:
-                    raise TimeoutError(f"instance '{instance_id}' did not reach the awaited state in time")
-                self.changed.wait(remaining)
+            self._watched[key] += 1
+            try:
+                while True:
+                    row = self.store.get_instance(hub, instance_id)
+                    if row is None or predicate(row):
+                        return row
+                    remaining = 5.0 if deadline is None else min(5.0, deadline - ev.now())
+                    if remaining <= 0 or not alive() or self.closed:
+                        raise TimeoutError(f"instance '{instance_id}' did not reach the awaited state in time")
+                    self.changed.wait(remaining)
+            finally:
+                self._watched[key] -= 1
+                if not self._watched[key]:
+                    del self._watched[key]
 
     # -- worker streams -------------------------------------------------------------
 

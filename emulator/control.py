@@ -83,8 +83,8 @@ def purge(backend: Backend, hub: str, instance_ids: list[str], recursive: bool) 
                 children = [c.instance_id for c in backend.store.query_instances(hub, parent=instance_id)]
                 deleted += purge(backend, hub, children, True)
             backend.store.delete_instance(hub, instance_id)
+            backend.notify_changed(hub, instance_id)
             deleted += 1
-        backend.notify_changed()
     return deleted
 
 
@@ -116,4 +116,4 @@ def prepare_rewind(backend: Backend, row: InstanceRow, reason: str | None) -> No
     backend.store.put_instance(row)
     backend.send_to_instance(row.hub, row.instance_id, ev.event(
         executionRewound=pb.ExecutionRewoundEvent(reason=ev.string(reason))))
-    backend.notify_changed()
+    backend.notify_changed(row.hub, row.instance_id)

@@ -51,6 +51,9 @@ class Dispatcher:
         self._streams: dict[int, set[str]] = {}
         self._due: list[_Due] = []
         self._stream_ids = itertools.count(1)
+        # Tokens must never repeat, also across restarts: a random prefix per run.
+        self._token_prefix = uuid.uuid4().hex[:12]
+        self._token_numbers = itertools.count(1)
 
     # -- readiness --------------------------------------------------------------
 
@@ -105,7 +108,7 @@ class Dispatcher:
         return stream in self._streams
 
     def lease(self, hub: str, kind: str, target: str, stream: int, data: Any) -> Lease:
-        lease = Lease(uuid.uuid4().hex, hub, kind, target, stream, data)
+        lease = Lease(f"{self._token_prefix}-{next(self._token_numbers)}", hub, kind, target, stream, data)
         self._leases[lease.token] = lease
         self._leased[(hub, kind, target)] = lease
         self._streams.setdefault(stream, set()).add(lease.token)

@@ -23,9 +23,9 @@ def now() -> float:
 
 
 def timestamp(seconds: float | None = None) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int((now() if seconds is None else seconds) * 1e9))
-    return ts
+    value = now() if seconds is None else seconds
+    whole = int(value)
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((value - whole) * 1e9))
 
 
 def seconds(ts: timestamp_pb2.Timestamp) -> float:

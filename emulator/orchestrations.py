@@ -25,9 +25,11 @@ log = logging.getLogger("emulator.orchestrations")
 class Batch:
     """What a leased orchestration work item consumed."""
 
-    def __init__(self, message_ids: list[int], new_events: list[pb.HistoryEvent], execution_id: str):
+    def __init__(self, message_ids: list[int], new_events: list[pb.HistoryEvent], raw: list[bytes],
+                 execution_id: str):
         self.message_ids = message_ids
         self.new_events = new_events
+        self.raw = raw  # the same events, serialized: what goes into the history
         self.execution_id = execution_id
 
 
@@ -48,12 +50,16 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
             store.delete_messages(stale)
     if not messages:
         return None
-    new_events = [ev.parse(m.payload) for m in messages]
+    raw = [m.payload for m in messages]
+    new_events = [ev.parse(blob) for blob in raw]
     if not new_events[0].HasField("orchestratorStarted"):
-        new_events.insert(0, ev.event(orchestratorStarted=pb.OrchestratorStartedEvent()))
+        started = ev.event(orchestratorStarted=pb.OrchestratorStartedEvent())
+        new_events.insert(0, started)
+        raw.insert(0, started.SerializeToString())
     past = [ev.parse(blob) for blob in store.history(hub, instance_id)]
     lease = backend.dispatch.lease(
-        hub, ORCHESTRATION, instance_id, stream, Batch([m.id for m in messages], new_events, row.execution_id)
+        hub, ORCHESTRATION, instance_id, stream,
+        Batch([m.id for m in messages], new_events, raw, row.execution_id),
     )
     request = pb.OrchestratorRequest(
         instanceId=instance_id,
@@ -94,7 +100,7 @@ def _fail(backend: Backend, lease: Lease, message: str) -> None:
     row.updated_at = row.completed_at = ev.now()
     backend.store.put_instance(row)
     backend.finish_instance(row)
-    backend.notify_changed()
+    backend.notify_changed(row.hub, row.instance_id)
 
 
 def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) -> None:
@@ -107,7 +113,7 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     if rewinds:
         _rewind(backend, row, rewinds[-1])
         return
-    history = list(batch.new_events)
+    history: list[pb.HistoryEvent] = []  # recorded after the batch's own events
     for e in batch.new_events:
         if e.HasField("executionSuspended"):
             row.status = pb.ORCHESTRATION_STATUS_SUSPENDED
@@ -143,13 +149,13 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
             result=finished.result if finished.HasField("result") else None,
             failureDetails=finished.failureDetails if finished.HasField("failureDetails") else None,
         )))
-    store.append_history(hub, row.instance_id, [e.SerializeToString() for e in history])
+    store.append_history(hub, row.instance_id, batch.raw + [e.SerializeToString() for e in history])
     store.put_instance(row)
     if row.status in ev.TERMINAL:
         # Whatever else arrived for this execution can no longer be processed.
         store.delete_messages([m.id for m in store.messages_for(hub, ORCHESTRATION, row.instance_id)])
         backend.finish_instance(row)
-    backend.notify_changed()
+    backend.notify_changed(row.hub, row.instance_id)
 
 
 def _continue_as_new(backend: Backend, row, finished: pb.CompleteOrchestrationAction) -> None:
@@ -183,7 +189,7 @@ def _continue_as_new(backend: Backend, row, finished: pb.CompleteOrchestrationAc
                      execution_id=row.execution_id)
     for m in waiting:
         backend.send(hub, ORCHESTRATION, row.instance_id, m.payload, execution_id=row.execution_id)
-    backend.notify_changed()
+    backend.notify_changed(row.hub, row.instance_id)
 
 
 def _is_timer(payload: bytes) -> bool:
@@ -287,8 +293,11 @@ def _send_entity_message(backend: Backend, hub: str, row, action: pb.Orchestrato
     visible_at = None
     if kind == "entityOperationSignaled" and inner.HasField("scheduledTime"):
         visible_at = ev.seconds(inner.scheduledTime)
-    backend.send(hub, ENTITY, target, ev.event(**{kind: inner}).SerializeToString(),
-                 visible_at=visible_at, sender=row.instance_id)
+    # The entity receives the event as recorded, but without the orchestration's event ID.
+    recorded.eventId = -1
+    payload = recorded.SerializeToString()
+    recorded.eventId = action.id
+    backend.send(hub, ENTITY, target, payload, visible_at=visible_at, sender=row.instance_id)
     return [recorded]
 
 
@@ -330,7 +339,7 @@ def _rewind(backend: Backend, row, action: pb.RewindOrchestrationAction) -> None
     backend.send(hub, ORCHESTRATION, row.instance_id,
                  ev.event(orchestratorStarted=pb.OrchestratorStartedEvent()).SerializeToString(),
                  execution_id=row.execution_id)
-    backend.notify_changed()
+    backend.notify_changed(row.hub, row.instance_id)
 
 
 _ACTIONS = {

@@ -112,7 +112,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         self.backend = backend
 
     def _hub(self, context: grpc.ServicerContext) -> str:
-        hub = dict(context.invocation_metadata()).get("taskhub") or "default"
+        hub = next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
         if hub not in self.backend.hubs:
             known = ", ".join(self.backend.hubs)
             context.abort(grpc.StatusCode.NOT_FOUND,

@@ -14,7 +14,6 @@ transaction, and a rolled-back transaction undoes its changes to the memory too.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sqlite3
 import threading
@@ -50,14 +49,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (hub, instance_id)
     );
     CREATE INDEX instances_by_created ON instances (hub, created_at);
-    CREATE INDEX instances_by_parent ON instances (hub, parent_instance_id);
+    CREATE INDEX instances_by_parent ON instances (hub, parent_instance_id)
+        WHERE parent_instance_id IS NOT NULL;
     CREATE TABLE history (
         hub TEXT NOT NULL,
         instance_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
         event BLOB NOT NULL,
         PRIMARY KEY (hub, instance_id, seq)
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         hub TEXT NOT NULL,
@@ -68,7 +68,6 @@ MIGRATIONS: list[str] = [
         visible_at REAL NOT NULL,
         payload BLOB NOT NULL
     );
-    CREATE INDEX messages_by_target ON messages (hub, kind, target, id);
     CREATE TABLE entities (
         hub TEXT NOT NULL,
         instance_id TEXT NOT NULL,
@@ -142,6 +141,27 @@ _INSTANCE_COLUMNS = (
 )
 
 
+# An upsert updates the row in place, so the created_at index is left alone.
+_UPSERT_INSTANCE = (
+    f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({', '.join('?' * len(_INSTANCE_COLUMNS.split(',')))}) "
+    "ON CONFLICT (hub, instance_id) DO UPDATE SET "
+    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _INSTANCE_COLUMNS.split(",")[2:])
+)
+
+
+def _copy_instance(row: InstanceRow) -> InstanceRow:
+    copy = object.__new__(InstanceRow)
+    copy.__dict__.update(row.__dict__)
+    copy.tags = dict(row.tags)
+    return copy
+
+
+def _copy_entity(row: EntityRow) -> EntityRow:
+    copy = object.__new__(EntityRow)
+    copy.__dict__.update(row.__dict__)
+    return copy
+
+
 def _instance(row: sqlite3.Row) -> InstanceRow:
     values = list(row)
     values[-1] = json.loads(values[-1]) if values[-1] else {}
@@ -170,12 +190,19 @@ class Store:
         # NORMAL in WAL mode survives a killed process; only power loss can drop
         # the last commits, which a local emulator accepts for speed.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         self._undo: list[Callable[[], None]] = []
         self._instances: OrderedDict = OrderedDict()
         self._entities: OrderedDict = OrderedDict()
         self._histories: OrderedDict = OrderedDict()
         self._migrate()
         self._load_messages()
+        # (hub, orchestration) -> entities it holds locked, so that finishing an
+        # orchestration that holds none costs no query.
+        self._locks: dict[tuple[str, str], set[str]] = {}
+        for hub, entity_id, owner in self._rows(
+                "SELECT hub, instance_id, lock_owner FROM entities WHERE lock_owner IS NOT NULL"):
+            self._locks.setdefault((hub, owner), set()).add(entity_id)
 
     def close(self) -> None:
         with self._lock:
@@ -218,7 +245,7 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN")
             self._depth = 1
             try:
                 yield
@@ -269,16 +296,14 @@ class Store:
                 )
                 row = _instance(rows[0]) if rows else None
                 self._cache(self._instances, (hub, instance_id), row, CACHED_ROWS)
-            return None if row is None else dataclasses.replace(row, tags=dict(row.tags))
+            return None if row is None else _copy_instance(row)
 
     def put_instance(self, row: InstanceRow) -> None:
         values = list(vars(row).values())
         values[-1] = json.dumps(row.tags) if row.tags else None
-        marks = ", ".join("?" * len(values))
         with self._lock:
-            self._exec(f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES ({marks})", values)
-            self._cache(self._instances, (row.hub, row.instance_id),
-                        dataclasses.replace(row, tags=dict(row.tags)), CACHED_ROWS)
+            self._exec(_UPSERT_INSTANCE, values)
+            self._cache(self._instances, (row.hub, row.instance_id), _copy_instance(row), CACHED_ROWS)
 
     def delete_instance(self, hub: str, instance_id: str) -> None:
         with self.transaction():
@@ -465,11 +490,34 @@ class Store:
                 rows = self._rows("SELECT * FROM entities WHERE hub = ? AND instance_id = ?", (hub, instance_id))
                 row = EntityRow(*rows[0]) if rows else None
                 self._cache(self._entities, (hub, instance_id), row, CACHED_ROWS)
-            return None if row is None else dataclasses.replace(row)
+            return None if row is None else _copy_entity(row)
+
+    def _track_lock(self, hub: str, entity_id: str, owner: str | None) -> None:
+        old = self.get_entity(hub, entity_id)
+        old_owner = old.lock_owner if old else None
+        if old_owner == owner:
+            return
+
+        def move(src: str | None, dst: str | None) -> None:
+            if src is not None:
+                held = self._locks.get((hub, src), set())
+                held.discard(entity_id)
+                if not held:
+                    self._locks.pop((hub, src), None)
+            if dst is not None:
+                self._locks.setdefault((hub, dst), set()).add(entity_id)
+
+        move(old_owner, owner)
+        self._remember(lambda: move(owner, old_owner))
+
+    def locks_held_by(self, hub: str, owner: str) -> list[str]:
+        with self._lock:
+            return sorted(self._locks.get((hub, owner), ()))
 
     def put_entity(self, row: EntityRow) -> None:
         """Store the entity, or drop its row when it has neither state nor lock."""
         with self._lock:
+            self._track_lock(row.hub, row.instance_id, row.lock_owner)
             if row.state is None and row.lock_owner is None:
                 self._exec("DELETE FROM entities WHERE hub = ? AND instance_id = ?", (row.hub, row.instance_id))
                 self._cache(self._entities, (row.hub, row.instance_id), None, CACHED_ROWS)
@@ -478,7 +526,7 @@ class Store:
                 "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?)",
                 (row.hub, row.instance_id, row.state, row.last_modified, row.lock_owner, row.critical_section),
             )
-            self._cache(self._entities, (row.hub, row.instance_id), dataclasses.replace(row), CACHED_ROWS)
+            self._cache(self._entities, (row.hub, row.instance_id), _copy_entity(row), CACHED_ROWS)
 
     def query_entities(
         self,
@@ -518,8 +566,7 @@ class Store:
         return [EntityRow(*r) for r in self._rows(sql, params)]
 
     def entities_locked_by(self, hub: str, owner: str) -> list[EntityRow]:
-        rows = self._rows("SELECT * FROM entities WHERE hub = ? AND lock_owner = ?", (hub, owner))
-        return [EntityRow(*r) for r in rows]
+        return [row for entity_id in self.locks_held_by(hub, owner) if (row := self.get_entity(hub, entity_id))]
 
     def count_entities(self, hub: str) -> int:
         return self._rows("SELECT count(*) FROM entities WHERE hub = ?", (hub,))[0][0]
@@ -528,6 +575,9 @@ class Store:
         with self.transaction():
             for table in ("instances", "history", "messages", "entities"):
                 self._exec(f"DELETE FROM {table} WHERE hub = ?", (hub,))
+            for key in [k for k in self._locks if k[0] == hub]:
+                held = self._locks.pop(key)
+                self._remember(lambda k=key, v=held: self._locks.__setitem__(k, v))
             for cache in (self._instances, self._entities, self._histories):
                 for key in [k for k in cache if k[0] == hub]:
                     old = cache.pop(key)

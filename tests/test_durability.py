@@ -99,6 +99,8 @@ def test_emulator_restart_keeps_everything_acknowledged(fresh_emulator, workers,
     else:
         assert fresh_emulator.stop() == 0
     fresh_emulator.restart()
+    client.close()  # its channel may still be backing off from the refused connections
+    client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
     more, unsure = send_signals(client, eid, SIGNALS // 2)
     acked, ambiguous = acked + more, ambiguous + unsure
     wait_until(lambda: backlog(client, eid) == 0 and (state_of(client, eid) or 0) >= acked, timeout=60,
@@ -121,6 +123,8 @@ def test_timer_and_history_survive_kill(fresh_emulator, start_worker, uid):
                == dt_client.OrchestrationStatus.RUNNING, message="RUNNING")
     fresh_emulator.kill()
     fresh_emulator.restart()
+    client.close()  # its channel may still be backing off from the refused connections
+    client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
     state = client.wait_for_orchestration_completion(instance_id, timeout=60)
     assert state.get_output() == "woke up"
     chunks = client._stub.StreamInstanceHistory(pb.StreamInstanceHistoryRequest(instanceId=instance_id))
