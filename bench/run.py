@@ -282,11 +282,68 @@ def update_readme(markdown: str) -> None:
         readme.write_text(head + start + "\n" + markdown + "\n" + end + rest.split(end, 1)[1])
 
 
+GROWTH_STEPS = [(1_000, 100), (10_000, 1_000), (100_000, 10_000)]
+
+
+def prefill(path: Path, entities_count: int, finished: int) -> None:
+    """Write entities and finished orchestrations (with histories) straight into a store file."""
+    from durabletask.internal import orchestrator_service_pb2 as pb
+
+    from emulator import events as ev
+    from emulator.store import EntityRow, InstanceRow, Store
+
+    store = Store(path)
+    now = time.time()
+    history = [ev.event(orchestratorStarted=pb.OrchestratorStartedEvent()).SerializeToString()] * 10
+    with store.transaction():
+        for i in range(entities_count):
+            store.put_entity(EntityRow("default", f"@counter@fill-{i}", str(i), now, None, None))
+        for i in range(finished):
+            store.put_instance(InstanceRow("default", f"fill-{i}", "e", "counter_workflow", None,
+                                           pb.ORCHESTRATION_STATUS_COMPLETED, '"x"', '"y"', None, None, now, now,
+                                           now, None, None, None, None, {}))
+            store.append_history("default", f"fill-{i}", history)
+    store.close()
+
+
+def growth(sizes: Sizes, output: Path) -> str:
+    """How signals/s, call latency and memory change as the store grows."""
+    rows = ["| entities in store | finished orchestrations | signals/s | call p50 ms | call p99 ms | RSS MB |",
+            "|---|---|---|---|---|---|"]
+    for entities_count, finished in GROWTH_STEPS:
+        with tempfile.TemporaryDirectory() as data_dir:
+            path = Path(data_dir) / "growth.db"
+            prefill(path, entities_count, finished)
+            emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0",
+                        "--log-level", "info", "--data", str(path)]
+            backend = Backend("emulator (SQLite, default)", emulator, "gRPC endpoint")
+            address = backend.start()
+            worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                wait_for_line(worker, "bench worker ready")
+                client = dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET)
+                signals = workload_signals(
+                    lambda address=address: dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET), sizes)
+                latency = workload_latency(client, sizes.calls)
+                rss = rss_mb(backend.process.pid)
+                client.close()
+            finally:
+                worker.terminate()
+                worker.wait(timeout=30)
+                backend.stop()
+        rows.append(f"| {entities_count:,} | {finished:,} | {signals:,.0f} | {latency['call p50 ms']:.2f} | "
+                    f"{latency['call p99 ms']:.2f} | {rss:.0f} |")
+        print(rows[-1], flush=True)
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     p.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: bench/results)")
     p.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    p.add_argument("--no-growth", action="store_true", help="skip the store-growth runs")
     args = p.parse_args(argv)
     sizes = Sizes(orchestrations=10, signals=80, threads=4, entities=4, calls=10) if args.quick else Sizes()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -300,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     markdown = (f"Measured {when} on {machine()} with `make bench` (N={sizes.orchestrations} orchestrations, "
                 f"S={sizes.signals} signals from T={sizes.threads} threads over K={sizes.entities} entities, "
                 f"{sizes.calls} sequential calls). Ratios are against the {BASELINE}.\n\n{body}\n")
+    if not args.no_growth and not args.quick:
+        print("measuring growth ...", flush=True)
+        markdown += ("\nAs the store grows (persistent emulator, store pre-filled; same signal and call "
+                     f"workloads):\n\n{growth(sizes, args.output)}\n")
     (args.output / "latest.md").write_text(markdown)
     (args.output / "latest.json").write_text(json.dumps(
         {"date": when, "machine": machine(), "sizes": vars(sizes),

@@ -157,3 +157,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def awaits_approval(ctx, _):
+    """An orchestration that waits for an 'approve' event and returns its data."""
+    return (yield ctx.wait_for_external_event("approve"))
+
+
+class DemoSite:
+    """An emulator with its dashboard, a worker, and the demo's data in it (for dashboard tests)."""
+
+    def __init__(self, data: Path):
+        from durabletask import client as dt_client
+        from durabletask.worker import TaskHubGrpcWorker
+
+        import client as sample_client
+        from worker import counter, counter_workflow
+
+        self.emulator = Emulator(data, dashboard_port=free_port()).start()
+        self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
+        self.worker.add_entity(counter)
+        self.worker.add_orchestrator(counter_workflow)
+        self.worker.add_orchestrator(awaits_approval)
+        self.worker.start()
+        self.client = dt_client.TaskHubGrpcClient(host_address=self.emulator.address)
+        assert sample_client.main(["my-counter"], client=self.client) == 0
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.client.close()
+        self.emulator.stop()

@@ -10,15 +10,9 @@ import urllib.request
 
 import pytest
 from durabletask import client as dt_client
-from durabletask import entities, task
+from durabletask import entities
 
-import client as sample_client
-from tests.helpers import Emulator, Process, free_port, wait_until
-from worker import counter, counter_workflow
-
-
-def approval(ctx: task.OrchestrationContext, _):
-    return (yield ctx.wait_for_external_event("approve"))
+from tests.helpers import DemoSite, Emulator, Process, awaits_approval, wait_until
 
 
 class Api:
@@ -48,31 +42,19 @@ class Api:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
-    """An emulator with its dashboard, a worker, and the demo's data in it."""
-    emu = Emulator(tmp_path_factory.mktemp("dash") / "d.db", dashboard_port=free_port()).start()
-    from durabletask.worker import TaskHubGrpcWorker
-
-    w = TaskHubGrpcWorker(host_address=emu.address)
-    w.add_entity(counter)
-    w.add_orchestrator(counter_workflow)
-    w.add_orchestrator(approval)
-    w.start()
-    c = dt_client.TaskHubGrpcClient(host_address=emu.address)
-    assert sample_client.main(["my-counter"], client=c) == 0
-    yield emu, c
-    w.stop()
-    c.close()
-    emu.stop()
+    site = DemoSite(tmp_path_factory.mktemp("dash") / "d.db")
+    yield site
+    site.close()
 
 
 @pytest.fixture
 def api(dashboard) -> Api:
-    return Api(dashboard[0].dashboard)
+    return Api(dashboard.emulator.dashboard)
 
 
 @pytest.fixture
 def grpc_client(dashboard):
-    return dashboard[1]
+    return dashboard.client
 
 
 def test_hubs_count_instances_and_entities(api):
@@ -128,7 +110,7 @@ def test_instance_detail_shows_entity_signals_calls_and_result(api):
 
 
 def test_actions_terminate_suspend_resume_raise_and_purge(api, grpc_client, uid):
-    first = grpc_client.schedule_new_orchestration(approval, instance_id=f"a-{uid}")
+    first = grpc_client.schedule_new_orchestration(awaits_approval, instance_id=f"a-{uid}")
     grpc_client.wait_for_orchestration_start(first, timeout=30)
     assert api.post(f"/api/hubs/default/instances/{first}/suspend")[0] == 200
     wait_until(lambda: api.get(f"/api/hubs/default/instances/{first}")[1]["instance"]["status"] == "SUSPENDED",
@@ -137,7 +119,7 @@ def test_actions_terminate_suspend_resume_raise_and_purge(api, grpc_client, uid)
     assert api.post(f"/api/hubs/default/instances/{first}/raise-event", {"name": "approve", "data": {"by": "x"}})[0] \
         == 200
     assert grpc_client.wait_for_orchestration_completion(first, timeout=30).get_output() == {"by": "x"}
-    second = grpc_client.schedule_new_orchestration(approval, instance_id=f"b-{uid}")
+    second = grpc_client.schedule_new_orchestration(awaits_approval, instance_id=f"b-{uid}")
     grpc_client.wait_for_orchestration_start(second, timeout=30)
     status, body = api.post(f"/api/hubs/default/instances/{second}/purge")
     assert status == 409 and "still running" in body["error"]
@@ -155,7 +137,7 @@ def test_actions_terminate_suspend_resume_raise_and_purge(api, grpc_client, uid)
     ("terminate", {"reason": 5}, None, "'reason'"),
 ])
 def test_bad_action_bodies_are_400(api, grpc_client, uid, path, body, raw, fragment):
-    instance_id = grpc_client.schedule_new_orchestration(approval, instance_id=f"bad-{uid}")
+    instance_id = grpc_client.schedule_new_orchestration(awaits_approval, instance_id=f"bad-{uid}")
     status, response = api.post(f"/api/hubs/default/instances/{instance_id}/{path}", body, raw)
     assert status == 400 and fragment in response["error"]
     grpc_client.terminate_orchestration(instance_id)

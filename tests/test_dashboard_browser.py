@@ -9,11 +9,9 @@ import sys
 
 import pytest
 from durabletask import client as dt_client
-from durabletask import entities, task
+from durabletask import entities
 
-import client as sample_client
-from tests.helpers import ROOT, Emulator, free_port
-from worker import counter, counter_workflow
+from tests.helpers import ROOT, DemoSite, awaits_approval
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -25,27 +23,12 @@ from scripts.screenshots import CHROMIUM_ARGS  # noqa: E402
 XSS_KEY = "<img src=x onerror=alert(1)>"
 
 
-def waits(ctx: task.OrchestrationContext, _):
-    return (yield ctx.wait_for_external_event("go"))
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    emu = Emulator(tmp_path_factory.mktemp("browser") / "b.db", dashboard_port=free_port()).start()
-    from durabletask.worker import TaskHubGrpcWorker
-
-    w = TaskHubGrpcWorker(host_address=emu.address)
-    w.add_entity(counter)
-    w.add_orchestrator(counter_workflow)
-    w.add_orchestrator(waits)
-    w.start()
-    c = dt_client.TaskHubGrpcClient(host_address=emu.address)
-    assert sample_client.main(["my-counter"], client=c) == 0
-    c.signal_entity(entities.EntityInstanceId("counter", XSS_KEY), "add", 3)
-    yield emu.dashboard, c
-    w.stop()
-    c.close()
-    emu.stop()
+    demo = DemoSite(tmp_path_factory.mktemp("browser") / "b.db")
+    demo.client.signal_entity(entities.EntityInstanceId("counter", XSS_KEY), "add", 3)
+    yield demo.emulator.dashboard, demo.client
+    demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +98,7 @@ def test_signal_an_entity_from_its_page(site, page, uid):
 
 def test_terminate_asks_to_confirm(site, page, uid):
     base, c = site
-    instance_id = c.schedule_new_orchestration(waits, instance_id=f"t-{uid}")
+    instance_id = c.schedule_new_orchestration(awaits_approval, instance_id=f"t-{uid}")
     c.wait_for_orchestration_start(instance_id, timeout=30)
     page.goto(f"{base}/hubs/default/instances/{instance_id}")
     page.click("text=Terminate")
