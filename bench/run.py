@@ -213,6 +213,7 @@ def measure(backend: Backend, sizes: Sizes) -> Result:
         # One warm-up orchestration, so that connection set-up is not measured.
         workload_orchestrations(client, 1)
         result.figures["orchestrations/s"] = workload_orchestrations(client, sizes.orchestrations)
+
         def new_client():
             return dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET)
 
@@ -344,19 +345,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: bench/results)")
     p.add_argument("--no-readme", action="store_true", help="do not update README.md")
     p.add_argument("--no-growth", action="store_true", help="skip the store-growth runs")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds over all backends, interleaved; each figure is the median (default: 3)")
     args = p.parse_args(argv)
     sizes = Sizes(orchestrations=10, signals=80, threads=4, entities=4, calls=10) if args.quick else Sizes()
     args.output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as data_dir:
-        results = []
-        for backend in backends(Path(data_dir)):
-            print(f"measuring {backend.name} ...", flush=True)
-            results.append(measure(backend, sizes))
+    rounds = 1 if args.quick else max(1, args.rounds)
+    runs: dict[str, list[Result]] = {}
+    # Backends take turns, round after round, so that a slow spell of the machine
+    # does not land on one backend only; the medians are reported.
+    for n in range(rounds):
+        with tempfile.TemporaryDirectory() as data_dir:
+            for backend in backends(Path(data_dir)):
+                print(f"round {n + 1}/{rounds}: measuring {backend.name} ...", flush=True)
+                runs.setdefault(backend.name, []).append(measure(backend, sizes))
+    results = [Result(name, {key: statistics.median(r.figures[key] for r in rs) for key in rs[0].figures})
+               for name, rs in runs.items()]
     body = table(results)
     when = time.strftime("%Y-%m-%d")
     markdown = (f"Measured {when} on {machine()} with `make bench` (N={sizes.orchestrations} orchestrations, "
                 f"S={sizes.signals} signals from T={sizes.threads} threads over K={sizes.entities} entities, "
-                f"{sizes.calls} sequential calls). Ratios are against the {BASELINE}.\n\n{body}\n")
+                f"{sizes.calls} sequential calls; medians of {rounds} interleaved rounds). Ratios are against "
+                f"the {BASELINE}.\n\n{body}\n")
     if not args.no_growth and not args.quick:
         print("measuring growth ...", flush=True)
         markdown += ("\nAs the store grows (persistent emulator, store pre-filled; same signal and call "

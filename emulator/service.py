@@ -19,6 +19,7 @@ from . import activities, control, entities, orchestrations
 from . import events as ev
 from .backend import Backend, StaleWorkItem
 from .control import InvalidState, NotFound
+from .paging import instance_token, parse_instance_token, split_page
 from .store import InstanceRow
 from .validation import check_entity_id, check_instance_id
 from .workitems import Feeder, Filters
@@ -91,20 +92,6 @@ def instance_state(row: InstanceRow, include_payloads: bool = True) -> pb.Orches
         parentInstanceId=ev.string(row.parent_instance_id),
         tags=row.tags,
     )
-
-
-def _page_token(row: InstanceRow) -> str:
-    return f"{row.created_at!r}|{row.instance_id}"
-
-
-def _parse_page_token(token: str) -> tuple[float, str]:
-    created, sep, instance_id = token.partition("|")
-    try:
-        if not sep:
-            raise ValueError
-        return float(created), instance_id
-    except ValueError:
-        raise BadRequest(f"continuation token '{token}' was not issued by this emulator") from None
 
 
 class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
@@ -248,14 +235,13 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
             created_from=ev.optional_seconds(q, "createdTimeFrom"),
             created_to=ev.optional_seconds(q, "createdTimeTo"),
             prefix=ev.optional_string(q, "instanceIdPrefix"),
-            after=_parse_page_token(token) if token else None,
+            after=parse_instance_token(token) if token else None,
             limit=limit + 1,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = split_page(rows, limit)
         return pb.QueryInstancesResponse(
             orchestrationState=[instance_state(r, q.fetchInputsAndOutputs) for r in rows],
-            continuationToken=ev.string(_page_token(rows[-1])) if more else None,
+            continuationToken=ev.string(instance_token(rows[-1])) if more else None,
         )
 
     @_rpc
@@ -267,14 +253,13 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
             hub, statuses=list(request.runtimeStatus),
             completed_from=ev.optional_seconds(request, "completedTimeFrom"),
             completed_to=ev.optional_seconds(request, "completedTimeTo"),
-            after=_parse_page_token(token) if token else None,
+            after=parse_instance_token(token) if token else None,
             limit=limit + 1,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = split_page(rows, limit)
         return pb.ListInstanceIdsResponse(
             instanceIds=[r.instance_id for r in rows],
-            lastInstanceKey=ev.string(_page_token(rows[-1])) if more else None,
+            lastInstanceKey=ev.string(instance_token(rows[-1])) if more else None,
         )
 
     @_rpc
@@ -397,8 +382,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
             after=ev.optional_string(q, "continuationToken"),
             limit=limit + 1,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = split_page(rows, limit)
         last = rows[-1].instance_id if more else None
         if not q.includeTransient:
             rows = [r for r in rows if r.state is not None]

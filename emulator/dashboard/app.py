@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from .. import control, entities
 from .. import events as ev
 from ..backend import Backend
+from ..paging import instance_token, parse_instance_token, split_page
 from ..store import ENTITY, EntityRow
 from ..validation import check_entity_id
 from . import views
@@ -50,11 +51,8 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
 def _after(token: str | None) -> tuple[float, str] | None:
     if not token:
         return None
-    created, sep, instance_id = token.partition("|")
     try:
-        if not sep:
-            raise ValueError
-        return float(created), instance_id
+        return parse_instance_token(token)
     except ValueError:
         raise BadParameter("'after' is not a page token from this dashboard") from None
 
@@ -110,11 +108,10 @@ def create_app(backend: Backend) -> Starlette:
             hub, statuses=[views.STATUS_VALUES[status]] if status else (),
             search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
             limit=size + 1, newest_first=True)
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, more = split_page(rows, size)
         return JSONResponse({
             "items": [views.instance_summary(r) for r in rows],
-            "next": f"{rows[-1].created_at!r}|{rows[-1].instance_id}" if more else None,
+            "next": instance_token(rows[-1]) if more else None,
         })
 
     async def instance(request: Request):
@@ -158,8 +155,7 @@ def create_app(backend: Backend) -> Starlette:
         size = _int(request, "page_size", 50, 1, MAX_PAGE)
         rows = store.query_entities(hub, name_or_key=request.query_params.get("q") or None,
                                     after=request.query_params.get("after") or None, limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, more = split_page(rows, size)
         return JSONResponse({"items": [entity_json(r) for r in rows],
                              "next": rows[-1].instance_id if more else None})
 
