@@ -28,8 +28,7 @@ def build(backend: Backend, hub: str, key: str, stream: int) -> pb.WorkItem | No
 
 def complete(backend: Backend, response: pb.ActivityResponse) -> None:
     """Consume the activity message and hand its outcome to the orchestration."""
-    with backend.tx():
-        lease = backend.release(response.completionToken)
+    with backend.completing(response.completionToken) as lease, backend.tx():
         request: pb.ActivityRequest = lease.data
         backend.store.delete_messages([int(lease.target)])
         if response.HasField("failureDetails"):

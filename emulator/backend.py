@@ -23,9 +23,6 @@ from .store import ACTIVITY, ENTITY, ORCHESTRATION, InstanceRow, Store
 
 log = logging.getLogger("emulator")
 
-KINDS = (ORCHESTRATION, ACTIVITY, ENTITY)
-
-
 class StaleWorkItem(Exception):
     """A completion arrived for a work item that is no longer leased to its sender."""
 
@@ -281,6 +278,18 @@ class Backend:
                 "or was re-dispatched after its worker disconnected)"
             )
         return lease
+
+    @contextlib.contextmanager
+    def completing(self, token: str) -> Iterator:
+        """End a lease for its completion; if applying it fails, its work goes back to the queue."""
+        with self.lock:
+            lease = self.release(token)
+            try:
+                yield lease
+            except BaseException:
+                with self.tx():
+                    self.requeue(lease.hub, lease.kind, lease.target)
+                raise
 
     def abandon(self, token: str) -> None:
         with self.tx():

@@ -142,24 +142,19 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
 
 def complete(backend: Backend, result: pb.EntityBatchResult) -> None:
     """Commit a batch: new state, results to callers, signals and starts it sent."""
-    with backend.lock:
-        lease = backend.release(result.completionToken)
+    with backend.completing(result.completionToken) as lease:
         operations: list[Operation] = lease.data
         hub, entity_id = lease.hub, lease.target
         try:
             with backend.tx():
                 _apply(backend, hub, entity_id, operations, result)
         except EntityStateTooLarge as exc:
+            # The batch is consumed with its state unchanged; callers learn why.
             with backend.tx():
                 failure = ev.failure(str(exc), "EntityStateTooLarge")
                 _apply(backend, hub, entity_id, operations, pb.EntityBatchResult(
                     results=[pb.OperationResult(failure=pb.OperationResultFailure(failureDetails=failure))
                              for _ in operations]), keep_state=True)
-            raise
-        except Exception:
-            # Never strand the inbox: the operations stay queued for another try.
-            with backend.tx():
-                backend.wake(hub, ENTITY, entity_id)
             raise
 
 

@@ -72,8 +72,7 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
 
 def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
     """Apply a worker's answer: history, status, and every message it sends."""
-    with backend.lock:
-        lease = backend.release(response.completionToken)
+    with backend.completing(response.completionToken) as lease:
         try:
             if lease.target != response.instanceId:
                 raise ValueError(
@@ -82,7 +81,7 @@ def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
             with backend.tx():
                 _apply(backend, lease, response)
                 backend.requeue(lease.hub, ORCHESTRATION, lease.target)
-        except (ValueError, KeyError, NotImplementedError) as exc:
+        except ValueError as exc:
             # A response the emulator cannot apply fails the instance rather than
             # leaving it stuck: the problem is in the worker's output, not transient.
             with backend.tx():

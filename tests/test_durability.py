@@ -47,6 +47,27 @@ def workers(fresh_emulator):
         p.stop()
 
 
+def reconnected(address: str):
+    """A client that has reached a restarted emulator.
+
+    gRPC shares connections between channels to one address, and the shared one may
+    still be backing off from the refused connections of the restart: wait it out.
+    """
+    client = dt_client.TaskHubGrpcClient(host_address=address)
+
+    def answers() -> bool:
+        try:
+            client.get_orchestration_state("reachability-probe")
+            return True
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
+
+    wait_until(answers, timeout=30, message="the restarted emulator to answer")
+    return client
+
+
 def send_signals(client, eid, count: int) -> tuple[int, int]:
     """Signal ``add 1`` ``count`` times; returns (acknowledged, ambiguous)."""
     acked = ambiguous = 0
@@ -99,8 +120,8 @@ def test_emulator_restart_keeps_everything_acknowledged(fresh_emulator, workers,
     else:
         assert fresh_emulator.stop() == 0
     fresh_emulator.restart()
-    client.close()  # its channel may still be backing off from the refused connections
-    client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
+    client.close()
+    client = reconnected(fresh_emulator.address)
     more, unsure = send_signals(client, eid, SIGNALS // 2)
     acked, ambiguous = acked + more, ambiguous + unsure
     wait_until(lambda: backlog(client, eid) == 0 and (state_of(client, eid) or 0) >= acked, timeout=60,
@@ -123,8 +144,8 @@ def test_timer_and_history_survive_kill(fresh_emulator, start_worker, uid):
                == dt_client.OrchestrationStatus.RUNNING, message="RUNNING")
     fresh_emulator.kill()
     fresh_emulator.restart()
-    client.close()  # its channel may still be backing off from the refused connections
-    client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
+    client.close()
+    client = reconnected(fresh_emulator.address)
     state = client.wait_for_orchestration_completion(instance_id, timeout=60)
     assert state.get_output() == "woke up"
     chunks = client._stub.StreamInstanceHistory(pb.StreamInstanceHistoryRequest(instanceId=instance_id))
@@ -143,6 +164,8 @@ def test_overdue_delayed_signal_fires_at_once_after_restart(fresh_emulator, star
     client.signal_entity(eid, "add", 9, signal_time=datetime.now(timezone.utc) + timedelta(seconds=1))
     assert fresh_emulator.stop() == 0
     fresh_emulator.restart()
+    client.close()
+    client = reconnected(fresh_emulator.address)
     start_worker(fresh_emulator.address, entities=[counter])
     wait_until(lambda: state_of(client, eid) == 9, timeout=30, message="the delayed signal after restart")
     client.close()

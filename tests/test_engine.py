@@ -1,0 +1,78 @@
+"""The engine in-process (no gRPC): leases, stale completions, and recovery from a failed apply."""
+
+from __future__ import annotations
+
+import pytest
+from durabletask.internal import orchestrator_service_pb2 as pb
+from google.protobuf import wrappers_pb2
+
+from emulator import activities, orchestrations
+from emulator.backend import Backend, StaleWorkItem
+from emulator.store import Store
+from emulator.workitems import Feeder, Filters
+
+
+@pytest.fixture
+def engine(tmp_path):
+    backend = Backend(Store(tmp_path / "engine.db"), ["default"])
+    stream = backend.open_stream()
+    yield backend, Feeder(backend, "default", stream, Filters())
+    backend.store.close()
+
+
+def schedule_activity_response(instance_id: str, token: str) -> pb.OrchestratorResponse:
+    action = pb.OrchestratorAction(id=1, scheduleTask=pb.ScheduleTaskAction(
+        name="hello", input=wrappers_pb2.StringValue(value='"x"')))
+    return pb.OrchestratorResponse(instanceId=instance_id, completionToken=token, actions=[action])
+
+
+def test_a_failed_apply_puts_the_work_back(engine, monkeypatch):
+    backend, feeder = engine
+    backend.create_instance("default", "i1", "orch")
+    item = feeder.next(1)
+    original = backend.store.append_history
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk trouble")
+
+    monkeypatch.setattr(backend.store, "append_history", broken)
+    with pytest.raises(RuntimeError):
+        orchestrations.complete(backend, schedule_activity_response("i1", item.completionToken))
+    monkeypatch.setattr(backend.store, "append_history", original)
+    again = feeder.next(1)
+    assert again is not None and again.orchestratorRequest.instanceId == "i1"
+    assert [e.WhichOneof("eventType") for e in again.orchestratorRequest.newEvents] == [
+        "orchestratorStarted", "executionStarted"]
+    assert backend.store.history("default", "i1") == []  # the failed attempt left nothing behind
+    orchestrations.complete(backend, schedule_activity_response("i1", again.completionToken))
+    assert feeder.next(1).HasField("activityRequest")
+
+
+def test_a_completion_is_accepted_once(engine):
+    backend, feeder = engine
+    backend.create_instance("default", "i2", "orch")
+    item = feeder.next(1)
+    orchestrations.complete(backend, schedule_activity_response("i2", item.completionToken))
+    with pytest.raises(StaleWorkItem):
+        orchestrations.complete(backend, schedule_activity_response("i2", item.completionToken))
+    assert len(backend.store.messages_for("default", "activity", "i2")) == 1
+
+
+def test_a_closed_stream_gives_its_work_to_the_next_worker(engine):
+    backend, feeder = engine
+    backend.create_instance("default", "i3", "orch")
+    item = feeder.next(1)
+    orchestrations.complete(backend, schedule_activity_response("i3", item.completionToken))
+    activity = feeder.next(1)
+    backend.close_stream(feeder.stream)
+    other = Feeder(backend, "default", backend.open_stream(), Filters())
+    retry = other.next(1)
+    assert retry.activityRequest.taskId == activity.activityRequest.taskId
+    with pytest.raises(StaleWorkItem):
+        activities.complete(backend, pb.ActivityResponse(instanceId="i3", taskId=1,
+                                                         completionToken=activity.completionToken))
+    activities.complete(backend, pb.ActivityResponse(instanceId="i3", taskId=1,
+                                                     completionToken=retry.completionToken,
+                                                     result=wrappers_pb2.StringValue(value='"hi"')))
+    turn = other.next(1)
+    assert turn.orchestratorRequest.newEvents[-1].taskCompleted.result.value == '"hi"'
