@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from .server import EmulatorServer, Options, PortInUse
-from .store import SchemaError
+from .store import DataInUse, SchemaError
 
 log = logging.getLogger("emulator.cli")
 
@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SchemaError as exc:
         log.error("%s: use a newer emulator, or another file with --data", exc)
+        return 2
+    except DataInUse as exc:
+        log.error("%s", exc)
         return 2
 
     stop = threading.Event()

@@ -172,14 +172,36 @@ class SchemaError(RuntimeError):
     """The data file was written by a newer emulator than this one."""
 
 
+class DataInUse(RuntimeError):
+    """Another emulator process has the data file open."""
+
+
+def _claim(path: Path):
+    """One emulator per data file: two would hand out the same work twice.
+
+    The lock goes with the process, so a killed emulator never leaves it behind.
+    """
+    import fcntl
+
+    handle = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DataInUse(f"{path} is in use by another emulator; stop it, or use another file with --data") from None
+    return handle
+
+
 class Store:
     """One SQLite database shared by all task hubs (rows carry their hub)."""
 
     def __init__(self, path: str | Path | None):
         """Open ``path``, or a private in-memory database when it is None."""
         self.path = None if path is None else Path(path)
+        self._lock_file = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _claim(self.path)
         target = ":memory:" if self.path is None else str(self.path)
         # One connection, used under one lock: SQLite serializes writers anyway,
         # and the emulator's own lock already orders every change.
@@ -207,6 +229,8 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._lock_file is not None:
+                self._lock_file.close()  # also releases the claim
 
     # -- schema ---------------------------------------------------------------
 

@@ -93,3 +93,23 @@ def test_hello_answers(emulator):
     pb_grpc.TaskHubSidecarServiceStub(channel).Hello(empty_pb2.Empty())
     assert pb.HealthPing() is not None
     channel.close()
+
+
+def test_one_emulator_per_data_file(tmp_path):
+    first = Emulator(tmp_path / "shared.db").start()
+    try:
+        second = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0",
+                          "--data", str(tmp_path / "shared.db")])
+        assert second.wait() == 2
+        assert "in use by another emulator" in second.output and "Traceback" not in second.output
+    finally:
+        assert first.stop() == 0
+    again = Emulator(tmp_path / "shared.db").start()  # free again once the first has stopped
+    assert again.stop() == 0
+
+
+def test_a_killed_emulator_leaves_its_file_usable(tmp_path):
+    first = Emulator(tmp_path / "k.db").start()
+    first.kill()
+    again = Emulator(tmp_path / "k.db").start()
+    assert again.stop() == 0
