@@ -194,3 +194,22 @@ def test_locked_entity_defers_other_senders_until_release(client, emulator, star
     client.raise_orchestration_event(instance_id, "release")
     assert client.wait_for_orchestration_completion(instance_id, timeout=30).get_output() == "released"
     wait_until(lambda: counter_value(client, uid) == 11, message="deferred signal applied after release")
+
+
+def test_transient_entities_show_only_when_asked(client, emulator, start_worker, uid):
+    """A never-used entity that an orchestration has locked has no state: it is transient."""
+    start_worker(emulator.address, orchestrators=[hold_lock], entities=[counter])
+    instance_id = client.schedule_new_orchestration(hold_lock, input=uid)
+    prefix = f"@counter@{uid}"
+    transient_query = dt_client.EntityQuery(instance_id_starts_with=prefix, include_transient=True)
+    transient = wait_until(lambda: client.get_all_entities(transient_query), message="lock granted")
+    assert [m.id.key for m in transient] == [uid]
+    raw = client._stub.QueryEntities(pb.QueryEntitiesRequest(query=pb.EntityQuery(
+        instanceIdStartsWith=dt_client.helpers.get_string_value(prefix), includeTransient=True)))
+    assert raw.entities[0].lockedBy.value == instance_id
+    assert client.get_entity(entities.EntityInstanceId("counter", uid)) is None
+    assert client.get_all_entities(dt_client.EntityQuery(instance_id_starts_with=prefix)) == []
+    client.raise_orchestration_event(instance_id, "release")
+    client.wait_for_orchestration_completion(instance_id, timeout=30)
+    assert client.get_all_entities(dt_client.EntityQuery(instance_id_starts_with=prefix,
+                                                         include_transient=True)) == []
