@@ -118,6 +118,9 @@ class Backend:
             return
         if execution_id is not None and execution_id != row.execution_id:
             return
+        if row.status == pb.ORCHESTRATION_STATUS_PENDING and row.scheduled_start:
+            # Nothing may overtake the start of an instance scheduled for later.
+            visible_at = max(visible_at or 0.0, row.scheduled_start)
         self.send(hub, ORCHESTRATION, instance_id, e.SerializeToString(), visible_at, execution_id=execution_id)
 
     def _recover(self) -> None:

@@ -336,3 +336,21 @@ def test_rewind_of_a_completed_instance_is_refused(client, worker):
     with pytest.raises(grpc.RpcError) as err:
         client.rewind_orchestration(state.instance_id)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_an_instance_scheduled_for_later_can_be_terminated_before_it_starts(client, worker, uid):
+    start_at = datetime.now(timezone.utc) + timedelta(hours=1)
+    instance_id = client.schedule_new_orchestration(child, input=1, start_at=start_at, instance_id=f"later-{uid}")
+    client.terminate_orchestration(instance_id, output="not needed")
+    state = client.wait_for_orchestration_completion(instance_id, timeout=30)
+    assert state.runtime_status == dt_client.OrchestrationStatus.TERMINATED
+    assert state.get_output() == "not needed"
+
+
+def test_events_wait_for_a_scheduled_start(client, worker, uid):
+    start_at = datetime.now(timezone.utc) + timedelta(seconds=1)
+    instance_id = client.schedule_new_orchestration(approval, start_at=start_at, instance_id=f"ev-{uid}")
+    client.raise_orchestration_event(instance_id, "approve", data="early bird")
+    state = client.wait_for_orchestration_completion(instance_id, timeout=30)
+    assert state.runtime_status == COMPLETED, state.failure_details
+    assert state.get_output() == "approved by early bird"
