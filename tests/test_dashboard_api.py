@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -104,7 +105,7 @@ def test_instance_detail_shows_entity_signals_calls_and_result(api):
     assert sum(label.startswith("Signal add to counter/") for label in labels) == 2
     assert any(label.startswith("Signal subtract to counter/") for label in labels)
     assert any(label.startswith("Call get on counter/") for label in labels)
-    returned = [e for e in body["history"] if e["label"] == "Entity call returned"]
+    returned = [e for e in body["history"] if re.fullmatch(r"Call get on counter/.+ returned", e["label"])]
     assert returned and returned[0]["payload"] == 12
     assert body["history"][-1]["label"] == "Finished: COMPLETED"
 

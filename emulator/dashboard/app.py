@@ -116,8 +116,7 @@ def create_app(backend: Backend) -> Starlette:
 
     async def instance(request: Request):
         row = instance_of(request)
-        history = [views.history_entry(i, ev.parse(b))
-                   for i, b in enumerate(store.history(row.hub, row.instance_id))]
+        history = views.history([ev.parse(b) for b in store.history(row.hub, row.instance_id)])
         return JSONResponse({"instance": views.instance_detail(row), "history": history})
 
     async def instance_action(request: Request):

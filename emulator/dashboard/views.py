@@ -76,8 +76,12 @@ def _entity_label(instance_id: str) -> str:
     return f"{parts[1]}/{parts[2]}" if len(parts) == 3 else instance_id
 
 
-def _summary(e: pb.HistoryEvent) -> tuple[str, str, Any]:
-    """(category, one-line label, payload worth showing) for one history event."""
+def _summary(e: pb.HistoryEvent, calls: dict[str, str]) -> tuple[str, str, Any]:
+    """(category, one-line label, payload worth showing) for one history event.
+
+    ``calls`` maps entity call request IDs to how the call was labelled, so that a
+    result says which call it answers.
+    """
     kind = ev.kind_of(e)
     inner = getattr(e, kind)
     match kind:
@@ -124,12 +128,14 @@ def _summary(e: pb.HistoryEvent) -> tuple[str, str, Any]:
             target = _entity_label(inner.targetInstanceId.value)
             return "entity", f"Signal {inner.operation} to {target}", _value(inner, "input")
         case "entityOperationCalled":
-            target = _entity_label(inner.targetInstanceId.value)
-            return "entity", f"Call {inner.operation} on {target}", _value(inner, "input")
+            calls[inner.requestId] = f"{inner.operation} on {_entity_label(inner.targetInstanceId.value)}"
+            return "entity", f"Call {calls[inner.requestId]}", _value(inner, "input")
         case "entityOperationCompleted":
-            return "entity", "Entity call returned", _value(inner, "output")
+            call = calls.get(inner.requestId, "entity call")
+            return "entity", f"Call {call} returned", _value(inner, "output")
         case "entityOperationFailed":
-            return "entity", "Entity call failed", inner.failureDetails.errorMessage
+            call = calls.get(inner.requestId, "entity call")
+            return "entity", f"Call {call} failed", inner.failureDetails.errorMessage
         case "entityLockRequested":
             return "lock", "Lock requested on " + ", ".join(_entity_label(i) for i in inner.lockSet), None
         case "entityLockGranted":
@@ -143,8 +149,13 @@ def _summary(e: pb.HistoryEvent) -> tuple[str, str, Any]:
     return "other", kind, None
 
 
-def history_entry(index: int, e: pb.HistoryEvent) -> dict:
-    category, label, payload = _summary(e)
+def history(events: list[pb.HistoryEvent]) -> list[dict]:
+    calls: dict[str, str] = {}
+    return [_entry(i, e, calls) for i, e in enumerate(events)]
+
+
+def _entry(index: int, e: pb.HistoryEvent, calls: dict[str, str]) -> dict:
+    category, label, payload = _summary(e, calls)
     return {
         "index": index,
         "eventId": e.eventId,
