@@ -12,6 +12,7 @@ entity at a time, and a batch takes effect only when its completion commits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -47,9 +48,9 @@ def _row(backend: Backend, hub: str, entity_id: str) -> EntityRow:
     return backend.store.get_entity(hub, entity_id) or EntityRow(hub, entity_id, None, ev.now(), None, None)
 
 
-def _deliverable(row: EntityRow, messages: list[MessageRow]) -> list[tuple[MessageRow, pb.HistoryEvent]]:
-    """The messages the entity may see now: all, or only the lock holder's."""
-    return [(m, ev.parse(m.payload)) for m in messages if row.lock_owner is None or m.sender == row.lock_owner]
+def _deliverable(row: EntityRow, messages: Iterable[MessageRow]) -> Iterator[tuple[MessageRow, pb.HistoryEvent]]:
+    """The messages the entity may see now (all, or only the lock holder's), parsed as they are needed."""
+    return ((m, ev.parse(m.payload)) for m in messages if row.lock_owner is None or m.sender == row.lock_owner)
 
 
 def pump(backend: Backend, hub: str, entity_id: str) -> None:
@@ -60,11 +61,11 @@ def pump(backend: Backend, hub: str, entity_id: str) -> None:
     row = _row(backend, hub, entity_id)
     messages = store.messages_for(hub, ENTITY, entity_id, visible_by=ev.now())
     while True:
-        pending = _deliverable(row, messages)
-        if not pending:
+        first = next(_deliverable(row, messages), None)
+        if first is None:
             backend.after_commit(lambda: backend.dispatch.unready(hub, ENTITY, entity_id))
             return
-        message, e = pending[0]
+        message, e = first
         kind = ev.kind_of(e)
         if kind in OPERATIONS:
             backend.after_commit(lambda: backend.dispatch.mark_ready(hub, ENTITY, entity_id))
@@ -119,7 +120,7 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
     row = _row(backend, hub, entity_id)
     operations: list[Operation] = []
     requests: list[pb.OperationRequest] = []
-    for message, e in _deliverable(row, backend.store.messages_for(hub, ENTITY, entity_id, visible_by=ev.now())):
+    for message, e in _deliverable(row, backend.store.iter_messages(hub, ENTITY, entity_id, visible_by=ev.now())):
         kind = ev.kind_of(e)
         if kind not in OPERATIONS or len(operations) == MAX_BATCH:
             break
