@@ -49,6 +49,7 @@ class Dispatcher:
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
         self._streams: dict[int, set[str]] = {}
+        self._held: dict[tuple[int, str], int] = {}  # (stream, kind) -> leases outstanding
         self._due: list[_Due] = []
         self._stream_ids = itertools.count(1)
         # Tokens must never repeat, also across restarts: a random prefix per run.
@@ -104,6 +105,9 @@ class Dispatcher:
         self._streams[stream] = set()
         return stream
 
+    def held(self, stream: int, kind: str) -> int:
+        return self._held.get((stream, kind), 0)
+
     def is_open(self, stream: int) -> bool:
         return stream in self._streams
 
@@ -112,6 +116,7 @@ class Dispatcher:
         self._leases[lease.token] = lease
         self._leased[(hub, kind, target)] = lease
         self._streams.setdefault(stream, set()).add(lease.token)
+        self._held[(stream, kind)] = self._held.get((stream, kind), 0) + 1
         return lease
 
     def get_lease(self, token: str) -> Lease | None:
@@ -127,6 +132,10 @@ class Dispatcher:
             return None
         self._leased.pop((lease.hub, lease.kind, lease.target), None)
         self._streams.get(lease.stream, set()).discard(token)
+        held = self._held.pop((lease.stream, lease.kind), 1) - 1
+        if held:
+            self._held[(lease.stream, lease.kind)] = held
+        self.condition.notify_all()  # a worker at its concurrency limit may take more now
         return lease
 
     def close_stream(self, stream: int) -> list[Lease]:

@@ -22,7 +22,7 @@ from .control import InvalidState, NotFound
 from .paging import instance_token, parse_instance_token, split_page
 from .store import InstanceRow
 from .validation import check_entity_id, check_instance_id
-from .workitems import Feeder, Filters
+from .workitems import Feeder, Filters, limits_from_request
 
 log = logging.getLogger("emulator.service")
 
@@ -300,7 +300,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         backend = self.backend
         stream = backend.open_stream()
         context.add_callback(lambda: backend.close_stream(stream))
-        feeder = Feeder(backend, hub, stream, Filters.from_request(request))
+        feeder = Feeder(backend, hub, stream, Filters.from_request(request), limits_from_request(request))
         log.info("worker stream %d connected to task hub %s", stream, hub)
         try:
             while context.is_active() and not backend.stream_closed(stream):

@@ -52,12 +52,31 @@ def _versioned_match(rules: dict[str, set[str]] | None, name: str, version: str 
     return versions is not None and (not versions or (version or "") in versions)
 
 
-class Feeder:
-    """One worker stream's view of the dispatcher, taking kinds in turn."""
+def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
+    """How many work items of each kind the worker takes at once (0: no limit)."""
+    return {
+        ORCHESTRATION: request.maxConcurrentOrchestrationWorkItems,
+        ACTIVITY: request.maxConcurrentActivityWorkItems,
+        ENTITY: request.maxConcurrentEntityWorkItems,
+    }
 
-    def __init__(self, backend: Backend, hub: str, stream: int, filters: Filters):
+
+class Feeder:
+    """One worker stream's view of the dispatcher, taking kinds in turn.
+
+    A worker that says how many work items it takes at once is not sent more, so
+    that competing workers share the load instead of one hoarding it.
+    """
+
+    def __init__(self, backend: Backend, hub: str, stream: int, filters: Filters,
+                 limits: dict[str, int] | None = None):
         self.backend, self.hub, self.stream, self.filters = backend, hub, stream, filters
+        self.limits = limits or {}
         self._turn = 0
+
+    def _has_room(self, kind: str) -> bool:
+        limit = self.limits.get(kind, 0)
+        return not limit or self.backend.dispatch.held(self.stream, kind) < limit
 
     def _accepts(self, kind: str, key: str) -> bool:
         f, store = self.filters, self.backend.store
@@ -79,6 +98,8 @@ class Feeder:
                 backend.promote_due()
                 for i in range(3):
                     kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
+                    if not self._has_room(kind):
+                        continue
                     while (key := backend.dispatch.take(self.hub, kind, lambda k, kind=kind: self._accepts(kind, k))):
                         item = _BUILDERS[kind](backend, self.hub, key, self.stream)
                         if item is not None:

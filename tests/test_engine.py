@@ -76,3 +76,22 @@ def test_a_closed_stream_gives_its_work_to_the_next_worker(engine):
                                                      result=wrappers_pb2.StringValue(value='"hi"')))
     turn = other.next(1)
     assert turn.orchestratorRequest.newEvents[-1].taskCompleted.result.value == '"hi"'
+
+
+def test_a_worker_gets_no_more_than_it_takes_at_once(engine):
+    backend, _ = engine
+    stream = backend.open_stream()
+    feeder = Feeder(backend, "default", stream, Filters(), limits={"orchestration": 1})
+    backend.create_instance("default", "a", "orch")
+    backend.create_instance("default", "b", "orch")
+    first = feeder.next(1)
+    assert first.orchestratorRequest.instanceId == "a"
+    assert feeder.next(0.05) is None  # "b" is ready, but this worker is at its limit
+    other = Feeder(backend, "default", backend.open_stream(), Filters()).next(1)
+    assert other.orchestratorRequest.instanceId == "b"  # a second worker takes it
+    backend.create_instance("default", "c", "orch")
+    done = pb.OrchestratorAction(id=1, completeOrchestration=pb.CompleteOrchestrationAction(
+        orchestrationStatus=pb.ORCHESTRATION_STATUS_COMPLETED))
+    orchestrations.complete(backend, pb.OrchestratorResponse(instanceId="a", completionToken=first.completionToken,
+                                                              actions=[done]))
+    assert feeder.next(1).orchestratorRequest.instanceId == "c"
