@@ -41,9 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Durable entities demo client.")
     p.add_argument("entity_key", nargs="?", default="my-counter", help="counter key (default: my-counter)")
     p.add_argument("--orchestrations", type=int, default=5, help="orchestrations to run (default: 5)")
-    p.add_argument("--interval", type=float, default=float(os.environ.get("ORCHESTRATION_INTERVAL", "0")),
+    # String defaults go through `type` too, so a bad environment value is a clear usage error.
+    p.add_argument("--interval", type=float, default=os.environ.get("ORCHESTRATION_INTERVAL") or "0",
                    help="seconds between schedules (default: env ORCHESTRATION_INTERVAL, else 0)")
-    p.add_argument("--repeat", type=float, default=float(os.environ.get("DEMO_REPEAT_SECONDS") or 0),
+    p.add_argument("--repeat", type=float, default=os.environ.get("DEMO_REPEAT_SECONDS") or "0",
                    help="run the demo again every SECONDS until stopped (default: env DEMO_REPEAT_SECONDS, "
                         "else run once)")
     args = p.parse_args(argv)

@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--data", type=Path, default=Path(".emulator") / "emulator.db",
                        help="SQLite file that keeps all state (default: .emulator/emulator.db)")
     where.add_argument("--in-memory", action="store_true", help="keep state in memory only; gone at exit")
-    p.add_argument("--task-hubs", type=_hubs, default=_hubs(os.environ.get("DTS_TASK_HUB_NAMES", "default")),
+    p.add_argument("--task-hubs", type=_hubs, default=os.environ.get("DTS_TASK_HUB_NAMES") or "default",
                    help="comma-separated task hub names (default: env DTS_TASK_HUB_NAMES, else 'default')")
     p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
                    help="largest gRPC message accepted (default: 16 MiB)")

@@ -49,7 +49,11 @@ def stop(process: subprocess.Popen | None, name: str) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
-    config = settings.load()
+    try:
+        config = settings.load()
+    except settings.SettingsError as exc:
+        log.error("invalid settings: %s", exc)
+        return 2
     python = sys.executable
     emulator = worker = None
     try:

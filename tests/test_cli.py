@@ -113,3 +113,10 @@ def test_a_killed_emulator_leaves_its_file_usable(tmp_path):
     first.kill()
     again = Emulator(tmp_path / "k.db").start()
     assert again.stop() == 0
+
+
+def test_empty_hub_list_in_environment_is_a_usage_error():
+    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0", "--in-memory"],
+                env={"DTS_TASK_HUB_NAMES": " , "})
+    assert p.wait() == 2
+    assert "at least one task hub name" in p.output and "Traceback" not in p.output

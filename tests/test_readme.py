@@ -111,3 +111,10 @@ def test_azd_section_names_real_outputs_and_parameters():
     for name in ("DTS_SKU_NAME", "DTS_CAPACITY", "DTS_TASKHUB_NAME", "CLIENT_REPEAT_SECONDS"):
         assert name in README and "${" + name in parameters_file
     assert "schedulerIpAllowlist" in README and "param schedulerIpAllowlist" in main
+
+
+def test_make_demo_reports_bad_settings_clearly():
+    result = subprocess.run([sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "ENDPOINT": "localhost:8080"})
+    assert result.returncode == 2
+    assert "not a URL" in result.stderr and "Traceback" not in result.stderr

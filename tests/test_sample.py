@@ -120,3 +120,11 @@ def test_readme_client_command_with_options(emulator, sample_worker):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Starting entity operations demo - 3 orchestrations" in result.stdout
     assert "Summary: 3 of 3 orchestrations completed successfully" in result.stdout
+
+
+@pytest.mark.parametrize("variable", ["ORCHESTRATION_INTERVAL", "DEMO_REPEAT_SECONDS"])
+def test_bad_environment_numbers_are_usage_errors(variable):
+    result = subprocess.run([sys.executable, "client.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", variable: "soon"})
+    assert result.returncode == 2
+    assert "invalid float value: 'soon'" in result.stderr and "Traceback" not in result.stderr
