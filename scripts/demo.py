@@ -74,6 +74,9 @@ def main() -> int:
         worker = subprocess.Popen([python, "worker.py"], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = subprocess.run([python, "client.py", *sys.argv[1:]], cwd=ROOT)
+        if emulator is not None:
+            log.info("to look around afterwards: `make emulator`, then open http://localhost:%s "
+                     "(the state is kept in .emulator/)", os.environ.get("DASHBOARD_PORT", "8082"))
         return client.returncode
     except KeyboardInterrupt:
         return 130

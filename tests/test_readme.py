@@ -95,6 +95,7 @@ def test_make_demo_runs_twice_and_state_survives(tmp_path):
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stdout.splitlines() == expected_output()
     assert "starting the built-in emulator" in first.stderr
+    assert "to look around afterwards: `make emulator`, then open http://localhost:" in first.stderr
     second = subprocess.run([sys.executable, "scripts/demo.py"], cwd=project, env=env, capture_output=True,
                             text=True, timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
