@@ -125,19 +125,12 @@ def run_demo(client, key: str, orchestrations: int, interval: float) -> int:
 
 def check_reachable(config: settings.Settings, timeout: float = 5.0) -> None:
     """Fail fast, with advice, when nothing listens at the endpoint."""
-    address = config.endpoint.split("://", 1)[1]
-    channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials()) if config.secure_channel
-               else grpc.insecure_channel(address))
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
+    if not config.answers(timeout):
         raise Unreachable(
             f"no scheduler answers at {config.endpoint}. Start one with 'python -m emulator' (or 'make emulator'), "
             "or the DTS emulator in Docker, or set ENDPOINT/TASKHUB (or "
             f"{settings.CONNECTION_STRING_VARIABLE}) for Durable Task Scheduler in Azure."
-        ) from None
-    finally:
-        channel.close()
+        )
 
 
 def main(argv: list[str] | None = None, client=None) -> int:

@@ -52,6 +52,21 @@ class Settings:
         mode = AUTHENTICATION_TYPES[self.authentication]
         return f"{mode} (client id {self.client_id})" if self.client_id else mode
 
+    def answers(self, timeout: float) -> bool:
+        """Whether something accepts gRPC connections at the endpoint within ``timeout`` seconds."""
+        import grpc
+
+        address = self.endpoint.split("://", 1)[1]
+        channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials()) if self.secure_channel
+                   else grpc.insecure_channel(address))
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
+        finally:
+            channel.close()
+
     def credential(self):
         """The azure-identity credential to use, or None for a local emulator."""
         kind = AUTHENTICATION_TYPES[self.authentication]

@@ -206,9 +206,16 @@ class Backend:
             self.after_commit(self.changed.notify_all)
 
     def finish_instance(self, row: InstanceRow) -> None:
-        """Side effects of reaching a terminal status: tell the parent, free the locks."""
+        """Store an instance that reached a terminal status, and everything that follows from it.
+
+        Messages still queued for it can no longer be processed; its parent learns the
+        outcome; the entity locks it holds are freed; clients waiting on it wake up.
+        """
         from .entities import release_locks_of
 
+        row.completed_at = row.updated_at = ev.now()
+        self.store.put_instance(row)
+        self.store.delete_messages([m.id for m in self.store.messages_for(row.hub, ORCHESTRATION, row.instance_id)])
         if row.parent_instance_id:
             if row.status == pb.ORCHESTRATION_STATUS_COMPLETED:
                 e = ev.event(subOrchestrationInstanceCompleted=pb.SubOrchestrationInstanceCompletedEvent(
@@ -224,6 +231,7 @@ class Backend:
                     taskScheduledId=row.parent_task_id or 0, failureDetails=details))
             self.send_to_instance(row.hub, row.parent_instance_id, e, row.parent_execution_id)
         release_locks_of(self, row.hub, row.instance_id)
+        self.notify_changed(row.hub, row.instance_id)
 
     def wait_for(self, hub: str, instance_id: str, predicate: Callable[[InstanceRow], bool],
                  timeout: float | None, alive: Callable[[], bool]) -> InstanceRow | None:

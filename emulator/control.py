@@ -45,24 +45,14 @@ def terminate(backend: Backend, hub: str, instance_id: str, output: str | None, 
             return
         if row.status == pb.ORCHESTRATION_STATUS_PENDING and not backend.store.history(hub, instance_id):
             # No worker has run it yet (it may be scheduled for later): end it here.
-            _end_unstarted(backend, row, output)
+            row.status, row.output = pb.ORCHESTRATION_STATUS_TERMINATED, output
+            backend.finish_instance(row)
             return
         backend.send_to_instance(hub, instance_id, ev.event(
             executionTerminated=pb.ExecutionTerminatedEvent(input=ev.string(output), recurse=recursive)))
         if recursive:
             for child in backend.store.query_instances(hub, parent=instance_id):
                 terminate(backend, hub, child.instance_id, output, True)
-
-
-def _end_unstarted(backend: Backend, row: InstanceRow, output: str | None) -> None:
-    store = backend.store
-    store.delete_messages([m.id for m in store.messages_for(row.hub, "orchestration", row.instance_id)])
-    row.status = pb.ORCHESTRATION_STATUS_TERMINATED
-    row.output = output
-    row.updated_at = row.completed_at = ev.now()
-    store.put_instance(row)
-    backend.finish_instance(row)
-    backend.notify_changed(row.hub, row.instance_id)
 
 
 def suspend(backend: Backend, hub: str, instance_id: str, reason: str | None) -> None:

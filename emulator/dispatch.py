@@ -95,9 +95,6 @@ class Dispatcher:
                 return target
         return None
 
-    def ready_count(self, hub: str, kind: str) -> int:
-        return len(self._ready.get((hub, kind), ()))
-
     # -- leases -----------------------------------------------------------------
 
     def open_stream(self) -> int:
@@ -142,9 +139,6 @@ class Dispatcher:
         """Release every lease the stream held, for the next worker to take."""
         tokens = self._streams.pop(stream, set())
         return [lease for token in tokens if (lease := self.release(token)) is not None]
-
-    def leases(self) -> list[Lease]:
-        return list(self._leases.values())
 
     def clear_hub(self, hub: str) -> None:
         for key in [k for k in self._ready if k[0] == hub]:

@@ -96,10 +96,7 @@ def _fail(backend: Backend, lease: Lease, message: str) -> None:
         return
     row.status = pb.ORCHESTRATION_STATUS_FAILED
     row.failure = ev.failure(message).SerializeToString()
-    row.updated_at = row.completed_at = ev.now()
-    backend.store.put_instance(row)
     backend.finish_instance(row)
-    backend.notify_changed(row.hub, row.instance_id)
 
 
 def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) -> None:
@@ -142,19 +139,17 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
         row.status = finished.orchestrationStatus
         row.output = ev.optional_string(finished, "result")
         row.failure = finished.failureDetails.SerializeToString() if finished.HasField("failureDetails") else None
-        row.completed_at = row.updated_at
         history.append(ev.event(executionCompleted=pb.ExecutionCompletedEvent(
             orchestrationStatus=finished.orchestrationStatus,
             result=finished.result if finished.HasField("result") else None,
             failureDetails=finished.failureDetails if finished.HasField("failureDetails") else None,
         )))
     store.append_history(hub, row.instance_id, batch.raw + [e.SerializeToString() for e in history])
-    store.put_instance(row)
     if row.status in ev.TERMINAL:
-        # Whatever else arrived for this execution can no longer be processed.
-        store.delete_messages([m.id for m in store.messages_for(hub, ORCHESTRATION, row.instance_id)])
         backend.finish_instance(row)
-    backend.notify_changed(row.hub, row.instance_id)
+    else:
+        store.put_instance(row)
+        backend.notify_changed(row.hub, row.instance_id)
 
 
 def _continue_as_new(backend: Backend, row, finished: pb.CompleteOrchestrationAction) -> None:

@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import grpc
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -21,18 +19,6 @@ import settings  # noqa: E402
 
 log = logging.getLogger("demo")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
-def answers(endpoint: str, secure: bool, timeout: float) -> bool:
-    address = endpoint.split("://", 1)[1]
-    channel = grpc.secure_channel(address, grpc.ssl_channel_credentials()) if secure else grpc.insecure_channel(address)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-        return True
-    except grpc.FutureTimeoutError:
-        return False
-    finally:
-        channel.close()
 
 
 def stop(process: subprocess.Popen | None, name: str) -> None:
@@ -57,7 +43,7 @@ def main() -> int:
     python = sys.executable
     emulator = worker = None
     try:
-        if answers(config.endpoint, config.secure_channel, timeout=1.0):
+        if config.answers(timeout=1.0):
             log.info("using the scheduler that answers at %s", config.endpoint)
         else:
             url = urlsplit(config.endpoint)
@@ -68,7 +54,7 @@ def main() -> int:
             dashboard = os.environ.get("DASHBOARD_PORT", "8082")
             emulator = subprocess.Popen([python, "-m", "emulator", "--port", str(url.port or 80),
                                          "--dashboard-port", dashboard], cwd=ROOT)
-            if not answers(config.endpoint, False, timeout=30.0) or emulator.poll() is not None:
+            if not config.answers(timeout=30.0) or emulator.poll() is not None:
                 log.error("the emulator did not start; see its messages above")
                 return 2
         worker = subprocess.Popen([python, "worker.py"], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
