@@ -82,6 +82,13 @@ function listParams() {
   return new URLSearchParams(location.search);
 }
 
+// Previous/next buttons for a page of a list view; the page token lives in the URL.
+function pager(page) {
+  return h("div", { class: "pager" },
+    listParams().get("after") ? h("button", { onclick: () => history.back() }, "Previous page") : null,
+    page.next ? h("button", { onclick: () => { const next = listParams(); next.set("after", page.next); go(`?${next}`); } }, "Next page") : null);
+}
+
 function go(path) {
   history.pushState({}, "", path);
   route();
@@ -113,9 +120,6 @@ async function instancesView(hub) {
       h("td", {}, i.name), h("td", {}, status(i.status)),
       h("td", {}, when(i.created)), h("td", {}, when(i.updated)),
       h("td", {}, i.customStatus === null ? "" : JSON.stringify(i.customStatus))));
-  const pager = h("div", { class: "pager" },
-    params.get("after") ? h("button", { onclick: () => history.back() }, "Previous page") : null,
-    page.next ? h("button", { onclick: () => { const next = listParams(); next.set("after", page.next); go(`?${next}`); } }, "Next page") : null);
   show(
     h("h1", {}, `Orchestrations in ${hub}`),
     h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, h("button", { type: "submit" }, "Filter"),
@@ -123,7 +127,7 @@ async function instancesView(hub) {
     rows.length
       ? h("table", {}, h("thead", {}, h("tr", {}, ["Instance ID", "Name", "Status", "Created", "Last updated", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
       : h("p", { class: "muted" }, "No orchestrations match."),
-    pager,
+    pager(page),
   );
   autoRefresh(() => instancesView(hub).catch(showError), refresh.checked);
 }
@@ -213,9 +217,7 @@ async function entitiesView(hub) {
     rows.length
       ? h("table", {}, h("thead", {}, h("tr", {}, ["Name", "Key", "State", "Last modified", "Locked by", "Pending operations"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
       : h("p", { class: "muted" }, "No entities match."),
-    h("div", { class: "pager" },
-      params.get("after") ? h("button", { onclick: () => history.back() }, "Previous page") : null,
-      page.next ? h("button", { onclick: () => { const next = listParams(); next.set("after", page.next); go(`?${next}`); } }, "Next page") : null),
+    pager(page),
   );
   autoRefresh(() => entitiesView(hub).catch(showError), refresh.checked);
 }
