@@ -101,7 +101,7 @@ class Backend:
 
 
 def backends(data_dir: Path) -> list[Backend]:
-    emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0", "--log-level", "info"]
+    emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0", ]
     return [
         Backend("emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")], "gRPC endpoint"),
         Backend("emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),

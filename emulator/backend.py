@@ -9,22 +9,99 @@ Orchestration and entity specifics live in ``orchestrations.py`` and
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, Lease
 from .store import ACTIVITY, ENTITY, ORCHESTRATION, InstanceRow, Store
 
 log = logging.getLogger("emulator")
 
 class StaleWorkItem(Exception):
     """A completion arrived for a work item that is no longer leased to its sender."""
+
+
+class _Tx:
+    """``Backend.tx()``: a plain context manager, as every change goes through it."""
+
+    __slots__ = ("backend", "outer", "transaction")
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def __enter__(self) -> None:
+        backend = self.backend
+        backend.lock.acquire()
+        try:
+            self.outer = not backend._depth
+            self.transaction = backend.store.transaction()
+            self.transaction.__enter__()
+        except BaseException:
+            backend.lock.release()
+            raise
+        backend._depth += 1
+
+    def __exit__(self, kind, exc, tb) -> None:
+        try:
+            if kind is None and self.outer:
+                try:
+                    self.backend._drain_pumps()
+                except BaseException as failure:
+                    self.transaction.__exit__(type(failure), failure, failure.__traceback__)
+                    raise
+            self.transaction.__exit__(kind, exc, tb)  # commits, or rolls back after a failure
+        except BaseException:
+            self._end(committed=False)
+            raise
+        self._end(committed=kind is None)
+
+    def _end(self, committed: bool) -> None:
+        backend = self.backend
+        backend._depth -= 1
+        effects: list[Callable[[], None]] = []
+        if self.outer:
+            effects, backend._effects = backend._effects, []
+            if not committed:
+                effects = []
+                backend._to_pump.clear()
+        try:
+            for effect in effects:
+                effect()
+        finally:
+            backend.lock.release()
+
+
+class _Completing:
+    """``Backend.completing(token)``: holds the lock, yields the released lease."""
+
+    __slots__ = ("backend", "token", "lease")
+
+    def __init__(self, backend: Backend, token: str):
+        self.backend, self.token = backend, token
+
+    def __enter__(self) -> Lease:
+        backend = self.backend
+        backend.lock.acquire()
+        try:
+            self.lease = backend.release(self.token)
+        except BaseException:
+            backend.lock.release()
+            raise
+        return self.lease
+
+    def __exit__(self, kind, exc, tb) -> None:
+        backend, lease = self.backend, self.lease
+        try:
+            if kind is not None:
+                with backend.tx():
+                    backend.requeue(lease.hub, lease.kind, lease.target)
+        finally:
+            backend.lock.release()
 
 
 class Backend:
@@ -44,28 +121,9 @@ class Backend:
 
     # -- transactions -------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[None]:
+    def tx(self) -> _Tx:
         """One atomic change; wake-ups run after the commit, or not at all."""
-        with self.lock:
-            outer = self._depth == 0
-            self._depth += 1
-            try:
-                with self.store.transaction():
-                    yield
-                    if outer:
-                        self._drain_pumps()
-            except BaseException:
-                if outer:
-                    self._effects.clear()
-                    self._to_pump.clear()
-                raise
-            finally:
-                self._depth -= 1
-            if outer:
-                effects, self._effects = self._effects, []
-                for effect in effects:
-                    effect()
+        return _Tx(self)
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         self._effects.append(effect)
@@ -112,7 +170,7 @@ class Backend:
     def send_to_instance(self, hub: str, instance_id: str, e: pb.HistoryEvent, execution_id: str | None = None,
                          visible_at: float | None = None) -> None:
         """Deliver an event to an orchestration, dropping it if the instance has ended."""
-        row = self.store.get_instance(hub, instance_id)
+        row = self.store.peek_instance(hub, instance_id)
         if row is None or row.status in ev.TERMINAL:
             log.debug("dropping %s for %s: instance missing or finished", ev.kind_of(e), instance_id)
             return
@@ -179,7 +237,7 @@ class Backend:
             tags=dict(tags or {}),
         )
         with self.tx():
-            if self.store.get_instance(hub, instance_id) is not None:
+            if self.store.peek_instance(hub, instance_id) is not None:
                 self.store.delete_instance(hub, instance_id)  # replacing an ended instance
             self.store.put_instance(row)
             started = pb.ExecutionStartedEvent(
@@ -197,7 +255,7 @@ class Backend:
             self.send(hub, ORCHESTRATION, instance_id, ev.event(executionStarted=started).SerializeToString(),
                       visible_at=scheduled_start, execution_id=execution_id)
             self.notify_changed(hub, instance_id)
-        log.info("created instance %s (%s) in hub %s", instance_id, name, hub)
+        log.debug("created instance %s (%s) in hub %s", instance_id, name, hub)
         return row
 
     def notify_changed(self, hub: str, instance_id: str) -> None:
@@ -242,7 +300,7 @@ class Backend:
             self._watched[key] += 1
             try:
                 while True:
-                    row = self.store.get_instance(hub, instance_id)
+                    row = self.store.peek_instance(hub, instance_id)
                     if row is None or predicate(row):
                         return row
                     remaining = 5.0 if deadline is None else min(5.0, deadline - ev.now())
@@ -290,17 +348,9 @@ class Backend:
             )
         return lease
 
-    @contextlib.contextmanager
-    def completing(self, token: str) -> Iterator:
+    def completing(self, token: str) -> _Completing:
         """End a lease for its completion; if applying it fails, its work goes back to the queue."""
-        with self.lock:
-            lease = self.release(token)
-            try:
-                yield lease
-            except BaseException:
-                with self.tx():
-                    self.requeue(lease.hub, lease.kind, lease.target)
-                raise
+        return _Completing(self, token)
 
     def abandon(self, token: str) -> None:
         with self.tx():

@@ -89,11 +89,10 @@ class Dispatcher:
         queue = self._ready.get((hub, kind))
         if not queue:
             return None
-        for target in list(queue):
-            if accept(target):
-                del queue[target]
-                return target
-        return None
+        found = next((target for target in queue if accept(target)), None)
+        if found is not None:
+            del queue[found]
+        return found
 
     # -- leases -----------------------------------------------------------------
 

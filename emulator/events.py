@@ -46,7 +46,10 @@ def optional_string(message, field: str) -> str | None:
 
 def event(event_id: int = -1, at: float | None = None, **kind) -> pb.HistoryEvent:
     """A history event of one kind, e.g. ``event(timerFired=pb.TimerFiredEvent(...))``."""
-    return pb.HistoryEvent(eventId=event_id, timestamp=timestamp(at), **kind)
+    e = pb.HistoryEvent(eventId=event_id, **kind)
+    nanos = time.time_ns() if at is None else int(at * 1e9)
+    e.timestamp.seconds, e.timestamp.nanos = divmod(nanos, 1_000_000_000)
+    return e
 
 
 def parse(blob: bytes) -> pb.HistoryEvent:

@@ -36,7 +36,7 @@ class Batch:
 def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkItem | None:
     """Lease the instance's visible messages as one work item, or None if it has none."""
     store = backend.store
-    row = store.get_instance(hub, instance_id)
+    row = store.peek_instance(hub, instance_id)
     messages = store.messages_for(hub, ORCHESTRATION, instance_id, visible_by=ev.now())
     if row is None or row.status in ev.TERMINAL:
         if messages:
@@ -227,7 +227,7 @@ def _create_sub_orchestration(backend: Backend, hub: str, row, action: pb.Orches
         instanceId=child_id, name=sub.name, version=sub.version if sub.HasField("version") else None,
         input=sub.input if sub.HasField("input") else None, tags=sub.tags))
     problem = check_instance_id(child_id)
-    existing = backend.store.get_instance(hub, child_id)
+    existing = backend.store.peek_instance(hub, child_id)
     if problem is None and existing is not None and existing.status not in ev.TERMINAL:
         problem = f"an orchestration instance with ID '{child_id}' already exists and is still running"
     if problem is not None:

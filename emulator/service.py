@@ -121,7 +121,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         if not request.name:
             raise BadRequest("orchestration name must not be empty")
         with self.backend.tx():
-            existing = self.backend.store.get_instance(hub, instance_id)
+            existing = self.backend.store.peek_instance(hub, instance_id)
             if existing is not None:
                 replaceable = set(request.orchestrationIdReusePolicy.replaceableStatus)
                 if not request.HasField("orchestrationIdReusePolicy"):
@@ -142,7 +142,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
 
     @_rpc
     def GetInstance(self, request: pb.GetInstanceRequest, context):
-        row = self.backend.store.get_instance(self._hub(context), request.instanceId)
+        row = self.backend.store.peek_instance(self._hub(context), request.instanceId)
         if row is None:
             return pb.GetInstanceResponse(exists=False)
         return pb.GetInstanceResponse(exists=True, orchestrationState=instance_state(row, request.getInputsAndOutputs))
@@ -174,7 +174,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
     @_rpc
     def TerminateInstance(self, request: pb.TerminateRequest, context):
         hub = self._hub(context)
-        if self.backend.store.get_instance(hub, request.instanceId) is None:
+        if self.backend.store.peek_instance(hub, request.instanceId) is None:
             raise NotFound(f"no orchestration instance '{request.instanceId}' in task hub '{hub}'")
         control.terminate(self.backend, hub, request.instanceId, ev.optional_string(request, "output"),
                           request.recursive)
@@ -265,7 +265,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
     @_rpc
     def StreamInstanceHistory(self, request: pb.StreamInstanceHistoryRequest, context):
         hub = self._hub(context)
-        if self.backend.store.get_instance(hub, request.instanceId) is None:
+        if self.backend.store.peek_instance(hub, request.instanceId) is None:
             raise NotFound(f"no orchestration instance '{request.instanceId}' in task hub '{hub}'")
         blobs = self.backend.store.history(hub, request.instanceId)
         return iter([

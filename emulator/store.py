@@ -13,7 +13,6 @@ transaction, and a rolled-back transaction undoes its changes to the memory too.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import threading
@@ -192,6 +191,53 @@ def _claim(path: Path):
     return handle
 
 
+class _Transaction:
+    """``Store.transaction()``: a plain context manager, as it runs several times per work item."""
+
+    __slots__ = ("store", "outer")
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> None:
+        store = self.store
+        store._lock.acquire()
+        self.outer = not store._depth
+        if self.outer:
+            try:
+                store._db.execute("BEGIN")
+            except BaseException:
+                store._lock.release()
+                raise
+        store._depth += 1
+
+    def __exit__(self, kind, exc, tb) -> None:
+        store = self.store
+        try:
+            store._depth -= 1
+            if not self.outer:
+                return
+            try:
+                if kind is None:
+                    try:
+                        store._db.execute("COMMIT")
+                    except BaseException:
+                        self._undo()
+                        raise
+                else:
+                    self._undo()
+            finally:
+                store._undo.clear()
+        finally:
+            store._lock.release()
+
+    def _undo(self) -> None:
+        store = self.store
+        store._db.execute("ROLLBACK")
+        for undo in reversed(store._undo):
+            undo()
+
+
 class Store:
     """One SQLite database shared by all task hubs (rows carry their hub)."""
 
@@ -258,31 +304,9 @@ class Store:
 
     # -- transactions -----------------------------------------------------------
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> _Transaction:
         """Group writes atomically; nested uses join the outer transaction."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._db.execute("BEGIN")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                for undo in reversed(self._undo):
-                    undo()
-                raise
-            else:
-                self._db.execute("COMMIT")
-            finally:
-                self._depth = 0
-                self._undo.clear()
+        return _Transaction(self)
 
     def _remember(self, undo: Callable[[], None]) -> None:
         if self._depth:
@@ -311,6 +335,11 @@ class Store:
 
     def get_instance(self, hub: str, instance_id: str) -> InstanceRow | None:
         """A copy of the instance's row (callers change it, then put it back)."""
+        row = self.peek_instance(hub, instance_id)
+        return None if row is None else _copy_instance(row)
+
+    def peek_instance(self, hub: str, instance_id: str) -> InstanceRow | None:
+        """The instance's row itself, for reading only: cheaper than a copy."""
         with self._lock:
             row = self._instances.get((hub, instance_id), _ABSENT)
             if row is _ABSENT:
@@ -320,7 +349,7 @@ class Store:
                 )
                 row = _instance(rows[0]) if rows else None
                 self._cache(self._instances, (hub, instance_id), row, CACHED_ROWS)
-            return None if row is None else _copy_instance(row)
+            return row
 
     def put_instance(self, row: InstanceRow) -> None:
         values = list(vars(row).values())

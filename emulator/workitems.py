@@ -81,7 +81,7 @@ class Feeder:
     def _accepts(self, kind: str, key: str) -> bool:
         f, store = self.filters, self.backend.store
         if kind == ORCHESTRATION and f.orchestrations is not None:
-            row = store.get_instance(self.hub, key)
+            row = store.peek_instance(self.hub, key)
             return row is not None and _versioned_match(f.orchestrations, row.name, row.version)
         if kind == ACTIVITY and f.activities is not None:
             return _versioned_match(f.activities, *activities.name_of(self.backend, key))
