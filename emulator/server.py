@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
 from concurrent import futures
@@ -54,6 +55,32 @@ def _check_port(host: str, port: int, flag: str = "--port") -> None:
             raise
 
 
+# Calls that hold their thread for long: worker streams, and clients waiting on an instance.
+_LONG_CALLS = frozenset({"GetWorkItems", "WaitForInstanceStart", "WaitForInstanceCompletion", "StreamInstanceHistory"})
+# Every other call is short and takes the engine's one lock, so more threads than cores
+# only adds thread switching: they get a small pool of their own (measured in bench/).
+QUICK_THREADS = 2
+
+
+class _Routed:
+    """The service, with short calls routed to their own thread pool.
+
+    Uses grpcio's per-method pool hook: a handler with an ``experimental_thread_pool``
+    attribute runs there instead of in the server's pool.
+    """
+
+    def __init__(self, service: TaskHubService, pool: futures.ThreadPoolExecutor):
+        self._service, self._pool = service, pool
+
+    def __getattr__(self, name: str):
+        method = getattr(self._service, name)
+        if name in _LONG_CALLS or not callable(method):
+            return method
+        routed = functools.partial(method)
+        routed.experimental_thread_pool = self._pool
+        return routed
+
+
 class EmulatorServer:
     """A running emulator: ``start()``, then ``stop()`` (also on SIGTERM via the CLI)."""
 
@@ -78,7 +105,9 @@ class EmulatorServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)
+        self._quick_pool = futures.ThreadPoolExecutor(max_workers=QUICK_THREADS, thread_name_prefix="emulator-quick")
+        pb_grpc.add_TaskHubSidecarServiceServicer_to_server(
+            _Routed(TaskHubService(self.backend), self._quick_pool), server)
         try:
             port = server.add_insecure_port(f"{o.host}:{o.port}")
         except RuntimeError as exc:
@@ -109,5 +138,6 @@ class EmulatorServer:
             self._dashboard.stop()
         if self._server is not None:
             self._server.stop(grace).wait()
+            self._quick_pool.shutdown(wait=True)
         self.store.close()
         log.info("emulator stopped")
