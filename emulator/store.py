@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoints import Checkpointer
+
 SCHEMA_VERSION = 1
 
 # Numbered migrations: MIGRATIONS[n] takes a file from version n to n + 1.
@@ -221,6 +223,8 @@ class _Transaction:
                 if kind is None:
                     try:
                         store._db.execute("COMMIT")
+                        if store._checkpointer is not None:
+                            store._checkpointer.committed()
                     except BaseException:
                         self._undo()
                         raise
@@ -259,11 +263,16 @@ class Store:
         # the last commits, which a local emulator accepts for speed.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+        self._checkpointer = None
+        if self.path is not None:
+            self._db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
         self._undo: list[Callable[[], None]] = []
         self._instances: OrderedDict = OrderedDict()
         self._entities: OrderedDict = OrderedDict()
         self._histories: OrderedDict = OrderedDict()
         self._migrate()
+        if self.path is not None:
+            self._checkpointer = Checkpointer(self.path)
         self._load_messages()
         # (hub, orchestration) -> entities it holds locked, so that finishing an
         # orchestration that holds none costs no query.
@@ -274,6 +283,8 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             self._db.close()
             if self._lock_file is not None:
                 self._lock_file.close()  # also releases the claim
