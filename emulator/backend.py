@@ -239,7 +239,7 @@ class Backend:
         with self.tx():
             if self.store.peek_instance(hub, instance_id) is not None:
                 self.store.delete_instance(hub, instance_id)  # replacing an ended instance
-            self.store.put_instance(row)
+            self.store.add_instance(row)
             started = pb.ExecutionStartedEvent(
                 name=name,
                 version=ev.string(version),

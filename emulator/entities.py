@@ -119,9 +119,10 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
     """Lease the entity's deliverable operations, up to the next lock message."""
     row = _row(backend, hub, entity_id)
     operations: list[Operation] = []
-    requests: list[pb.OperationRequest] = []
+    item = pb.WorkItem()  # filled in place: constructors would copy every operation again
+    request = item.entityRequest
     for message, e in _deliverable(row, backend.store.iter_messages(hub, ENTITY, entity_id, visible_by=ev.now())):
-        kind = ev.kind_of(e)
+        kind = e.WhichOneof("eventType")
         if kind not in OPERATIONS or len(operations) == MAX_BATCH:
             break
         op = getattr(e, kind)
@@ -131,14 +132,17 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
             op.parentInstanceId.value if called else None,
             op.parentExecutionId.value if called and op.HasField("parentExecutionId") else None,
         ))
-        requests.append(pb.OperationRequest(
-            operation=op.operation, requestId=op.requestId,
-            input=op.input if op.HasField("input") else None))
+        added = request.operations.add(operation=op.operation, requestId=op.requestId)
+        if op.HasField("input"):
+            added.input.value = op.input.value
     if not operations:
         return None
     lease = backend.dispatch.lease(hub, ENTITY, entity_id, stream, operations)
-    request = pb.EntityBatchRequest(instanceId=entity_id, entityState=ev.string(row.state), operations=requests)
-    return pb.WorkItem(entityRequest=request, completionToken=lease.token)
+    item.completionToken = lease.token
+    request.instanceId = entity_id
+    if row.state is not None:
+        request.entityState.value = row.state
+    return item
 
 
 def complete(backend: Backend, result: pb.EntityBatchResult) -> None:

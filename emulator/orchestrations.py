@@ -56,18 +56,20 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
         started = ev.event(orchestratorStarted=pb.OrchestratorStartedEvent())
         new_events.insert(0, started)
         raw.insert(0, started.SerializeToString())
-    past = [ev.parse(blob) for blob in store.history(hub, instance_id)]
     lease = backend.dispatch.lease(
         hub, ORCHESTRATION, instance_id, stream,
         Batch([m.id for m in messages], new_events, raw, row.execution_id),
     )
-    request = pb.OrchestratorRequest(
-        instanceId=instance_id,
-        executionId=ev.string(row.execution_id),
-        pastEvents=past,
-        newEvents=new_events,
-    )
-    return pb.WorkItem(orchestratorRequest=request, completionToken=lease.token)
+    # Filled in place: passing messages to constructors would copy each event again.
+    item = pb.WorkItem(completionToken=lease.token)
+    request = item.orchestratorRequest
+    request.instanceId = instance_id
+    request.executionId.value = row.execution_id
+    past = request.pastEvents
+    for blob in store.history(hub, instance_id):
+        past.add().MergeFromString(blob)
+    request.newEvents.extend(new_events)
+    return item
 
 
 def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:

@@ -59,7 +59,7 @@ def _check_port(host: str, port: int, flag: str = "--port") -> None:
 _LONG_CALLS = frozenset({"GetWorkItems", "WaitForInstanceStart", "WaitForInstanceCompletion", "StreamInstanceHistory"})
 # Every other call is short and takes the engine's one lock, so more threads than cores
 # only adds thread switching: they get a small pool of their own (measured in bench/).
-QUICK_THREADS = 2
+QUICK_THREADS = 4
 
 
 class _Routed:

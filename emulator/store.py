@@ -362,6 +362,12 @@ class Store:
                 self._cache(self._instances, (hub, instance_id), row, CACHED_ROWS)
             return row
 
+    def add_instance(self, row: InstanceRow) -> None:
+        """Store a new instance (none with its ID exists): it has no history yet, so none is read."""
+        with self._lock:
+            self.put_instance(row)
+            self._cache(self._histories, (row.hub, row.instance_id), (), CACHED_HISTORIES)
+
     def put_instance(self, row: InstanceRow) -> None:
         values = list(vars(row).values())
         values[-1] = json.dumps(row.tags) if row.tags else None

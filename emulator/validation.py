@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 MAX_ID_LENGTH = 100
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 
 def check_instance_id(instance_id: str) -> str | None:
@@ -12,7 +15,7 @@ def check_instance_id(instance_id: str) -> str | None:
         return f"instance ID is {len(instance_id)} characters; the limit is {MAX_ID_LENGTH}"
     if instance_id.startswith("@"):
         return f"instance ID '{instance_id}' starts with '@', which is reserved for entity IDs"
-    if any(ord(c) < 32 for c in instance_id):
+    if _CONTROL_CHARACTER.search(instance_id):
         return "instance ID must not contain control characters"
     return None
 
@@ -26,7 +29,7 @@ def check_entity_id(entity_id: str) -> str | None:
         return f"entity ID '{entity_id}' is not of the form '@<name>@<key>'"
     if parts[1] != parts[1].lower():
         return f"entity name '{parts[1]}' must be lower-case in an entity ID"
-    if any(ord(c) < 32 for c in entity_id):
+    if _CONTROL_CHARACTER.search(entity_id):
         return "entity ID must not contain control characters"
     return None
 
