@@ -22,7 +22,9 @@ COMMITS_PER_CHECKPOINT = 200
 
 class Checkpointer:
     def __init__(self, path: Path):
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # A short busy timeout: a checkpoint that finds the file busy is simply retried later,
+        # and shutting down never waits long for one.
+        self._db = sqlite3.connect(str(path), timeout=1.0, check_same_thread=False, isolation_level=None)
         self._due = threading.Event()
         self._stopping = False
         self._commits = 0

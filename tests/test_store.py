@@ -6,7 +6,9 @@ import sqlite3
 
 import pytest
 
+from emulator.checkpoints import COMMITS_PER_CHECKPOINT
 from emulator.store import ACTIVITY, ENTITY, ORCHESTRATION, SCHEMA_VERSION, EntityRow, InstanceRow, SchemaError, Store
+from tests.helpers import wait_until
 
 
 def instance(hub="h", instance_id="i", created=1.0, status=0, parent=None) -> InstanceRow:
@@ -25,7 +27,9 @@ def test_new_file_carries_the_schema_version(tmp_path):
     s = Store(tmp_path / "v.db")
     assert s.schema_version() == SCHEMA_VERSION
     s.close()
-    assert Store(tmp_path / "v.db").schema_version() == SCHEMA_VERSION
+    reopened = Store(tmp_path / "v.db")
+    assert reopened.schema_version() == SCHEMA_VERSION
+    reopened.close()
 
 
 def test_newer_schema_is_refused(tmp_path):
@@ -119,3 +123,28 @@ def test_delete_hub_touches_only_that_hub(store):
     store.put_instance(instance(hub="b"))
     store.delete_hub("a")
     assert store.get_instance("a", "i") is None and store.get_instance("b", "i") is not None
+
+
+def test_a_thread_checkpoints_the_wal_into_the_database_file(tmp_path):
+    """Commits skip SQLite's in-commit checkpoint; the checkpoint thread copies them over instead."""
+    path = tmp_path / "c.db"
+    s = Store(path)
+
+    def messages_in_main_file() -> int:
+        db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # reads the main file, not the WAL
+        try:
+            return db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0  # not even the schema has been copied over yet
+        finally:
+            db.close()
+
+    thread = s._checkpointer._thread
+    try:
+        for i in range(COMMITS_PER_CHECKPOINT + 1):
+            with s.transaction():
+                s.add_message("h", ENTITY, f"@e@{i}", b"x", 0.0)
+        wait_until(lambda: messages_in_main_file() > 0, timeout=15, message="a checkpoint by the thread")
+    finally:
+        s.close()
+    assert not thread.is_alive()  # closing the store stops its thread
