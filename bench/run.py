@@ -6,7 +6,9 @@ the same worker process (bench/bench_worker.py) and the same client settings.
 
 Workloads, each checked for correctness (a fast wrong answer fails the run):
   orchestrations  N counter_workflow instances scheduled at once, until all complete
+                  (and the backend process's CPU time per orchestration)
   signals         S client signals `add 1` from T threads over K entities, until all applied
+                  (and the backend's CPU time per signal)
   latency         sequential orchestrations that each make one call_entity: p50/p95/p99
   demo            client.py's wall time
 
@@ -53,6 +55,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc).
+
+    Steadier than throughput on a shared machine: it counts the backend's work, not the
+    time it waited for a core.
+    """
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -212,12 +226,17 @@ def measure(backend: Backend, sizes: Sizes) -> Result:
         result = Result(backend.name)
         # One warm-up orchestration, so that connection set-up is not measured.
         workload_orchestrations(client, 1)
+        pid = backend.process.pid
+        cpu = cpu_seconds(pid)
         result.figures["orchestrations/s"] = workload_orchestrations(client, sizes.orchestrations)
+        result.figures["backend CPU ms/orchestration"] = (cpu_seconds(pid) - cpu) * 1000 / sizes.orchestrations
 
         def new_client():
             return dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET)
 
+        cpu = cpu_seconds(pid)
         result.figures["signals/s"] = workload_signals(new_client, sizes)
+        result.figures["backend CPU ms/signal"] = (cpu_seconds(pid) - cpu) * 1000 / sizes.signals
         result.figures.update(workload_latency(client, sizes.calls))
         result.figures["demo s"] = workload_demo(address)
         result.figures["backend RSS MB"] = rss_mb(backend.process.pid)
@@ -227,9 +246,6 @@ def measure(backend: Backend, sizes: Sizes) -> Result:
         worker.terminate()
         worker.wait(timeout=30)
         backend.stop()
-
-
-HIGHER_IS_BETTER = {"orchestrations/s", "signals/s"}
 
 
 def table(results: list[Result]) -> str:
@@ -254,9 +270,10 @@ def chart(results: list[Result], path: Path) -> None:
 
     panels = [("orchestrations/s", "orchestrations / s (higher is better)"),
               ("signals/s", "signals / s (higher is better)"),
+              ("backend CPU ms/orchestration", "backend CPU ms / orchestration (lower is better)"),
               ("call p50 ms", "call_entity p50 ms (lower is better)"),
               ("call p99 ms", "call_entity p99 ms (lower is better)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4))
+    fig, axes = plt.subplots(1, len(panels), figsize=(20, 4))
     colors = ["#0b5cad", "#57a3e6", "#999999"]
     for ax, (key, title) in zip(axes, panels, strict=True):
         ax.bar(range(len(results)), [r.figures[key] for r in results], color=colors)
@@ -345,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: bench/results)")
     p.add_argument("--no-readme", action="store_true", help="do not update README.md")
     p.add_argument("--no-growth", action="store_true", help="skip the store-growth runs")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="rounds over all backends, interleaved; each figure is the median (default: 3)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds over all backends, interleaved; each figure is the median "
+                        "(default: 5, as a shared machine's speed drifts)")
     args = p.parse_args(argv)
     sizes = Sizes(orchestrations=10, signals=80, threads=4, entities=4, calls=10) if args.quick else Sizes()
     args.output.mkdir(parents=True, exist_ok=True)

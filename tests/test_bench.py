@@ -20,6 +20,7 @@ def test_quick_bench_writes_table_json_and_chart(tmp_path):
         "emulator (SQLite, default)", "emulator --in-memory", "in-memory backend (durabletask.testing)"]
     for r in data["results"]:
         assert r["orchestrations/s"] > 0 and r["signals/s"] > 0 and r["call p50 ms"] > 0
+        assert r["backend CPU ms/orchestration"] > 0 and r["backend CPU ms/signal"] > 0
     assert "| emulator (SQLite, default) |" in (tmp_path / "latest.md").read_text()
     assert (tmp_path / "chart.png").stat().st_size > 10_000
 
