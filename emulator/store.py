@@ -193,6 +193,49 @@ def _claim(path: Path):
     return handle
 
 
+class _Writes:
+    """The open transaction's writes, sent to SQLite in as few statements as possible.
+
+    Every call into SQLite lets go of the GIL and takes it back, which under load costs more
+    than the statement itself. So consecutive rows for the same statement become one
+    multi-row statement, and a transaction that comes to one statement needs no BEGIN/COMMIT.
+    """
+
+    # Rows per multi-row statement: well under SQLite's limit on bound variables.
+    ROWS_PER_STATEMENT = 200
+
+    def __init__(self):
+        self._statements: list[tuple[str, str, list]] = []  # (template, row placeholder, rows)
+
+    def __bool__(self) -> bool:
+        return bool(self._statements)
+
+    def add(self, template: str, placeholder: str, rows: Sequence[Sequence]) -> None:
+        """Queue rows for ``template`` (its ``{}`` takes one placeholder per row)."""
+        last = self._statements[-1] if self._statements else None
+        if placeholder and last is not None and last[0] == template and len(last[2]) < self.ROWS_PER_STATEMENT:
+            last[2].extend(rows)
+        else:
+            self._statements.append((template, placeholder, list(rows)))
+
+    def take(self) -> list[tuple[str, list]]:
+        """The queued statements as (sql, parameters), leaving the queue empty."""
+        statements, self._statements = self._statements, []
+        out = []
+        for template, placeholder, rows in statements:
+            if not placeholder:  # a plain statement, once per row of parameters
+                out.extend((template, row) for row in rows)
+                continue
+            for i in range(0, len(rows), self.ROWS_PER_STATEMENT):
+                chunk = rows[i:i + self.ROWS_PER_STATEMENT]
+                sql = template.replace("{}", ", ".join([placeholder] * len(chunk)))
+                out.append((sql, [value for row in chunk for value in row]))
+        return out
+
+    def clear(self) -> None:
+        self._statements.clear()
+
+
 class _Transaction:
     """``Store.transaction()``: a plain context manager, as it runs several times per work item."""
 
@@ -205,12 +248,6 @@ class _Transaction:
         store = self.store
         store._lock.acquire()
         self.outer = not store._depth
-        if self.outer:
-            try:
-                store._db.execute("BEGIN")
-            except BaseException:
-                store._lock.release()
-                raise
         store._depth += 1
 
     def __exit__(self, kind, exc, tb) -> None:
@@ -222,9 +259,7 @@ class _Transaction:
             try:
                 if kind is None:
                     try:
-                        store._db.execute("COMMIT")
-                        if store._checkpointer is not None:
-                            store._checkpointer.committed()
+                        store._commit()
                     except BaseException:
                         self._undo()
                         raise
@@ -237,7 +272,10 @@ class _Transaction:
 
     def _undo(self) -> None:
         store = self.store
-        store._db.execute("ROLLBACK")
+        store._writes.clear()
+        if store._begun:
+            store._begun = False
+            store._db.execute("ROLLBACK")
         for undo in reversed(store._undo):
             undo()
 
@@ -255,7 +293,7 @@ class Store:
         target = ":memory:" if self.path is None else str(self.path)
         # One connection, used under one lock: SQLite serializes writers anyway,
         # and the emulator's own lock already orders every change.
-        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, cached_statements=256)
         self._lock = threading.RLock()
         self._depth = 0
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -267,6 +305,8 @@ class Store:
         if self.path is not None:
             self._db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
         self._undo: list[Callable[[], None]] = []
+        self._writes = _Writes()
+        self._begun = False  # BEGIN sent for the open transaction
         self._instances: OrderedDict = OrderedDict()
         self._entities: OrderedDict = OrderedDict()
         self._histories: OrderedDict = OrderedDict()
@@ -303,11 +343,9 @@ class Store:
             with self.transaction():
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
+                        self._exec(statement)
                 version += 1
-                self._db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),)
-                )
+                self._exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
 
     def schema_version(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -334,13 +372,47 @@ class Store:
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         with self._lock:
+            self._send()  # a read sees the transaction's own writes
             cur = self._db.execute(sql, params)
             cur.row_factory = sqlite3.Row
             return cur.fetchall()
 
-    def _exec(self, sql: str, params: Sequence = ()) -> int:
+    def _exec(self, sql: str, params: Sequence = ()) -> None:
+        self._exec_rows(sql, "", [params])
+
+    def _exec_rows(self, template: str, placeholder: str, rows: Sequence[Sequence]) -> None:
+        """Write rows: at once outside a transaction, else queued until it commits (see _Writes)."""
         with self._lock:
-            return self._db.execute(sql, params).rowcount
+            if self._depth:
+                self._writes.add(template, placeholder, rows)
+                return
+            writes = _Writes()
+            writes.add(template, placeholder, rows)
+            for sql, params in writes.take():
+                self._db.execute(sql, params)
+
+    def _send(self, last: bool = False) -> None:
+        """Send queued writes into the open transaction; ``last``: nothing follows them."""
+        statements = self._writes.take()
+        if not statements:
+            return
+        if not self._begun:
+            if last and len(statements) == 1:
+                self._db.execute(*statements[0])  # one statement is a transaction of its own
+                return
+            self._db.execute("BEGIN")
+            self._begun = True
+        for sql, params in statements:
+            self._db.execute(sql, params)
+
+    def _commit(self) -> None:
+        wrote = bool(self._writes) or self._begun
+        self._send(last=True)
+        if self._begun:
+            self._begun = False
+            self._db.execute("COMMIT")
+        if wrote and self._checkpointer is not None:
+            self._checkpointer.committed()
 
     # -- instances --------------------------------------------------------------
 
@@ -454,8 +526,8 @@ class Store:
     def append_history(self, hub: str, instance_id: str, events: Sequence[bytes]) -> None:
         with self.transaction():
             before = self.history(hub, instance_id)
-            self._db.executemany(
-                "INSERT INTO history (hub, instance_id, seq, event) VALUES (?, ?, ?, ?)",
+            self._exec_rows(
+                "INSERT INTO history (hub, instance_id, seq, event) VALUES {}", "(?, ?, ?, ?)",
                 [(hub, instance_id, len(before) + i, e) for i, e in enumerate(events)],
             )
             self._cache(self._histories, (hub, instance_id), (*before, *events), CACHED_HISTORIES)
@@ -478,12 +550,14 @@ class Store:
         execution_id: str | None = None,
     ) -> int:
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO messages (hub, kind, target, execution_id, sender, visible_at, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (hub, kind, target, execution_id, sender, visible_at, payload),
+            message_id = self._next_message_id
+            self._next_message_id += 1
+            self._exec_rows(
+                "INSERT INTO messages (id, hub, kind, target, execution_id, sender, visible_at, payload) VALUES {}",
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
+                [(message_id, hub, kind, target, execution_id, sender, visible_at, payload)],
             )
-            message = MessageRow(cur.lastrowid, hub, kind, target, execution_id, sender, visible_at, payload)
+            message = MessageRow(message_id, hub, kind, target, execution_id, sender, visible_at, payload)
             self._mirror(message)
             self._remember(lambda: self._unmirror(message.id))
             return message.id
@@ -493,6 +567,10 @@ class Store:
         self._message_keys: dict[int, tuple[str, str, str]] = {}
         for r in self._rows("SELECT * FROM messages ORDER BY id"):
             self._mirror(MessageRow(*r))
+        # IDs are handed out here, so that a message is known before its row is written; like
+        # AUTOINCREMENT, never one that was used before, even by a message since deleted.
+        used = self._rows("SELECT max(seq) FROM sqlite_sequence WHERE name = 'messages'")[0][0]
+        self._next_message_id = max(used or 0, max(self._message_keys, default=0)) + 1
 
     def _mirror(self, m: MessageRow) -> None:
         key = (m.hub, m.kind, m.target)
@@ -531,7 +609,8 @@ class Store:
 
     def delete_messages(self, ids: Sequence[int]) -> None:
         with self._lock:
-            self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+            if ids:
+                self._exec_rows("DELETE FROM messages WHERE id IN ({})", "?", [(i,) for i in ids])
             for message_id in ids:
                 message = self._unmirror(message_id)
                 if message is not None:
