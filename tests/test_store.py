@@ -148,3 +148,58 @@ def test_a_thread_checkpoints_the_wal_into_the_database_file(tmp_path):
     finally:
         s.close()
     assert not thread.is_alive()  # closing the store stops its thread
+
+
+def statements(store: Store) -> list[str]:
+    seen: list[str] = []
+    store._db.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_one_statement_transaction_needs_no_begin_and_is_durable(tmp_path):
+    s = Store(tmp_path / "one.db")
+    seen = statements(s)
+    with s.transaction():
+        message_id = s.add_message("h", ENTITY, "@e@k", b"signal", 0.0)
+    s.close()
+    assert not [sql for sql in seen if sql in ("BEGIN", "COMMIT")], seen
+    reopened = Store(tmp_path / "one.db")
+    assert [(m.id, m.payload) for m in reopened.messages_for("h", ENTITY, "@e@k")] == [(message_id, b"signal")]
+    reopened.close()
+
+
+def test_many_rows_go_out_in_few_statements_and_all_arrive(tmp_path):
+    s = Store(tmp_path / "many.db")
+    seen = statements(s)
+    with s.transaction():
+        ids = [s.add_message("h", ENTITY, "@e@k", f"m{i}".encode(), 0.0) for i in range(450)]
+        s.append_history("h", "i", [f"e{i}".encode() for i in range(450)])
+    inserts = [sql for sql in seen if sql.startswith("INSERT")]
+    assert 2 <= len(inserts) <= 6, len(inserts)  # 900 rows, at most 200 to a statement
+    s.close()
+    reopened = Store(tmp_path / "many.db")
+    assert [m.id for m in reopened.messages_for("h", ENTITY, "@e@k")] == ids
+    assert reopened.history("h", "i") == [f"e{i}".encode() for i in range(450)]
+    reopened.close()
+
+
+def test_a_read_inside_a_transaction_sees_its_writes_and_a_rollback_undoes_them(store):
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_entity(EntityRow("h", "@e@a", "1", 1.0, None, None))
+        assert [r.instance_id for r in store.query_entities("h")] == ["@e@a"]  # a query, not the cache
+        raise RuntimeError("fail after the writes reached SQLite")
+    assert store.query_entities("h") == [] and store.get_entity("h", "@e@a") is None
+
+
+def test_message_ids_are_never_reused_even_after_a_restart(tmp_path):
+    s = Store(tmp_path / "ids.db")
+    with s.transaction():
+        first = s.add_message("h", ORCHESTRATION, "i", b"x", 0.0)
+    with s.transaction():
+        s.delete_messages([first])
+    s.close()
+    reopened = Store(tmp_path / "ids.db")
+    with reopened.transaction():
+        second = reopened.add_message("h", ORCHESTRATION, "i", b"y", 0.0)
+    reopened.close()
+    assert second > first
