@@ -228,6 +228,9 @@ class _Writes:
                 continue
             for i in range(0, len(rows), self.ROWS_PER_STATEMENT):
                 chunk = rows[i:i + self.ROWS_PER_STATEMENT]
+                if len(chunk) == 1:
+                    out.append((template.replace("{}", placeholder), chunk[0]))
+                    continue
                 sql = template.replace("{}", ", ".join([placeholder] * len(chunk)))
                 out.append((sql, [value for row in chunk for value in row]))
         return out
