@@ -129,12 +129,10 @@ class Backend:
         self._effects.append(effect)
 
     def _drain_pumps(self) -> None:
-        from .entities import pump
-
         while self._to_pump:
             hub, entity_id = next(iter(self._to_pump))
             del self._to_pump[(hub, entity_id)]
-            pump(self, hub, entity_id)
+            entities.pump(self, hub, entity_id)
 
     # -- messages -----------------------------------------------------------------
 
@@ -269,8 +267,6 @@ class Backend:
         Messages still queued for it can no longer be processed; its parent learns the
         outcome; the entity locks it holds are freed; clients waiting on it wake up.
         """
-        from .entities import release_locks_of
-
         row.completed_at = row.updated_at = ev.now()
         self.store.put_instance(row)
         self.store.delete_messages([m.id for m in self.store.messages_for(row.hub, ORCHESTRATION, row.instance_id)])
@@ -288,7 +284,7 @@ class Backend:
                 e = ev.event(subOrchestrationInstanceFailed=pb.SubOrchestrationInstanceFailedEvent(
                     taskScheduledId=row.parent_task_id or 0, failureDetails=details))
             self.send_to_instance(row.hub, row.parent_instance_id, e, row.parent_execution_id)
-        release_locks_of(self, row.hub, row.instance_id)
+        entities.release_locks_of(self, row.hub, row.instance_id)
         self.notify_changed(row.hub, row.instance_id)
 
     def wait_for(self, hub: str, instance_id: str, predicate: Callable[[InstanceRow], bool],
@@ -362,3 +358,8 @@ class Backend:
             self.closed = True
             self.dispatch.condition.notify_all()
             self.changed.notify_all()
+
+
+# entities.py builds on Backend, and Backend calls back into it: imported last, so that
+# either module can be imported first.
+from . import entities  # noqa: E402

@@ -107,7 +107,8 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     store.delete_messages(batch.message_ids)
     if row is None or row.execution_id != batch.execution_id:
         return  # purged or replaced while the worker was busy
-    rewinds = [a.rewindOrchestration for a in response.actions if a.HasField("rewindOrchestration")]
+    actions = [(a, a.WhichOneof("orchestratorActionType")) for a in response.actions]
+    rewinds = [a.rewindOrchestration for a, kind in actions if kind == "rewindOrchestration"]
     if rewinds:
         _rewind(backend, row, rewinds[-1])
         return
@@ -124,8 +125,7 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     row.updated_at = ev.now()
 
     finished = None
-    for action in response.actions:
-        kind = action.WhichOneof("orchestratorActionType")
+    for action, kind in actions:
         if kind == "completeOrchestration":
             finished = action.completeOrchestration
             continue
