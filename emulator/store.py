@@ -7,8 +7,9 @@ is one transaction. History events and message payloads are opaque bytes.
 
 Reads on the hot path come from memory: pending messages are mirrored in full (they
 are bounded by the work not yet done), and instance rows, entity rows and histories
-are cached up to a fixed size. Every write goes to SQLite in the caller's
-transaction, and a rolled-back transaction undoes its changes to the memory too.
+are cached up to a fixed size. Writes are queued in the caller's transaction and
+reach SQLite as few statements when it commits (see ``_Writes``); a rolled-back
+transaction undoes its changes to the memory too.
 """
 
 from __future__ import annotations
