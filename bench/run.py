@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import re
 import statistics
@@ -63,8 +64,6 @@ def cpu_seconds(pid: int) -> float:
     Steadier than throughput on a shared machine: it counts the backend's work, not the
     time it waited for a core.
     """
-    import os
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -115,7 +114,7 @@ class Backend:
 
 
 def backends(data_dir: Path) -> list[Backend]:
-    emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0", ]
+    emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0"]
     return [
         Backend("emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")], "gRPC endpoint"),
         Backend("emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),
@@ -239,7 +238,7 @@ def measure(backend: Backend, sizes: Sizes) -> Result:
         result.figures["backend CPU ms/signal"] = (cpu_seconds(pid) - cpu) * 1000 / sizes.signals
         result.figures.update(workload_latency(client, sizes.calls))
         result.figures["demo s"] = workload_demo(address)
-        result.figures["backend RSS MB"] = rss_mb(backend.process.pid)
+        result.figures["backend RSS MB"] = rss_mb(pid)
         client.close()
         return result
     finally:
@@ -286,8 +285,6 @@ def chart(results: list[Result], path: Path) -> None:
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    import os
-
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 

@@ -122,7 +122,7 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
     item = pb.WorkItem()  # filled in place: constructors would copy every operation again
     request = item.entityRequest
     for message, e in _deliverable(row, backend.store.iter_messages(hub, ENTITY, entity_id, visible_by=ev.now())):
-        kind = e.WhichOneof("eventType")
+        kind = ev.kind_of(e)
         if kind not in OPERATIONS or len(operations) == MAX_BATCH:
             break
         op = getattr(e, kind)

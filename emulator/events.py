@@ -23,9 +23,15 @@ def now() -> float:
 
 
 def timestamp(seconds: float | None = None) -> timestamp_pb2.Timestamp:
-    value = now() if seconds is None else seconds
-    whole = int(value)
-    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((value - whole) * 1e9))
+    ts = timestamp_pb2.Timestamp()
+    _stamp(ts, seconds)
+    return ts
+
+
+def _stamp(ts: timestamp_pb2.Timestamp, seconds: float | None) -> None:
+    """Set ``ts`` in place (to now when ``seconds`` is None): no message to copy."""
+    nanos = time.time_ns() if seconds is None else int(seconds * 1e9)
+    ts.seconds, ts.nanos = divmod(nanos, 1_000_000_000)
 
 
 def seconds(ts: timestamp_pb2.Timestamp) -> float:
@@ -47,8 +53,7 @@ def optional_string(message, field: str) -> str | None:
 def event(event_id: int = -1, at: float | None = None, **kind) -> pb.HistoryEvent:
     """A history event of one kind, e.g. ``event(timerFired=pb.TimerFiredEvent(...))``."""
     e = pb.HistoryEvent(eventId=event_id, **kind)
-    nanos = time.time_ns() if at is None else int(at * 1e9)
-    e.timestamp.seconds, e.timestamp.nanos = divmod(nanos, 1_000_000_000)
+    _stamp(e.timestamp, at)
     return e
 
 
