@@ -1,8 +1,10 @@
 """``make bench``: the counter workloads on three backends, measured in one run on one machine.
 
 Backends: the built-in emulator as it ships (persistent SQLite), the emulator with
-``--in-memory``, and durabletask.testing's in-memory backend in its own process. Each gets
-the same worker process (bench/bench_worker.py) and the same client settings.
+``--in-memory``, the emulator with its SQLite writes skipped (bench/emulator_without_writes.py,
+a measuring device: it shows what persistence costs), and durabletask.testing's in-memory
+backend in its own process. Each gets the same worker process (bench/bench_worker.py) and
+the same client settings.
 
 Workloads, each checked for correctness (a fast wrong answer fails the run):
   orchestrations  N counter_workflow instances scheduled at once, until all complete
@@ -44,6 +46,7 @@ RESULTS = ROOT / "bench" / "results"
 QUIET = logging.getLogger("bench-client")
 QUIET.setLevel(logging.WARNING)
 BASELINE = "in-memory backend (durabletask.testing)"
+WITHOUT_WRITES = "emulator, SQLite writes skipped (measurement only)"
 
 
 class WrongResult(AssertionError):
@@ -118,6 +121,8 @@ def backends(data_dir: Path) -> list[Backend]:
     return [
         Backend("emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")], "gRPC endpoint"),
         Backend("emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),
+        Backend(WITHOUT_WRITES, [sys.executable, "bench/emulator_without_writes.py", *emulator[3:],
+                                 "--data", str(data_dir / "skipped.db")], "gRPC endpoint"),
         Backend(BASELINE, [sys.executable, "bench/in_memory_server.py", "{port}"], "listening on"),
     ]
 
@@ -273,7 +278,7 @@ def chart(results: list[Result], path: Path) -> None:
               ("call p50 ms", "call_entity p50 ms (lower is better)"),
               ("call p99 ms", "call_entity p99 ms (lower is better)")]
     fig, axes = plt.subplots(1, len(panels), figsize=(20, 4))
-    colors = ["#0b5cad", "#57a3e6", "#999999"]
+    colors = ["#0b5cad", "#57a3e6", "#b8d6f2", "#999999"]
     for ax, (key, title) in zip(axes, panels, strict=True):
         ax.bar(range(len(results)), [r.figures[key] for r in results], color=colors)
         ax.set_title(title, fontsize=10)

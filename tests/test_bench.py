@@ -17,7 +17,8 @@ def test_quick_bench_writes_table_json_and_chart(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads((tmp_path / "latest.json").read_text())
     assert [r["backend"] for r in data["results"]] == [
-        "emulator (SQLite, default)", "emulator --in-memory", "in-memory backend (durabletask.testing)"]
+        "emulator (SQLite, default)", "emulator --in-memory", "emulator, SQLite writes skipped (measurement only)",
+        "in-memory backend (durabletask.testing)"]
     for r in data["results"]:
         assert r["orchestrations/s"] > 0 and r["signals/s"] > 0 and r["call p50 ms"] > 0
         assert r["backend CPU ms/orchestration"] > 0 and r["backend CPU ms/signal"] > 0
