@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -282,7 +283,8 @@ def chart(results: list[Result], path: Path) -> None:
     for ax, (key, title) in zip(axes, panels, strict=True):
         ax.bar(range(len(results)), [r.figures[key] for r in results], color=colors)
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(results)), [r.backend.split(" (")[0] for r in results], rotation=15, fontsize=8)
+        labels = [textwrap.fill(r.backend.split(" (")[0], 11) for r in results]
+        ax.set_xticks(range(len(results)), labels, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -21,7 +21,7 @@ def test_banner_names_endpoint_hubs_and_data(tmp_path):
         assert "task hubs:     a, b" in out
         assert str(tmp_path / "x.db") in out
     finally:
-        assert emu.stop() == 0
+        assert emu.stop() == 0, emu.process.output
 
 
 def test_port_in_use_is_one_clear_error(tmp_path):
@@ -49,7 +49,7 @@ def test_hubs_from_environment_and_unknown_hub_is_not_found(tmp_path):
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         assert "'gamma'" in err.value.details() and "alpha, beta" in err.value.details()
     finally:
-        assert p.stop() == 0
+        assert p.stop() == 0, p.output
 
 
 def test_task_hubs_are_isolated(emulator):
@@ -65,7 +65,7 @@ def test_in_memory_flag_keeps_nothing(tmp_path):
     emu = Emulator(None).start()
     c = dt_client.TaskHubGrpcClient(host_address=emu.address)
     instance_id = c.schedule_new_orchestration("x")
-    assert emu.stop() == 0
+    assert emu.stop() == 0, emu.process.output
     emu.restart()
     try:
         assert dt_client.TaskHubGrpcClient(host_address=emu.address).get_orchestration_state(instance_id) is None
@@ -103,16 +103,16 @@ def test_one_emulator_per_data_file(tmp_path):
         assert second.wait() == 2
         assert "in use by another emulator" in second.output and "Traceback" not in second.output
     finally:
-        assert first.stop() == 0
+        assert first.stop() == 0, first.process.output
     again = Emulator(tmp_path / "shared.db").start()  # free again once the first has stopped
-    assert again.stop() == 0
+    assert again.stop() == 0, again.process.output
 
 
 def test_a_killed_emulator_leaves_its_file_usable(tmp_path):
     first = Emulator(tmp_path / "k.db").start()
     first.kill()
     again = Emulator(tmp_path / "k.db").start()
-    assert again.stop() == 0
+    assert again.stop() == 0, again.process.output
 
 
 def test_empty_hub_list_in_environment_is_a_usage_error():
