@@ -1,4 +1,4 @@
-"""``make bench``: the counter workloads on three backends, measured in one run on one machine.
+"""``make bench``: the counter workloads on four backends, measured in one run on one machine.
 
 Backends: the built-in emulator as it ships (persistent SQLite), the emulator with
 ``--in-memory``, the emulator with its SQLite writes skipped (bench/emulator_without_writes.py,
@@ -118,11 +118,12 @@ class Backend:
 
 
 def backends(data_dir: Path) -> list[Backend]:
-    emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0"]
+    options = ["--port", "{port}", "--dashboard-port", "0"]
+    emulator = [sys.executable, "-m", "emulator", *options]
     return [
         Backend("emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")], "gRPC endpoint"),
         Backend("emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),
-        Backend(WITHOUT_WRITES, [sys.executable, "bench/emulator_without_writes.py", *emulator[3:],
+        Backend(WITHOUT_WRITES, [sys.executable, "bench/emulator_without_writes.py", *options,
                                  "--data", str(data_dir / "skipped.db")], "gRPC endpoint"),
         Backend(BASELINE, [sys.executable, "bench/in_memory_server.py", "{port}"], "listening on"),
     ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
 import pytest
+from durabletask import client as dt_client
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, Process
 
 
 def test_quick_bench_writes_table_json_and_chart(tmp_path):
@@ -39,3 +41,20 @@ def test_a_wrong_answer_fails_the_run():
 
     with pytest.raises(run.WrongResult):
         run.workload_orchestrations(LyingClient(), 3)
+
+
+def test_the_writes_skipped_device_serves_but_stores_nothing(tmp_path):
+    data = tmp_path / "skipped.db"
+    device = Process([sys.executable, "bench/emulator_without_writes.py", "--port", "0", "--dashboard-port", "0",
+                      "--log-level", "info", "--data", str(data)])
+    try:
+        port = device.wait_for_line(r"gRPC endpoint: http://[\d.]+:(\d+)").group(1)
+        client = dt_client.TaskHubGrpcClient(host_address=f"127.0.0.1:{port}")
+        instance_id = client.schedule_new_orchestration("counter_workflow", input="k")
+        assert client.get_orchestration_state(instance_id).name == "counter_workflow"  # served from memory
+        client.close()
+    finally:
+        assert device.stop() == 0, device.output
+    with sqlite3.connect(data) as db:  # the schema is real; no row reached it
+        assert db.execute("SELECT count(*) FROM instances").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)
