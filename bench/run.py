@@ -268,6 +268,21 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def spread(runs: dict[str, list[Result]], keys: tuple[str, ...] = ("orchestrations/s", "signals/s")) -> str:
+    """Each backend's lowest and highest per-round ratio: how far one round can stray from the median."""
+    base = runs[BASELINE]
+    lines = []
+    for name, rs in runs.items():
+        if name == BASELINE or len(rs) < 2:
+            continue
+        ranges = []
+        for key in keys:
+            ratios = [r.figures[key] / b.figures[key] for r, b in zip(rs, base, strict=True)]
+            ranges.append(f"{key} {min(ratios):.2f}-{max(ratios):.2f}x")
+        lines.append(f"- {name}: " + ", ".join(ranges))
+    return "\n".join(lines)
+
+
 def chart(results: list[Result], path: Path) -> None:
     import matplotlib
 
@@ -385,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     results = [Result(name, {key: statistics.median(r.figures[key] for r in rs) for key in rs[0].figures})
                for name, rs in runs.items()]
     body = table(results)
+    if rounds > 1:
+        body += f"\n\nPer-round ratios (each round against the {BASELINE} of the same round), lowest-highest:\n\n"
+        body += spread(runs)
     when = time.strftime("%Y-%m-%d")
     markdown = (f"Measured {when} on {machine()} with `make bench` (N={sizes.orchestrations} orchestrations, "
                 f"S={sizes.signals} signals from T={sizes.threads} threads over K={sizes.entities} entities, "

@@ -58,3 +58,14 @@ def test_the_writes_skipped_device_serves_but_stores_nothing(tmp_path):
     with sqlite3.connect(data) as db:  # the schema is real; no row reached it
         assert db.execute("SELECT count(*) FROM instances").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+
+
+def test_spread_pairs_each_round_with_the_baseline_of_that_round():
+    sys.path.insert(0, str(ROOT))
+    from bench import run
+
+    def rounds(*figures):
+        return [run.Result("x", {"orchestrations/s": o, "signals/s": s}) for o, s in figures]
+
+    runs = {"emulator": rounds((100, 450), (150, 400)), run.BASELINE: rounds((125, 500), (120, 500))}
+    assert run.spread(runs) == "- emulator: orchestrations/s 0.80-1.25x, signals/s 0.80-0.90x"
