@@ -122,6 +122,18 @@ def test_status_filter_has_its_own_url(site, page):
     assert page.locator("tr[data-instance]").count() >= 5
 
 
+def test_entity_search_and_auto_refresh_have_their_own_url(site, page):
+    base, _ = site
+    page.goto(base + "/hubs/default/entities")
+    page.fill("input[name=q]", "counter")
+    page.click("text=Search")
+    page.wait_for_url("**/entities?q=counter")
+    assert page.locator("tr[data-entity]").count() >= 1
+    page.check("input[type=checkbox]")
+    page.wait_for_url("**/entities?q=counter&refresh=1")
+    playwright_api.expect(page.locator("input[name=q]")).to_have_value("counter")
+
+
 def test_screenshot_script_produces_every_view(tmp_path):
     result = subprocess.run([sys.executable, "scripts/screenshots.py", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

@@ -82,6 +82,24 @@ function listParams() {
   return new URLSearchParams(location.search);
 }
 
+// The API query for a list view: the page's own filters, as far as the API knows them.
+function apiQuery(params, keys) {
+  const query = new URLSearchParams();
+  for (const key of keys) if (params.get(key)) query.set(key, params.get(key));
+  return query;
+}
+
+// A list view's filter form: its non-empty fields and the auto-refresh box become the page's URL.
+function filterTo(path, fields, refresh) {
+  return (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const [key, input] of Object.entries(fields)) if (input.value) next.set(key, input.value);
+    if (refresh.checked) next.set("refresh", "1");
+    go(`${path}?${next}`);
+  };
+}
+
 // Previous/next buttons for a page of a list view; the page token lives in the URL.
 function pager(page) {
   return h("div", { class: "pager" },
@@ -97,22 +115,13 @@ function go(path) {
 async function instancesView(hub) {
   setNav(hub, "Orchestrations");
   const params = listParams();
-  const query = new URLSearchParams();
-  for (const key of ["status", "q", "after"]) if (params.get(key)) query.set(key, params.get(key));
-  const page = await api(`/hubs/${enc(hub)}/instances?${query}`);
+  const page = await api(`/hubs/${enc(hub)}/instances?${apiQuery(params, ["status", "q", "after"])}`);
   const statusSelect = h("select", { name: "status", "aria-label": "Status" },
     ["", "PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "FAILED", "TERMINATED"].map((s) =>
       h("option", { value: s, selected: s === (params.get("status") || "") }, s || "Any status")));
   const search = h("input", { name: "q", placeholder: "Instance ID or name", value: params.get("q") || "" });
   const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
-  const filter = (event) => {
-    event.preventDefault();
-    const next = new URLSearchParams();
-    if (statusSelect.value) next.set("status", statusSelect.value);
-    if (search.value) next.set("q", search.value);
-    if (refresh.checked) next.set("refresh", "1");
-    go(`/hubs/${enc(hub)}/instances?${next}`);
-  };
+  const filter = filterTo(`/hubs/${enc(hub)}/instances`, { status: statusSelect, q: search }, refresh);
   refresh.addEventListener("change", filter);
   const rows = page.items.map((i) =>
     h("tr", { "data-instance": i.id },
@@ -192,18 +201,10 @@ async function instanceView(hub, id) {
 async function entitiesView(hub) {
   setNav(hub, "Entities");
   const params = listParams();
-  const query = new URLSearchParams();
-  for (const key of ["q", "after"]) if (params.get(key)) query.set(key, params.get(key));
-  const page = await api(`/hubs/${enc(hub)}/entities?${query}`);
+  const page = await api(`/hubs/${enc(hub)}/entities?${apiQuery(params, ["q", "after"])}`);
   const search = h("input", { name: "q", placeholder: "Entity name or key prefix", value: params.get("q") || "" });
   const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
-  const filter = (event) => {
-    event.preventDefault();
-    const next = new URLSearchParams();
-    if (search.value) next.set("q", search.value);
-    if (refresh.checked) next.set("refresh", "1");
-    go(`/hubs/${enc(hub)}/entities?${next}`);
-  };
+  const filter = filterTo(`/hubs/${enc(hub)}/entities`, { q: search }, refresh);
   refresh.addEventListener("change", filter);
   const rows = page.items.map((e) =>
     h("tr", { "data-entity": e.id },
