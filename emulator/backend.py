@@ -1,29 +1,68 @@
-"""The emulator's engine: one lock, the store, the dispatcher, and the shared moves.
+"""The emulator's engine core: transactions, the dispatcher, waiters, and the shared moves.
 
-Every change happens under ``Backend.lock`` inside :meth:`Backend.tx`, which is
-one SQLite transaction; in-memory effects (waking workers, scheduling due
-messages) run only after it commits, so memory never runs ahead of the disk.
-Orchestration and entity specifics live in ``orchestrations.py`` and
-``entities.py``; this module has what both use.
+The engine is owned by one asyncio event loop (see ``server.py``): every change runs
+on that loop, to completion, inside :meth:`Backend.tx`, which is one SQLite
+transaction. So there is no engine lock, and nothing can observe half a change.
+In-memory effects (waking worker streams and waiting clients, scheduling due
+messages) run only after the commit; a failed commit discards them, and the store
+undoes its own memory, so memory never runs ahead of the disk.
+
+Orchestration and entity specifics live in ``orchestrations.py`` and ``entities.py``;
+this module has what both use. Entity rules are plugged in by ``engine.py`` (the
+core does not import the kinds that build on it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
-from collections import Counter
+import sqlite3
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
 from .dispatch import Dispatcher, Lease
-from .store import ACTIVITY, ENTITY, ORCHESTRATION, InstanceRow, Store
+from .store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, MessageRow, Store
 
 log = logging.getLogger("emulator")
+T = TypeVar("T")
+
+# Retry delays after a completion or a wake-up failed to commit: no hot loop.
+FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 10.0
+# What a failed write raises: the disk is full, the file went away, an I/O error.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)
+# How often the same storage error is logged at most (it repeats while the disk is full).
+STORAGE_LOG_INTERVAL = 10.0
+
 
 class StaleWorkItem(Exception):
     """A completion arrived for a work item that is no longer leased to its sender."""
+
+
+class Refused(ValueError):
+    """A worker's answer could not be applied; its work was consumed and the failure recorded."""
+
+
+class TooManyWaiters(Exception):
+    """More clients wait than the emulator admits (``--max-waiters``)."""
+
+
+class ShuttingDown(Exception):
+    """The emulator is stopping: the call should be retried against the next one."""
+
+
+class EntityRules(Protocol):
+    """What the core asks of the entity module (plugged in by ``engine.py``)."""
+
+    def pump(self, backend: Backend, hub: str, entity_id: str) -> None: ...
+
+    def release_locks_of(self, backend: Backend, hub: str, owner: str) -> int: ...
 
 
 class _Tx:
@@ -36,14 +75,9 @@ class _Tx:
 
     def __enter__(self) -> None:
         backend = self.backend
-        backend.lock.acquire()
-        try:
-            self.outer = not backend._depth
-            self.transaction = backend.store.transaction()
-            self.transaction.__enter__()
-        except BaseException:
-            backend.lock.release()
-            raise
+        self.outer = not backend._depth
+        self.transaction = backend.store.transaction()
+        self.transaction.__enter__()
         backend._depth += 1
 
     def __exit__(self, kind, exc, tb) -> None:
@@ -63,21 +97,18 @@ class _Tx:
     def _end(self, committed: bool) -> None:
         backend = self.backend
         backend._depth -= 1
-        effects: list[Callable[[], None]] = []
-        if self.outer:
-            effects, backend._effects = backend._effects, []
-            if not committed:
-                effects = []
-                backend._to_pump.clear()
-        try:
-            for effect in effects:
-                effect()
-        finally:
-            backend.lock.release()
+        if not self.outer:
+            return
+        effects, backend._effects = backend._effects, []
+        if not committed:
+            backend._to_pump.clear()
+            return
+        for effect in effects:
+            effect()
 
 
 class _Completing:
-    """``Backend.completing(token)``: holds the lock, yields the released lease."""
+    """``Backend.completing(token)``: yields the released lease; a failed apply retries later."""
 
     __slots__ = ("backend", "token", "lease")
 
@@ -85,38 +116,38 @@ class _Completing:
         self.backend, self.token = backend, token
 
     def __enter__(self) -> Lease:
-        backend = self.backend
-        backend.lock.acquire()
-        try:
-            self.lease = backend.release(self.token)
-        except BaseException:
-            backend.lock.release()
-            raise
+        self.lease = self.backend.release(self.token)
         return self.lease
 
     def __exit__(self, kind, exc, tb) -> None:
         backend, lease = self.backend, self.lease
-        try:
-            if kind is not None:
-                with backend.tx():
-                    backend.requeue(lease.hub, lease.kind, lease.target)
-        finally:
-            backend.lock.release()
+        if kind is None or isinstance(exc, Refused):
+            backend._failures.pop((lease.hub, lease.kind, lease.target), None)
+            if kind is not None:  # refused, but committed: what follows it may run at once
+                backend.requeue_now(lease)
+        else:
+            backend.retry_later(lease.hub, lease.kind, lease.target, exc)
 
 
 class Backend:
-    def __init__(self, store: Store, hubs: list[str], entity_state_limit: int = 1024 * 1024):
+    def __init__(self, store: Store, hubs: list[str], entity_rules: EntityRules,
+                 entity_state_limit: int = 1024 * 1024, max_waiters: int = 10_000):
         self.store = store
         self.hubs = list(hubs)
+        self.entities = entity_rules
         self.entity_state_limit = entity_state_limit
-        self.lock = threading.RLock()
-        self.dispatch = Dispatcher(self.lock)
-        self.changed = threading.Condition(self.lock)
+        self.max_waiters = max_waiters
+        self.dispatch = Dispatcher()
         self.closed = False
         self._depth = 0
         self._effects: list[Callable[[], None]] = []
         self._to_pump: dict[tuple[str, str], None] = {}
-        self._watched: Counter[tuple[str, str]] = Counter()  # instances clients wait on
+        self._watchers: dict[tuple[str, str], asyncio.Event] = {}  # instances clients wait on
+        self._waiting = 0
+        self._failures: dict[tuple[str, str, str], int] = {}  # targets whose last apply failed
+        self._storage_logged_at = float("-inf")
+        # One thread for the store's reader: its connection is used by that thread only.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-reader")
         self._recover()
 
     # -- transactions -------------------------------------------------------------
@@ -132,7 +163,24 @@ class Backend:
         while self._to_pump:
             hub, entity_id = next(iter(self._to_pump))
             del self._to_pump[(hub, entity_id)]
-            entities.pump(self, hub, entity_id)
+            self.entities.pump(self, hub, entity_id)
+
+    def retry_later(self, hub: str, kind: str, key: str, error: BaseException | None = None) -> None:
+        """Give a target's work another go after a growing delay (its last attempt failed)."""
+        failures = self._failures.get((hub, kind, key), 0) + 1
+        self._failures[(hub, kind, key)] = failures
+        delay = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
+        if isinstance(error, STORAGE_ERRORS):
+            self.storage_failed(error)
+        self.dispatch.schedule(hub, kind, key, ev.now() + delay)
+
+    def storage_failed(self, error: BaseException) -> None:
+        """Log a storage error once per interval: it repeats for as long as the disk is full."""
+        moment = time.monotonic()
+        if moment - self._storage_logged_at >= STORAGE_LOG_INTERVAL:
+            self._storage_logged_at = moment
+            log.error("storage error on %s: %s (work is retried with backoff; nothing acknowledged is lost)",
+                      self.store.path or "the in-memory database", error)
 
     # -- messages -----------------------------------------------------------------
 
@@ -181,31 +229,34 @@ class Backend:
 
     def _recover(self) -> None:
         """Rebuild ready queues and due times from the messages on disk."""
-        with self.lock:
-            moment = ev.now()
-            for hub, kind, target, earliest in self.store.pending_targets():
-                if kind == ACTIVITY:
-                    continue
-                if earliest <= moment:
-                    if kind == ENTITY:
-                        self._to_pump[(hub, target)] = None
-                    else:
-                        self.dispatch.mark_ready(hub, kind, target)
-                for m in self.store.messages_for(hub, kind, target):
-                    if m.visible_at > moment:
-                        self.dispatch.schedule(hub, kind, target, m.visible_at)
-            for m in self.store.activity_messages():
-                self.dispatch.mark_ready(m.hub, ACTIVITY, str(m.id))
-            with self.tx():
-                pass  # runs the entity pumps queued above
+        moment = ev.now()
+        for hub, kind, target, earliest in self.store.pending_targets():
+            if kind == ACTIVITY:
+                continue
+            if earliest <= moment:
+                if kind == ENTITY:
+                    self._to_pump[(hub, target)] = None
+                else:
+                    self.dispatch.mark_ready(hub, kind, target)
+            for m in self.store.messages_for(hub, kind, target):
+                if m.visible_at > moment:
+                    self.dispatch.schedule(hub, kind, target, m.visible_at)
+        for m in self.store.activity_messages():
+            self.dispatch.mark_ready(m.hub, ACTIVITY, str(m.id))
+        with self.tx():
+            pass  # runs the entity pumps queued above
 
     def promote_due(self) -> None:
         keys = self.dispatch.pop_due(ev.now())
         if not keys:
             return
-        with self.tx():
+        try:
+            with self.tx():
+                for hub, kind, key in keys:
+                    self.wake(hub, kind, key)
+        except STORAGE_ERRORS as exc:  # an entity pump could not store its lock changes
             for hub, kind, key in keys:
-                self.wake(hub, kind, key)
+                self.retry_later(hub, kind, key, exc)
 
     # -- instances ----------------------------------------------------------------
 
@@ -257,9 +308,14 @@ class Backend:
         return row
 
     def notify_changed(self, hub: str, instance_id: str) -> None:
-        """Wake the clients waiting on this instance (after the commit)."""
-        if (hub, instance_id) in self._watched:
-            self.after_commit(self.changed.notify_all)
+        """Wake the clients waiting on this instance, and only them (after the commit)."""
+        if (hub, instance_id) in self._watchers:
+            self.after_commit(lambda: self._wake_watchers(hub, instance_id))
+
+    def _wake_watchers(self, hub: str, instance_id: str) -> None:
+        event = self._watchers.pop((hub, instance_id), None)
+        if event is not None:
+            event.set()
 
     def finish_instance(self, row: InstanceRow) -> None:
         """Store an instance that reached a terminal status, and everything that follows from it.
@@ -284,46 +340,101 @@ class Backend:
                 e = ev.event(subOrchestrationInstanceFailed=pb.SubOrchestrationInstanceFailedEvent(
                     taskScheduledId=row.parent_task_id or 0, failureDetails=details))
             self.send_to_instance(row.hub, row.parent_instance_id, e, row.parent_execution_id)
-        entities.release_locks_of(self, row.hub, row.instance_id)
+        self.entities.release_locks_of(self, row.hub, row.instance_id)
         self.notify_changed(row.hub, row.instance_id)
 
-    def wait_for(self, hub: str, instance_id: str, predicate: Callable[[InstanceRow], bool],
-                 timeout: float | None, alive: Callable[[], bool]) -> InstanceRow | None:
-        """Block until the instance satisfies ``predicate``; None when it does not exist."""
-        deadline = None if timeout is None else ev.now() + timeout
+    async def wait_for(self, hub: str, instance_id: str, predicate: Callable[[InstanceRow], bool],
+                       timeout: float | None) -> InstanceRow | None:
+        """Wait until the instance satisfies ``predicate``; None when it does not exist.
+
+        Costs one awaiting coroutine, no thread; only changes to this instance wake it.
+        """
+        if self._waiting >= self.max_waiters:
+            raise TooManyWaiters(
+                f"{self._waiting} clients are already waiting on instances; the emulator admits "
+                f"{self.max_waiters} (--max-waiters); retry later")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         key = (hub, instance_id)
-        with self.lock:
-            self._watched[key] += 1
-            try:
-                while True:
-                    row = self.store.peek_instance(hub, instance_id)
-                    if row is None or predicate(row):
-                        return row
-                    remaining = 5.0 if deadline is None else min(5.0, deadline - ev.now())
-                    if remaining <= 0 or not alive() or self.closed:
-                        raise TimeoutError(f"instance '{instance_id}' did not reach the awaited state in time")
-                    self.changed.wait(remaining)
-            finally:
-                self._watched[key] -= 1
-                if not self._watched[key]:
-                    del self._watched[key]
+        self._waiting += 1
+        try:
+            while True:
+                row = self.store.peek_instance(hub, instance_id)
+                if row is None or predicate(row):
+                    return row
+                if self.closed:
+                    raise ShuttingDown("the emulator is stopping")
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"instance '{instance_id}' did not reach the awaited state in time")
+                event = self._watchers.get(key)
+                if event is None:
+                    event = self._watchers[key] = asyncio.Event()
+                with contextlib.suppress(asyncio.TimeoutError):  # checked again above
+                    await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            self._waiting -= 1
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def delete_hub(self, hub: str) -> None:
+        with self.tx():
+            self.store.delete_hub(hub)
+        self.dispatch.clear_hub(hub)
+        for key in [k for k in self._watchers if k[0] == hub]:
+            self._wake_watchers(*key)
+
+    # -- reads ----------------------------------------------------------------------
+
+    def instance(self, hub: str, instance_id: str) -> InstanceRow | None:
+        """The instance as the engine has it (from memory when cached); for reading only."""
+        return self.store.peek_instance(hub, instance_id)
+
+    def entity(self, hub: str, entity_id: str) -> EntityRow | None:
+        return self.store.get_entity(hub, entity_id)
+
+    def history(self, hub: str, instance_id: str) -> list[bytes]:
+        return self.store.history(hub, instance_id)
+
+    def queued(self, hub: str, entity_id: str) -> list[MessageRow]:
+        """The messages waiting in an entity's inbox, in arrival order."""
+        return self.store.messages_for(hub, ENTITY, entity_id)
+
+    def backlog(self, hub: str, entity_id: str) -> int:
+        return self.store.count_messages(hub, ENTITY, entity_id)
+
+    async def read(self, query: Callable[[Any], T]) -> T:
+        """Run a read-only query (lists, searches, counts) off the engine's path.
+
+        With a data file, the store's reader has a connection of its own on a thread
+        of its own, so a long scan never holds up a completion; an in-memory store
+        can only be read through its one connection, on the loop.
+        """
+        reads = self.store.reads
+        if reads.same_thread:
+            return query(reads)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, query, reads)
 
     # -- worker streams -------------------------------------------------------------
 
     def open_stream(self) -> int:
-        with self.lock:
-            return self.dispatch.open_stream()
+        return self.dispatch.open_stream()
 
     def close_stream(self, stream: int) -> None:
-        """A worker went away: whatever it held goes back to the queue."""
-        with self.lock:
-            leases = self.dispatch.close_stream(stream)
-            if leases:
-                log.info("worker stream %d ended holding %d work item(s); re-queued", stream, len(leases))
+        """A worker went away (or stopped answering): whatever it held goes back to the queue."""
+        leases = self.dispatch.close_stream(stream)
+        if not leases:
+            return
+        log.info("worker stream %d ended holding %d work item(s); re-queued", stream, len(leases))
+        try:
             with self.tx():
                 for lease in leases:
                     self.requeue(lease.hub, lease.kind, lease.target)
-            self.dispatch.condition.notify_all()
+        except STORAGE_ERRORS as exc:
+            for lease in leases:
+                self.retry_later(lease.hub, lease.kind, lease.target, exc)
 
     def stream_closed(self, stream: int) -> bool:
         return self.closed or not self.dispatch.is_open(stream)
@@ -335,7 +446,7 @@ class Backend:
         elif self.store.messages_for(hub, kind, key, visible_by=ev.now()):
             self.wake(hub, kind, key)
 
-    def release(self, token: str):
+    def release(self, token: str) -> Lease:
         lease = self.dispatch.release(token)
         if lease is None:
             raise StaleWorkItem(
@@ -345,21 +456,23 @@ class Backend:
         return lease
 
     def completing(self, token: str) -> _Completing:
-        """End a lease for its completion; if applying it fails, its work goes back to the queue."""
+        """End a lease for its completion; if applying it fails, its work is retried later."""
         return _Completing(self, token)
 
     def abandon(self, token: str) -> None:
-        with self.tx():
-            lease = self.release(token)
-            self.requeue(lease.hub, lease.kind, lease.target)
+        self.requeue_now(self.release(token))
+
+    def requeue_now(self, lease: Lease) -> None:
+        try:
+            with self.tx():
+                self.requeue(lease.hub, lease.kind, lease.target)
+        except STORAGE_ERRORS as exc:
+            self.retry_later(lease.hub, lease.kind, lease.target, exc)
 
     def shutdown(self) -> None:
-        with self.lock:
-            self.closed = True
-            self.dispatch.condition.notify_all()
-            self.changed.notify_all()
-
-
-# entities.py builds on Backend, and Backend calls back into it: imported last, so that
-# either module can be imported first.
-from . import entities  # noqa: E402
+        """Stop handing out work and wake everything that waits, so that it can end."""
+        self.closed = True
+        self._reader.shutdown(wait=False, cancel_futures=True)
+        self.dispatch.wake_all()
+        for key in list(self._watchers):
+            self._wake_watchers(*key)

@@ -23,6 +23,16 @@ def _hubs(text: str) -> tuple[str, ...]:
     return hubs
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m emulator",
@@ -40,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated task hub names (default: env DTS_TASK_HUB_NAMES, else 'default')")
     p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
                    help="largest gRPC message accepted (default: 16 MiB)")
+    p.add_argument("--liveness-timeout", type=_positive, default=30.0, metavar="SECONDS",
+                   help="a worker that does not answer the emulator's pings for this long is disconnected and "
+                        "its work goes to other workers (default: 30)")
+    p.add_argument("--max-waiters", type=int, default=10_000, metavar="N",
+                   help="clients waiting on instances at once; more get RESOURCE_EXHAUSTED (default: 10000)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="log level for the emulator's own logs (default: warning)")
     return p.parse_args(argv)
@@ -51,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     options = Options(host=args.host, port=args.port, dashboard_port=args.dashboard_port,
                       data=None if args.in_memory else args.data,
-                      task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes)
+                      task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes,
+                      liveness_timeout=args.liveness_timeout, max_waiters=args.max_waiters)
     try:
         server = EmulatorServer(options)
         port = server.start()

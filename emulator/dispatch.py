@@ -8,9 +8,9 @@ the store, so a lease that never completed simply becomes ready again.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
-import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,12 +39,12 @@ class _Due:
 class Dispatcher:
     """Ready targets per (hub, kind), leases by token, and a heap of due times.
 
-    All methods expect the caller to hold ``lock`` (the emulator's one lock);
-    ``condition`` wakes worker streams when work arrives.
+    Used from the engine's event loop only. Idle worker streams sleep on an event of
+    their own, and only the streams of the hub that gained work are woken.
     """
 
-    def __init__(self, lock: threading.RLock):
-        self.condition = threading.Condition(lock)
+    def __init__(self):
+        self._sleepers: dict[str, dict[int, asyncio.Event]] = {}  # hub -> idle stream -> its wake-up
         self._ready: dict[tuple[str, str], OrderedDict[str, None]] = {}
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
@@ -63,7 +63,7 @@ class Dispatcher:
         if (hub, kind, target) in self._leased:
             return
         self._ready.setdefault((hub, kind), OrderedDict())[target] = None
-        self.condition.notify_all()
+        self.wake_hub(hub)
 
     def is_ready(self, hub: str, kind: str, target: str) -> bool:
         return target in self._ready.get((hub, kind), ())
@@ -73,7 +73,7 @@ class Dispatcher:
 
     def schedule(self, hub: str, kind: str, target: str, at: float) -> None:
         heapq.heappush(self._due, _Due(at, (hub, kind, target)))
-        self.condition.notify_all()
+        self.wake_hub(hub)  # an idle stream may need to wake up earlier than it planned
 
     def pop_due(self, now: float) -> list[Key]:
         keys = []
@@ -93,6 +93,27 @@ class Dispatcher:
         if found is not None:
             del queue[found]
         return found
+
+    # -- sleeping streams ----------------------------------------------------------
+
+    def sleep(self, hub: str, stream: int) -> asyncio.Event:
+        """An event that is set when the hub may have work for an idle stream."""
+        event = asyncio.Event()
+        self._sleepers.setdefault(hub, {})[stream] = event
+        return event
+
+    def wake_hub(self, hub: str) -> None:
+        for event in self._sleepers.pop(hub, {}).values():
+            event.set()
+
+    def wake_stream(self, hub: str, stream: int) -> None:
+        event = self._sleepers.get(hub, {}).pop(stream, None)
+        if event is not None:
+            event.set()
+
+    def wake_all(self) -> None:
+        for hub in list(self._sleepers):
+            self.wake_hub(hub)
 
     # -- leases -----------------------------------------------------------------
 
@@ -131,12 +152,15 @@ class Dispatcher:
         held = self._held.pop((lease.stream, lease.kind), 1) - 1
         if held:
             self._held[(lease.stream, lease.kind)] = held
-        self.condition.notify_all()  # a worker at its concurrency limit may take more now
+        self.wake_stream(lease.hub, lease.stream)  # at its concurrency limit, it may take more now
         return lease
 
     def close_stream(self, stream: int) -> list[Lease]:
         """Release every lease the stream held, for the next worker to take."""
         tokens = self._streams.pop(stream, set())
+        for sleepers in self._sleepers.values():
+            if (event := sleepers.pop(stream, None)) is not None:
+                event.set()  # its feeder wakes up and sees the stream closed
         return [lease for token in tokens if (lease := self.release(token)) is not None]
 
     def clear_hub(self, hub: str) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
-from .backend import Backend
+from .backend import Backend, Refused
 from .store import ENTITY, EntityRow, MessageRow
 from .validation import check_entity_id, check_instance_id
 
@@ -30,8 +30,8 @@ OPERATIONS = ("entityOperationSignaled", "entityOperationCalled")
 MAX_BATCH = 500
 
 
-class EntityStateTooLarge(Exception):
-    pass
+class EntityStateTooLarge(Refused):
+    """A batch's new state exceeds the limit: the batch fails, the state stays as it was."""
 
 
 @dataclass
@@ -245,7 +245,7 @@ def metadata(backend: Backend, row: EntityRow, include_state: bool) -> pb.Entity
     return pb.EntityMetadata(
         instanceId=row.instance_id,
         lastModifiedTime=ev.timestamp(row.last_modified),
-        backlogQueueSize=backend.store.count_messages(row.hub, ENTITY, row.instance_id),
+        backlogQueueSize=backend.backlog(row.hub, row.instance_id),
         lockedBy=ev.string(row.lock_owner),
         serializedState=ev.string(row.state) if include_state else None,
     )

@@ -14,7 +14,8 @@ import logging
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
-from .backend import Backend
+from .backend import Backend, Refused
+from .control import prepare_rewind, terminate
 from .dispatch import Lease
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .validation import check_entity_id, check_instance_id
@@ -88,7 +89,7 @@ def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
             # leaving it stuck: the problem is in the worker's output, not transient.
             with backend.tx():
                 _fail(backend, lease, f"the worker's response could not be applied: {exc}")
-            raise ValueError(str(exc)) from exc
+            raise Refused(str(exc)) from exc
 
 
 def _fail(backend: Backend, lease: Lease, message: str) -> None:
@@ -261,8 +262,6 @@ def _send_event(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
 
 
 def _terminate(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
-    from .control import terminate
-
     t = action.terminateOrchestration
     terminate(backend, hub, t.instanceId, ev.optional_string(t, "reason"), t.recurse)
     return []
@@ -302,8 +301,6 @@ def _rewind(backend: Backend, row, action: pb.RewindOrchestrationAction) -> None
 
     Failed sub-orchestrations are rewound too; purged ones start afresh.
     """
-    from .control import prepare_rewind
-
     store, hub = backend.store, row.hub
     history = list(action.newHistory)
     store.clear_history(hub, row.instance_id)

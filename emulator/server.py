@@ -1,23 +1,38 @@
-"""Wiring: open the store, build the engine, and serve it over gRPC on one port."""
+"""Wiring: open the store, build the engine, and serve it over gRPC (and the dashboard) on one event loop.
+
+Concurrency model: one asyncio event loop, on a thread of its own ("emulator-engine"),
+owns the engine. gRPC (``grpc.aio``) and the dashboard (uvicorn) run their handlers on
+it; a change runs to completion between two awaits, so the engine needs no lock, and
+a waiting client or a worker stream is a suspended coroutine, not a thread. Reads that
+may scan (lists, searches) run on the store's reader thread. The loop is never blocked
+except by the engine's own work and its SQLite commits.
+
+Liveness: the server pings every connection (HTTP/2 keepalive); a peer that does not
+answer within the liveness timeout (a frozen or vanished worker) is disconnected, its
+streams end, and the work it held goes to other workers.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import errno
-import functools
 import logging
 import socket
-from concurrent import futures
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from .backend import Backend
+from .engine import create_backend
 from .service import TaskHubService
 from .store import Store
 
 log = logging.getLogger("emulator")
+
+# Longest wait for the engine's thread to start or to stop before giving up on it.
+THREAD_TIMEOUT = 10.0
 
 
 class PortInUse(Exception):
@@ -36,7 +51,10 @@ class Options:
     data: Path | None = Path(".emulator") / "emulator.db"
     task_hubs: tuple[str, ...] = ("default",)
     max_request_bytes: int = 16 * 1024 * 1024
-    threads: int = 64
+    liveness_timeout: float = 30.0  # a worker that does not answer pings for this long loses its work
+    max_waiters: int = 10_000  # clients waiting on instances at once; more get RESOURCE_EXHAUSTED
+    max_streams: int = 1_000  # worker streams at once
+    grace: float = 3.0  # how long a stop lets in-flight calls finish
 
 
 def _check_port(host: str, port: int, flag: str = "--port") -> None:
@@ -55,90 +73,141 @@ def _check_port(host: str, port: int, flag: str = "--port") -> None:
             raise
 
 
-# Calls that hold their thread for long: worker streams, and clients waiting on an instance.
-_LONG_CALLS = frozenset({"GetWorkItems", "WaitForInstanceStart", "WaitForInstanceCompletion", "StreamInstanceHistory"})
-# Every other call is short and takes the engine's one lock, so many threads only add thread
-# switching: they get a small pool of their own. Measured on 2 cores: 64 threads cost ~15% of
-# orchestrations/s, 2 cost signals/s, 4 did as well as any on both.
-QUICK_THREADS = 4
+def grpc_options(o: Options) -> list[tuple[str, int]]:
+    """Message limits, admission, and the keepalive pings that detect frozen workers.
 
-
-class _Routed:
-    """The service, with short calls routed to their own thread pool.
-
-    Uses grpcio's per-method pool hook: a handler with an ``experimental_thread_pool``
-    attribute runs there instead of in the server's pool.
+    A ping goes out after half the liveness timeout without one, and a peer that has
+    not answered it after the other half is disconnected: at most ``liveness_timeout``
+    from the moment a worker freezes.
     """
-
-    def __init__(self, service: TaskHubService, pool: futures.ThreadPoolExecutor):
-        self._service, self._pool = service, pool
-
-    def __getattr__(self, name: str):
-        method = getattr(self._service, name)
-        if name in _LONG_CALLS or not callable(method):
-            return method
-        routed = functools.partial(method)
-        routed.experimental_thread_pool = self._pool
-        return routed
+    half_ms = max(int(o.liveness_timeout * 500), 100)
+    return [
+        ("grpc.max_receive_message_length", o.max_request_bytes),
+        ("grpc.max_send_message_length", o.max_request_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", half_ms),
+        ("grpc.keepalive_timeout_ms", half_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Clients may ping us as often as the SDK's defaults do.
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ]
 
 
 class EmulatorServer:
-    """A running emulator: ``start()``, then ``stop()`` (also on SIGTERM via the CLI)."""
+    """A running emulator: ``start()``, then ``stop()`` (also on SIGTERM via the CLI).
+
+    ``start`` and ``stop`` are called from any thread; the engine lives on its own loop.
+    """
 
     def __init__(self, options: Options):
         self.options = options
         self.store = Store(options.data)
-        self.backend = Backend(self.store, list(options.task_hubs))
-        self._server: grpc.Server | None = None
-        self._dashboard = None
+        self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters)
         self.port: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: grpc.aio.Server | None = None
+        self._dashboard = None
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
 
     def start(self) -> int:
         o = self.options
         _check_port(o.host, o.port)
         if o.dashboard_port:
             _check_port(o.host, o.dashboard_port, "--dashboard-port")
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=o.threads, thread_name_prefix="emulator-rpc"),
-            options=[
-                ("grpc.max_receive_message_length", o.max_request_bytes),
-                ("grpc.max_send_message_length", o.max_request_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        self._quick_pool = futures.ThreadPoolExecutor(max_workers=QUICK_THREADS, thread_name_prefix="emulator-quick")
-        pb_grpc.add_TaskHubSidecarServiceServicer_to_server(
-            _Routed(TaskHubService(self.backend), self._quick_pool), server)
-        try:
-            port = server.add_insecure_port(f"{o.host}:{o.port}")
-        except RuntimeError as exc:
-            raise PortInUse(f"port {o.port} on {o.host} could not be bound: {exc}") from exc
-        if port == 0:
-            raise PortInUse(f"port {o.port} on {o.host} could not be bound")
-        server.start()
-        self._server, self.port = server, port
-        if o.dashboard_port:
-            from .dashboard.server import DashboardServer
+        ready = threading.Event()
+        outcome: list = []
 
-            self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port)
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            asyncio.set_event_loop(loop)
             try:
-                self._dashboard.start()
+                loop.run_until_complete(self._serve(outcome, ready))
+            finally:
+                ready.set()
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="emulator-engine", daemon=True)
+        self._thread.start()
+        if not ready.wait(THREAD_TIMEOUT) or not outcome:
+            raise RuntimeError("the emulator's engine did not start")
+        if isinstance(outcome[0], BaseException):
+            self._thread.join(THREAD_TIMEOUT)
+            self.store.close()
+            raise outcome[0]
+        self.port = outcome[0]
+        return self.port
+
+    async def _serve(self, outcome: list, ready: threading.Event) -> None:
+        """Bind, report the port (or the failure), serve until stopped, then shut down."""
+        o = self.options
+        self._stopped = asyncio.Event()
+        try:
+            server = grpc.aio.server(
+                options=grpc_options(o),
+                maximum_concurrent_rpcs=o.max_waiters + o.max_streams + 1_000,
+            )
+            pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)
+            try:
+                port = server.add_insecure_port(f"{o.host}:{o.port}")
             except RuntimeError as exc:
-                server.stop(None)
-                raise PortInUse(str(exc), "--dashboard-port") from exc
-        return port
+                raise PortInUse(f"port {o.port} on {o.host} could not be bound: {exc}") from exc
+            if port == 0:
+                raise PortInUse(f"port {o.port} on {o.host} could not be bound")
+            await server.start()
+            self._server = server
+            if o.dashboard_port:
+                from .dashboard.server import DashboardServer
+
+                self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port)
+                try:
+                    await self._dashboard.start()
+                except OSError as exc:
+                    await server.stop(None)
+                    raise PortInUse(f"dashboard port {o.dashboard_port} on {o.host}: {exc}",
+                                    "--dashboard-port") from exc
+        except BaseException as exc:
+            outcome.append(exc)
+            ready.set()
+            return
+        outcome.append(port)
+        ready.set()
+        await self._stopped.wait()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """End worker streams and waits, let in-flight calls finish (bounded), close the store."""
+        self.backend.shutdown()
+        if self._dashboard is not None:
+            await self._dashboard.stop()
+        if self._server is not None:
+            await self._server.stop(self.options.grace)
+        self.store.close()
+        log.info("emulator stopped")
 
     @property
     def dashboard_url(self) -> str | None:
         return f"http://{self.options.host}:{self.options.dashboard_port}" if self._dashboard else None
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Let in-flight completions finish, end worker streams, close the database."""
-        self.backend.shutdown()
-        if self._dashboard is not None:
-            self._dashboard.stop()
-        if self._server is not None:
-            self._server.stop(grace).wait()
-            self._quick_pool.shutdown(wait=True)
-        self.store.close()
-        log.info("emulator stopped")
+    def stop(self) -> None:
+        """Stop serving and close the database; returns within grace + a few seconds."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(self.options.grace + THREAD_TIMEOUT)
+        if self._thread.is_alive():
+            log.error("the emulator's engine did not stop in time")
+
+    def __enter__(self) -> EmulatorServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

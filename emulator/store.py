@@ -310,6 +310,7 @@ class Store:
             self._db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
         self._undo: list[Callable[[], None]] = []
         self._writes = _Writes()
+        self.reads, self.same_thread = self, True  # interim: reads on the engine's loop
         self._begun = False  # BEGIN sent for the open transaction
         self._instances: OrderedDict = OrderedDict()
         self._entities: OrderedDict = OrderedDict()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -89,28 +91,41 @@ class Feeder:
             return entity_name(key) in f.entities
         return True
 
-    def next(self, timeout: float) -> pb.WorkItem | None:
-        """The next work item, or None after ``timeout`` seconds idle or when closed."""
+    def take(self) -> pb.WorkItem | None:
+        """The next work item this stream may have now, or None."""
         backend = self.backend
-        deadline = ev.now() + timeout
-        with backend.lock:
-            while not backend.stream_closed(self.stream):
-                backend.promote_due()
-                for i in range(3):
-                    kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
-                    if not self._has_room(kind):
-                        continue
-                    while (key := backend.dispatch.take(self.hub, kind, lambda k, kind=kind: self._accepts(kind, k))):
-                        item = _BUILDERS[kind](backend, self.hub, key, self.stream)
-                        if item is not None:
-                            self._turn = (self._turn + i + 1) % 3
-                            return item
-                wake_at = deadline
-                due = backend.dispatch.next_due()
-                if due is not None:
-                    wake_at = min(wake_at, due)
-                remaining = wake_at - ev.now()
-                if remaining <= 0 and ev.now() >= deadline:
-                    return None
-                backend.dispatch.condition.wait(max(remaining, 0.001))
+        backend.promote_due()
+        for i in range(3):
+            kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
+            if not self._has_room(kind):
+                continue
+            while (key := backend.dispatch.take(self.hub, kind, lambda k, kind=kind: self._accepts(kind, k))):
+                item = _BUILDERS[kind](backend, self.hub, key, self.stream)
+                if item is not None:
+                    self._turn = (self._turn + i + 1) % 3
+                    return item
+        return None
+
+    async def next(self, timeout: float) -> pb.WorkItem | None:
+        """The next work item, or None after ``timeout`` seconds idle or when closed.
+
+        While idle it sleeps until its hub gains work, it may take more, or a delayed
+        message comes due: no polling, and no thread.
+        """
+        backend = self.backend
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not backend.stream_closed(self.stream):
+            item = self.take()
+            if item is not None:
+                return item
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            due = backend.dispatch.next_due()
+            if due is not None:
+                remaining = min(remaining, max(due - ev.now(), 0.001))
+            woken = backend.dispatch.sleep(self.hub, self.stream)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(woken.wait(), remaining)
         return None

@@ -14,7 +14,6 @@ from durabletask.scheduled.client import ScheduledTaskClient
 from durabletask.scheduled.models import ScheduleCreationOptions
 from durabletask.worker import TaskHubGrpcWorker
 
-from emulator.server import QUICK_THREADS
 from tests.helpers import wait_until
 from worker import counter, counter_workflow
 
@@ -96,7 +95,7 @@ def test_clients_waiting_on_instances_do_not_hold_up_other_calls(emulator, clien
     pool for short calls must still leave signals and queries answering."""
     start_at = datetime.now(timezone.utc) + timedelta(hours=1)  # stays pending: no worker runs it
     ids = [client.schedule_new_orchestration("never_runs", instance_id=f"wait-{uid}-{i}", start_at=start_at)
-           for i in range(QUICK_THREADS + 4)]
+           for i in range(12)]
     eid = entities.EntityInstanceId("counter", f"waits-{uid}")
     with ThreadPoolExecutor(len(ids)) as pool:
         waits = [pool.submit(client.wait_for_orchestration_completion, i, timeout=60) for i in ids]

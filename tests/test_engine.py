@@ -7,14 +7,16 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
 from emulator import activities, orchestrations
-from emulator.backend import Backend, StaleWorkItem
+from emulator.backend import StaleWorkItem
+from emulator.engine import create_backend
 from emulator.store import Store
 from emulator.workitems import Feeder, Filters
+from tests.helpers import wait_until
 
 
 @pytest.fixture
 def engine(tmp_path):
-    backend = Backend(Store(tmp_path / "engine.db"), ["default"])
+    backend = create_backend(Store(tmp_path / "engine.db"), ["default"])
     stream = backend.open_stream()
     yield backend, Feeder(backend, "default", stream, Filters())
     backend.store.close()
@@ -29,7 +31,7 @@ def schedule_activity_response(instance_id: str, token: str) -> pb.OrchestratorR
 def test_a_failed_apply_puts_the_work_back(engine, monkeypatch):
     backend, feeder = engine
     backend.create_instance("default", "i1", "orch")
-    item = feeder.next(1)
+    item = feeder.take()
     original = backend.store.append_history
 
     def broken(*args, **kwargs):
@@ -39,19 +41,20 @@ def test_a_failed_apply_puts_the_work_back(engine, monkeypatch):
     with pytest.raises(RuntimeError):
         orchestrations.complete(backend, schedule_activity_response("i1", item.completionToken))
     monkeypatch.setattr(backend.store, "append_history", original)
-    again = feeder.next(1)
-    assert again is not None and again.orchestratorRequest.instanceId == "i1"
+    assert feeder.take() is None  # not retried in a hot loop: it comes back after a backoff
+    again = wait_until(feeder.take, timeout=5, message="the work back after its backoff")
+    assert again.orchestratorRequest.instanceId == "i1"
     assert [e.WhichOneof("eventType") for e in again.orchestratorRequest.newEvents] == [
         "orchestratorStarted", "executionStarted"]
     assert backend.store.history("default", "i1") == []  # the failed attempt left nothing behind
     orchestrations.complete(backend, schedule_activity_response("i1", again.completionToken))
-    assert feeder.next(1).HasField("activityRequest")
+    assert feeder.take().HasField("activityRequest")
 
 
 def test_a_completion_is_accepted_once(engine):
     backend, feeder = engine
     backend.create_instance("default", "i2", "orch")
-    item = feeder.next(1)
+    item = feeder.take()
     orchestrations.complete(backend, schedule_activity_response("i2", item.completionToken))
     with pytest.raises(StaleWorkItem):
         orchestrations.complete(backend, schedule_activity_response("i2", item.completionToken))
@@ -61,12 +64,12 @@ def test_a_completion_is_accepted_once(engine):
 def test_a_closed_stream_gives_its_work_to_the_next_worker(engine):
     backend, feeder = engine
     backend.create_instance("default", "i3", "orch")
-    item = feeder.next(1)
+    item = feeder.take()
     orchestrations.complete(backend, schedule_activity_response("i3", item.completionToken))
-    activity = feeder.next(1)
+    activity = feeder.take()
     backend.close_stream(feeder.stream)
     other = Feeder(backend, "default", backend.open_stream(), Filters())
-    retry = other.next(1)
+    retry = other.take()
     assert retry.activityRequest.taskId == activity.activityRequest.taskId
     with pytest.raises(StaleWorkItem):
         activities.complete(backend, pb.ActivityResponse(instanceId="i3", taskId=1,
@@ -74,7 +77,7 @@ def test_a_closed_stream_gives_its_work_to_the_next_worker(engine):
     activities.complete(backend, pb.ActivityResponse(instanceId="i3", taskId=1,
                                                      completionToken=retry.completionToken,
                                                      result=wrappers_pb2.StringValue(value='"hi"')))
-    turn = other.next(1)
+    turn = other.take()
     assert turn.orchestratorRequest.newEvents[-1].taskCompleted.result.value == '"hi"'
 
 
@@ -84,14 +87,14 @@ def test_a_worker_gets_no_more_than_it_takes_at_once(engine):
     feeder = Feeder(backend, "default", stream, Filters(), limits={"orchestration": 1})
     backend.create_instance("default", "a", "orch")
     backend.create_instance("default", "b", "orch")
-    first = feeder.next(1)
+    first = feeder.take()
     assert first.orchestratorRequest.instanceId == "a"
-    assert feeder.next(0.05) is None  # "b" is ready, but this worker is at its limit
-    other = Feeder(backend, "default", backend.open_stream(), Filters()).next(1)
+    assert feeder.take() is None  # "b" is ready, but this worker is at its limit
+    other = Feeder(backend, "default", backend.open_stream(), Filters()).take()
     assert other.orchestratorRequest.instanceId == "b"  # a second worker takes it
     backend.create_instance("default", "c", "orch")
     done = pb.OrchestratorAction(id=1, completeOrchestration=pb.CompleteOrchestrationAction(
         orchestrationStatus=pb.ORCHESTRATION_STATUS_COMPLETED))
     orchestrations.complete(backend, pb.OrchestratorResponse(instanceId="a", completionToken=first.completionToken,
                                                               actions=[done]))
-    assert feeder.next(1).orchestratorRequest.instanceId == "c"
+    assert feeder.take().orchestratorRequest.instanceId == "c"

@@ -1,7 +1,9 @@
 """The dashboard's HTTP routes: a JSON API under /api/ and the page that uses it.
 
-Reads go straight to the emulator's store; every change goes through the same
-engine functions the gRPC service uses, and only through POST.
+Handlers run on the engine's event loop. Lists, searches and counts go through the
+store's reader (off the engine's path); single rows come from the engine's memory;
+every change goes through the same engine functions the gRPC service uses, and only
+through POST.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .. import control, entities
 from .. import events as ev
 from ..backend import Backend
 from ..paging import instance_token, parse_instance_token, split_page
-from ..store import ENTITY, EntityRow
+from ..store import EntityRow
 from ..validation import check_entity_id
 from . import views
 
@@ -71,7 +73,6 @@ async def _body(request: Request) -> dict:
 
 
 def create_app(backend: Backend) -> Starlette:
-    store = backend.store
 
     def hub_of(request: Request) -> str:
         hub = request.path_params["hub"]
@@ -81,21 +82,21 @@ def create_app(backend: Backend) -> Starlette:
 
     def instance_of(request: Request):
         hub = hub_of(request)
-        row = store.get_instance(hub, request.path_params["instance_id"])
+        row = backend.instance(hub, request.path_params["instance_id"])
         if row is None:
             raise HTTPException(404, f"no instance '{request.path_params['instance_id']}' in task hub '{hub}'")
         return row
 
     async def hubs(request: Request):
-        result = []
-        for hub in backend.hubs:
-            counts = store.count_instances_by_status(hub)
-            result.append({
-                "name": hub,
-                "instances": {views.STATUS_NAMES[s]: n for s, n in sorted(counts.items())},
-                "instanceCount": sum(counts.values()),
-                "entities": store.count_entities(hub),
-            })
+        def counts(reads) -> list[tuple[str, dict[int, int], int]]:
+            return [(hub, reads.count_instances_by_status(hub), reads.count_entities(hub)) for hub in backend.hubs]
+
+        result = [{
+            "name": hub,
+            "instances": {views.STATUS_NAMES[s]: n for s, n in sorted(by_status.items())},
+            "instanceCount": sum(by_status.values()),
+            "entities": entity_count,
+        } for hub, by_status, entity_count in await backend.read(counts)]
         return JSONResponse({"hubs": result})
 
     async def instances(request: Request):
@@ -104,10 +105,10 @@ def create_app(backend: Backend) -> Starlette:
         if status is not None and status not in views.STATUS_VALUES:
             raise BadParameter(f"unknown status '{status}'; use one of {', '.join(views.STATUS_VALUES)}")
         size = _int(request, "page_size", 50, 1, MAX_PAGE)
-        rows = store.query_instances(
-            hub, statuses=[views.STATUS_VALUES[status]] if status else (),
-            search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
-            limit=size + 1, newest_first=True)
+        query = dict(statuses=[views.STATUS_VALUES[status]] if status else (),
+                     search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
+                     limit=size + 1, newest_first=True)
+        rows = await backend.read(lambda reads: reads.query_instances(hub, **query))
         rows, more = split_page(rows, size)
         return JSONResponse({
             "items": [views.instance_summary(r) for r in rows],
@@ -116,7 +117,7 @@ def create_app(backend: Backend) -> Starlette:
 
     async def instance(request: Request):
         row = instance_of(request)
-        history = views.history([ev.parse(b) for b in store.history(row.hub, row.instance_id)])
+        history = views.history([ev.parse(b) for b in backend.history(row.hub, row.instance_id)])
         return JSONResponse({"instance": views.instance_detail(row), "history": history})
 
     async def instance_action(request: Request):
@@ -147,13 +148,14 @@ def create_app(backend: Backend) -> Starlette:
         return JSONResponse({"ok": True})
 
     def entity_json(row: EntityRow) -> dict:
-        return views.entity_json(row, store.count_messages(row.hub, ENTITY, row.instance_id))
+        return views.entity_json(row, backend.backlog(row.hub, row.instance_id))
 
     async def entity_list(request: Request):
         hub = hub_of(request)
         size = _int(request, "page_size", 50, 1, MAX_PAGE)
-        rows = store.query_entities(hub, name_or_key=request.query_params.get("q") or None,
-                                    after=request.query_params.get("after") or None, limit=size + 1)
+        query = dict(name_or_key=request.query_params.get("q") or None,
+                     after=request.query_params.get("after") or None, limit=size + 1)
+        rows = await backend.read(lambda reads: reads.query_entities(hub, **query))
         rows, more = split_page(rows, size)
         return JSONResponse({"items": [entity_json(r) for r in rows],
                              "next": rows[-1].instance_id if more else None})
@@ -167,8 +169,8 @@ def create_app(backend: Backend) -> Starlette:
 
     async def entity(request: Request):
         hub, entity_id = hub_of(request), entity_id_of(request)
-        row = store.get_entity(hub, entity_id)
-        pending = [views.pending_operation(m) for m in store.messages_for(hub, ENTITY, entity_id)]
+        row = backend.entity(hub, entity_id)
+        pending = [views.pending_operation(m) for m in backend.queued(hub, entity_id)]
         if row is None and not pending:
             raise HTTPException(404, f"no entity '{entity_id}' in task hub '{hub}'")
         # An entity with queued operations but no state yet still has something to show.

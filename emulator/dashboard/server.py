@@ -1,9 +1,13 @@
-"""Serve the dashboard with uvicorn on a thread of the emulator's own process."""
+"""Serve the dashboard with uvicorn on the engine's own event loop.
+
+Its handlers then call the engine directly (no lock, no thread hop), and its list
+queries go to the store's reader like the gRPC service's do.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
+import asyncio
+import socket
 
 import uvicorn
 
@@ -16,18 +20,28 @@ class DashboardServer:
         config = uvicorn.Config(create_app(backend), host=host, port=port, log_level="warning",
                                 lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
+        self._task: asyncio.Task | None = None
         self.host, self.port = host, port
 
-    def start(self, timeout: float = 10.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        # uvicorn offers no event for "listening"; its `started` flag is the signal.
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start on {self.host}:{self.port}")
-            time.sleep(0.01)
+    async def start(self) -> None:
+        """Bind first (so a port in use fails here, as OSError), then serve in the background."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        if self._task is None:
+            return
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+        try:
+            await asyncio.wait_for(self._task, 5.0)
+        except asyncio.TimeoutError:
+            self._task.cancel()

@@ -1,0 +1,14 @@
+"""Assemble the engine: the core (``backend.py``) with the entity rules plugged in.
+
+The core does not import the modules that build on it; this is where they meet.
+"""
+
+from __future__ import annotations
+
+from . import entities
+from .backend import Backend
+from .store import Store
+
+
+def create_backend(store: Store, hubs: list[str], **options) -> Backend:
+    return Backend(store, hubs, entity_rules=entities, **options)
