@@ -87,6 +87,9 @@ def grpc_options(o: Options) -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", half_ms),
         ("grpc.keepalive_timeout_ms", half_ms),
+        # In grpcio 1.85 an unanswered ping ends the connection after the *ping* timeout
+        # (keepalive_timeout_ms alone never fires; measured): both are set.
+        ("grpc.http2.ping_timeout_ms", half_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         # Clients may ping us as often as the SDK's defaults do.

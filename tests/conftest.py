@@ -1,4 +1,8 @@
-"""Fixtures: one emulator process per test session, fresh IDs per test, in-process workers."""
+"""Fixtures: one emulator per test session (in this process), fresh IDs per test, in-process workers.
+
+Tests that stop, kill or restart the emulator, or check its command line, start it as a
+process of its own (``fresh_emulator``, ``tests.helpers.Emulator``).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,21 @@ import pytest
 from durabletask import client as dt_client
 from durabletask import worker as dt_worker
 
-from tests.helpers import Emulator
+from tests.helpers import Emulator, InProcessEmulator
 
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
-    """A shared emulator with a persistent file; tests use their own uuid-based IDs."""
-    emu = Emulator(tmp_path_factory.mktemp("emulator") / "shared.db", hubs="default,other").start()
+    """A shared emulator with a persistent file, in this process; tests use their own uuid-based IDs."""
+    emu = InProcessEmulator(tmp_path_factory.mktemp("emulator") / "shared.db", hubs=("default", "other")).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def engine_emulator():
+    """An in-memory emulator of the test's own, in this process, for assertions on the engine's state."""
+    emu = InProcessEmulator(None).start()
     yield emu
     emu.stop()
 
