@@ -52,6 +52,7 @@ class Dispatcher:
         self._held: dict[tuple[int, str], int] = {}  # (stream, kind) -> leases outstanding
         self._due: list[_Due] = []
         self._stream_ids = itertools.count(1)
+        self.streams_opened = 0
         # Tokens must never repeat, also across restarts: a random prefix per run.
         self._token_prefix = uuid.uuid4().hex[:12]
         self._token_numbers = itertools.count(1)
@@ -119,8 +120,12 @@ class Dispatcher:
 
     def open_stream(self) -> int:
         stream = next(self._stream_ids)
+        self.streams_opened = stream
         self._streams[stream] = set()
         return stream
+
+    def leases_held(self) -> int:
+        return len(self._leases)
 
     def held(self, stream: int, kind: str) -> int:
         return self._held.get((stream, kind), 0)

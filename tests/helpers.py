@@ -77,12 +77,12 @@ class Process:
         self._reader.join(timeout=5)
         return code
 
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL if it lingers; always leaves no process behind."""
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM, then SIGKILL if it lingers past ``timeout``; always leaves no process behind."""
         if self.proc.poll() is None:
             self.signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.wait()
@@ -119,8 +119,9 @@ class Emulator:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def stop(self) -> int | None:
-        return self.process.stop() if self.process else None
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM; the exit status (-9 if it had to be killed after ``timeout`` seconds)."""
+        return self.process.stop(timeout) if self.process else None
 
     def kill(self) -> None:
         self.process.signal(signal.SIGKILL)

@@ -1,10 +1,12 @@
-"""Scheduled tasks, work-item filters, the async client, and the DTS-flavoured SDK classes."""
+"""Scheduled tasks, work-item filters, the async client, and the DTS-flavoured SDK classes.
+
+(Many waiting clients: test_emulator_core.py.)
+"""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from durabletask import client as dt_client
 from durabletask import entities, task
@@ -88,22 +90,3 @@ def test_dts_worker_and_clients_sync_and_async(emulator, uid):
         assert asyncio.run(run_async()) == (f"Counter '{uid}' final value: 24", 24)
     finally:
         worker.stop()
-
-
-def test_clients_waiting_on_instances_do_not_hold_up_other_calls(emulator, client, uid):
-    """Waits hold a thread each for as long as they wait: more of them than the emulator's
-    pool for short calls must still leave signals and queries answering."""
-    start_at = datetime.now(timezone.utc) + timedelta(hours=1)  # stays pending: no worker runs it
-    ids = [client.schedule_new_orchestration("never_runs", instance_id=f"wait-{uid}-{i}", start_at=start_at)
-           for i in range(12)]
-    eid = entities.EntityInstanceId("counter", f"waits-{uid}")
-    with ThreadPoolExecutor(len(ids)) as pool:
-        waits = [pool.submit(client.wait_for_orchestration_completion, i, timeout=60) for i in ids]
-        wait_until(lambda: sum(1 for w in waits if w.running()) == len(ids), message="every wait under way")
-        client.signal_entity(eid, "add", 1)  # answers although every wait is still blocked
-        assert client.get_orchestration_state(ids[0]).runtime_status == dt_client.OrchestrationStatus.PENDING
-        assert not any(w.done() for w in waits)
-        for instance_id in ids:
-            client.terminate_orchestration(instance_id, output="done waiting")
-        states = [w.result(timeout=30) for w in waits]
-    assert {s.runtime_status for s in states} == {dt_client.OrchestrationStatus.TERMINATED}
