@@ -21,7 +21,9 @@ import tempfile
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 ROOT = Path(__file__).resolve().parent
-MINIMUM_PYTHON = (3, 10)
+# The Pythons the README promises; tests/test_dev.py installs and runs the demo on the first and last.
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+MINIMUM_PYTHON = tuple(int(part) for part in SUPPORTED_PYTHONS[0].split("."))
 CONSTRAINTS = "constraints.txt"
 # What each install level reads; the emulator's file includes the sample's, dev includes both.
 RUNTIME_FILES = ("requirements.txt", "requirements-emulator.txt", CONSTRAINTS)
