@@ -1,43 +1,42 @@
 # Two commands do everything: `make demo` and `make test`. Needs Python 3.10+.
+# Each target runs dev.py, which does the work on Windows too (`python dev.py demo`), so there is
+# one source of truth; `make <target> ARGS="..."` passes arguments on.
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
+DEV := $(PYTHON) dev.py
+REQUIREMENTS := requirements.txt requirements-emulator.txt requirements-dev.txt constraints.txt
 
-.PHONY: demo test lint emulator worker client bench clean
+.PHONY: demo test lint emulator worker client bench clean lock
 
-$(BIN)/python:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; set PYTHON=...")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+demo:
+	$(DEV) demo $(ARGS)
 
-# Installs run again only when a requirements file changes.
-$(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements.txt
-	@touch $@
+test:
+	$(DEV) test $(ARGS)
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
-	$(BIN)/pip install -q -r requirements-dev.txt
-	@touch $@
+lint:
+	$(DEV) lint $(ARGS)
 
-demo: $(VENV)/.installed
-	$(BIN)/python scripts/demo.py
+emulator:
+	$(DEV) emulator $(ARGS)
 
-test: $(VENV)/.installed-dev
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+worker:
+	$(DEV) worker $(ARGS)
 
-emulator: $(VENV)/.installed
-	$(BIN)/python -m emulator
+client:
+	$(DEV) client $(ARGS)
 
-worker: $(VENV)/.installed
-	$(BIN)/python worker.py
+bench:
+	$(DEV) bench $(ARGS)
 
-client: $(VENV)/.installed
-	$(BIN)/python client.py
+# The venv with the run-time (and dev) requirements; dev.py installs again only when one changed.
+.venv/.installed: $(REQUIREMENTS)
+	$(DEV) install
 
-bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/run.py
+.venv/.installed-dev: $(REQUIREMENTS)
+	$(DEV) install --dev
+
+lock:
+	$(DEV) lock
 
 clean:
-	rm -rf $(VENV) .emulator .pytest_cache .ruff_cache
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	$(DEV) clean

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 DEFAULT_ENDPOINT = "http://localhost:8080"
 DEFAULT_TASKHUB = "default"
 CONNECTION_STRING_VARIABLE = "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"
+# The worker's limit per kind of work item; infra/ sets it to its scale rule's per-replica figure.
+CONCURRENCY_VARIABLE = "WORKER_MAX_CONCURRENT_WORK_ITEMS"
 
 # Accepted Authentication= values, lower-cased, with the credential each selects.
 AUTHENTICATION_TYPES = {
@@ -39,6 +41,7 @@ class Settings:
     taskhub: str
     authentication: str  # a key of AUTHENTICATION_TYPES
     client_id: str | None = None
+    max_concurrent_work_items: int | None = None  # None: the SDK's default
 
     @property
     def secure_channel(self) -> bool:
@@ -66,6 +69,17 @@ class Settings:
             return False
         finally:
             channel.close()
+
+    def concurrency_options(self):
+        """The worker's ConcurrencyOptions: the same limit for orchestrations, activities and entities."""
+        if self.max_concurrent_work_items is None:
+            return None
+        from durabletask.worker import ConcurrencyOptions
+
+        limit = self.max_concurrent_work_items
+        return ConcurrencyOptions(maximum_concurrent_activity_work_items=limit,
+                                  maximum_concurrent_orchestration_work_items=limit,
+                                  maximum_concurrent_entity_work_items=limit)
 
     def credential(self):
         """The azure-identity credential to use, or None for a local emulator."""
@@ -122,9 +136,22 @@ def _check_authentication(value: str) -> str:
     return key
 
 
+def _check_concurrency(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise SettingsError(f"{CONCURRENCY_VARIABLE} '{value}' is not a whole number of 1 or more")
+    return limit
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Resolve the settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
+    concurrency = _check_concurrency(env.get("WORKER_MAX_CONCURRENT_WORK_ITEMS"))
     connection_string = env.get(CONNECTION_STRING_VARIABLE, "").strip()
     if connection_string:
         values = parse_connection_string(connection_string)
@@ -135,6 +162,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             taskhub=values.get("taskhub") or DEFAULT_TASKHUB,
             authentication=_check_authentication(values.get("authentication") or default_auth),
             client_id=values.get("clientid") or None,
+            max_concurrent_work_items=concurrency,
         )
     endpoint = _check_endpoint(env.get("ENDPOINT") or DEFAULT_ENDPOINT)
     client_id = env.get("AZURE_MANAGED_IDENTITY_CLIENT_ID") or None
@@ -144,4 +172,4 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         authentication = "managedidentity"
     else:
         authentication = "defaultazure"
-    return Settings(endpoint, env.get("TASKHUB") or DEFAULT_TASKHUB, authentication, client_id)
+    return Settings(endpoint, env.get("TASKHUB") or DEFAULT_TASKHUB, authentication, client_id, concurrency)

@@ -66,6 +66,7 @@ def build_worker(config: settings.Settings) -> DurableTaskSchedulerWorker:
         taskhub=config.taskhub,
         token_credential=config.credential(),
         secure_channel=config.secure_channel,
+        concurrency_options=config.concurrency_options(),
     )
     for name in (worker.add_entity(counter), worker.add_orchestrator(counter_workflow)):
         log.info("registered %s", name)

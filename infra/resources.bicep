@@ -5,11 +5,18 @@ param environmentName string
 param location string
 param tags object
 param principalId string
+param principalType string
+param schedulerLocation string
 param schedulerSkuName string
 param schedulerCapacity int
+@minLength(1) // an empty allow-list denies every caller
 param schedulerIpAllowlist array
 param taskHubName string
 param clientRepeatSeconds int
+param workerMaxReplicas int
+param workerMaxConcurrentWorkItems int
+param workerExists bool
+param clientExists bool
 
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 
@@ -17,6 +24,18 @@ var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, 
 var acrPullRole = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 var durableTaskDataContributorRole = '0ad04412-c4d5-4796-b79c-f76d14c8d402'
 var durableTaskWorkerRole = '80d0d6b0-f522-40a4-8886-a5a11720c375'
+
+var workerAppName = 'ca-worker-${resourceToken}'
+var clientAppName = 'ca-client-${resourceToken}'
+// What a new app runs until `azd deploy` puts the image it builds from Dockerfile.worker/.client.
+var placeholderImage = 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'
+// The scale rule watches each kind of work item the worker takes; one replica per
+// workerMaxConcurrentWorkItems waiting, the same figure the worker is told to take at once.
+var workItemTypes = [
+  'Orchestration'
+  'Activity'
+  'Entity'
+]
 
 // One identity per process, each with only the role it needs.
 resource workerIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -92,7 +111,7 @@ resource clientAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
   name: 'dts-${resourceToken}'
-  location: location
+  location: schedulerLocation
   tags: tags
   properties: {
     ipAllowlist: schedulerIpAllowlist
@@ -133,19 +152,37 @@ resource clientDurableTaskRole 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
-// The deploying user can open the scheduler's dashboard in the Azure portal.
+// Whoever runs azd can open the scheduler's dashboard in the Azure portal.
 resource userDurableTaskRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
   name: guid(scheduler.id, principalId, durableTaskDataContributorRole)
   scope: scheduler
   properties: {
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskDataContributorRole)
   }
 }
 
-resource workerApp 'Microsoft.App/containerApps@2024-03-01' = {
-  name: 'ca-worker-${resourceToken}'
+// The images azd deployed last, so that `azd provision` alone does not reset the apps.
+module workerImage 'fetch-image.bicep' = {
+  name: 'worker-image'
+  params: {
+    exists: workerExists
+    name: workerAppName
+  }
+}
+
+module clientImage 'fetch-image.bicep' = {
+  name: 'client-image'
+  params: {
+    exists: clientExists
+    name: clientAppName
+  }
+}
+
+// 2025-01-01: the first stable API version whose custom scale rules take an identity.
+resource workerApp 'Microsoft.App/containerApps@2025-01-01' = {
+  name: workerAppName
   location: location
   tags: union(tags, {
     'azd-service-name': 'worker'
@@ -171,8 +208,7 @@ resource workerApp 'Microsoft.App/containerApps@2024-03-01' = {
       containers: [
         {
           name: 'worker'
-          // azd replaces this placeholder with the image it builds from Dockerfile.worker.
-          image: 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'
+          image: empty(workerImage.outputs.image) ? placeholderImage : workerImage.outputs.image
           resources: {
             cpu: json('0.5')
             memory: '1Gi'
@@ -190,12 +226,32 @@ resource workerApp 'Microsoft.App/containerApps@2024-03-01' = {
               name: 'AZURE_MANAGED_IDENTITY_CLIENT_ID'
               value: workerIdentity.properties.clientId
             }
+            {
+              // Agrees with the scale rule's maxConcurrentWorkItemsCount below.
+              name: 'WORKER_MAX_CONCURRENT_WORK_ITEMS'
+              value: string(workerMaxConcurrentWorkItems)
+            }
           ]
         }
       ]
+      // KEDA's azure-durabletask-scheduler scaler reads the task hub's backlog with the
+      // worker's identity, which holds Durable Task Worker on the task hub.
       scale: {
         minReplicas: 1
-        maxReplicas: 3
+        maxReplicas: workerMaxReplicas
+        rules: [for workItemType in workItemTypes: {
+          name: 'dts-${toLower(workItemType)}'
+          custom: {
+            type: 'azure-durabletask-scheduler'
+            metadata: {
+              endpoint: scheduler.properties.endpoint
+              taskhubName: taskHub.name
+              workItemType: workItemType
+              maxConcurrentWorkItemsCount: string(workerMaxConcurrentWorkItems)
+            }
+            identity: workerIdentity.id
+          }
+        }]
       }
     }
   }
@@ -205,8 +261,8 @@ resource workerApp 'Microsoft.App/containerApps@2024-03-01' = {
   ]
 }
 
-resource clientApp 'Microsoft.App/containerApps@2024-03-01' = {
-  name: 'ca-client-${resourceToken}'
+resource clientApp 'Microsoft.App/containerApps@2025-01-01' = {
+  name: clientAppName
   location: location
   tags: union(tags, {
     'azd-service-name': 'client'
@@ -232,8 +288,7 @@ resource clientApp 'Microsoft.App/containerApps@2024-03-01' = {
       containers: [
         {
           name: 'client'
-          // azd replaces this placeholder with the image it builds from Dockerfile.client.
-          image: 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'
+          image: empty(clientImage.outputs.image) ? placeholderImage : clientImage.outputs.image
           resources: {
             cpu: json('0.25')
             memory: '0.5Gi'

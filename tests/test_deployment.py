@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -13,7 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+import settings
+from tests import bicep_model
 from tests.helpers import ROOT, Process
+
+sys.path.insert(0, str(ROOT / "infra"))
+import preprovision  # noqa: E402
 
 SHARED_SCHEMA = ROOT.parent / "shared" / "schemas" / "azure.yaml.json"
 AZURE_YAML = yaml.safe_load((ROOT / "azure.yaml").read_text())
@@ -44,7 +50,7 @@ def test_azure_yaml_matches_the_azd_schema():
     assert errors == []
 
 
-def test_azure_yaml_services_build_from_existing_dockerfiles():
+def test_azure_yaml_services_build_remotely_from_existing_dockerfiles():
     services = AZURE_YAML["services"]
     assert set(services) == {"worker", "client"}
     for name, service in services.items():
@@ -52,132 +58,233 @@ def test_azure_yaml_services_build_from_existing_dockerfiles():
         dockerfile = ROOT / service.get("project", ".") / service["docker"]["path"]
         assert dockerfile.exists(), f"{name}: {dockerfile} is missing"
         assert dockerfile.name == f"Dockerfile.{name}"
+        assert service["docker"]["remoteBuild"] is True, f"{name} would need a local Docker daemon"
     assert (ROOT / AZURE_YAML["infra"]["path"] / f"{AZURE_YAML['infra'].get('module', 'main')}.bicep").exists()
 
 
-# -- Bicep ----------------------------------------------------------------------------------
-
-
-def bicep_tree(path: Path):
-    import tree_sitter
-    import tree_sitter_bicep
-
-    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
-    return parser.parse(path.read_bytes())
-
-
-def resources(path: Path) -> dict[str, tuple[str, str]]:
-    """symbolic name -> (type@version, body text) for each resource declaration."""
-    found = {}
-    for node in bicep_tree(path).root_node.children:
-        if node.type == "resource_declaration":
-            name = next(c for c in node.children if c.type == "identifier").text.decode()
-            kind = next(c for c in node.children if c.type == "string").text.decode().strip("'")
-            found[name] = (kind, node.text.decode())
-    return found
-
-
-def parameters(path: Path) -> dict[str, bool]:
-    """param name -> whether it has a default."""
-    found = {}
-    for node in bicep_tree(path).root_node.children:
-        if node.type == "parameter_declaration":
-            name = next(c for c in node.children if c.type == "identifier").text.decode()
-            found[name] = "=" in node.text.decode()
-    return found
+# -- Bicep: syntax --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.name)
 def test_bicep_parses_without_syntax_errors(path):
-    tree = bicep_tree(path)
-    errors = []
-
-    def walk(node):
-        if node.type == "ERROR" or node.is_missing:
-            errors.append(f"{path.name}:{node.start_point[0] + 1}: {node.text[:60]!r}")
-        for child in node.children:
-            walk(child)
-
-    walk(tree.root_node)
-    assert not tree.root_node.has_error and errors == []
+    assert bicep_model.has_syntax_errors(path.read_bytes()) == []
 
 
 def test_bicep_checks_find_errors():
     """The syntax check above is not vacuous: a broken file does fail it."""
-    broken = ROOT / "infra" / "resources.bicep"
-    import tree_sitter
-    import tree_sitter_bicep
-
-    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
-    assert parser.parse(broken.read_bytes().replace(b"properties: {", b"properties: {{", 1)).root_node.has_error
+    source = (ROOT / "infra" / "resources.bicep").read_bytes()
+    assert bicep_model.has_syntax_errors(source.replace(b"properties: {", b"properties: {{", 1))
 
 
-RES = resources(ROOT / "infra" / "resources.bicep")
-MAIN = resources(ROOT / "infra" / "main.bicep")
+# -- Bicep: meaning ---------------------------------------------------------------------------
+
+MAIN = bicep_model.load(ROOT / "infra" / "main.bicep")
+RES = bicep_model.load(ROOT / "infra" / "resources.bicep")
+FETCH = bicep_model.load(ROOT / "infra" / "fetch-image.bicep")
+PARAMETERS_FILE = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+APPS = {"worker": RES.resources["workerApp"], "client": RES.resources["clientApp"]}
+ROLE_IDS = {"durableTaskDataContributorRole": ROLE_DATA_CONTRIBUTOR, "durableTaskWorkerRole": ROLE_WORKER,
+            "acrPullRole": ROLE_ACR_PULL}
+
+
+def azd_value(name: str) -> tuple[str, str | None]:
+    """main.parameters.json's `${VARIABLE=default}` for a parameter: (variable, default or None)."""
+    match = re.fullmatch(r"\$\{(\w+)(?:=([^}]*))?\}", PARAMETERS_FILE[name]["value"])
+    assert match, f"{name} is not fed from an azd environment value"
+    return match.group(1), match.group(2)
+
+
+def as_bicep(text: str, kind: str) -> object:
+    return {"int": int, "bool": lambda v: v == "true"}.get(kind, str)(text)
 
 
 def test_resource_types_and_api_versions():
-    kinds = {kind for kind, _ in RES.values()}
-    assert "Microsoft.DurableTask/schedulers@2025-11-01" in kinds
-    assert "Microsoft.DurableTask/schedulers/taskHubs@2025-11-01" in kinds
-    assert {"Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31",
-            "Microsoft.OperationalInsights/workspaces@2023-09-01",
-            "Microsoft.App/managedEnvironments@2024-03-01",
-            "Microsoft.ContainerRegistry/registries@2023-07-01",
-            "Microsoft.App/containerApps@2024-03-01"} <= kinds
-    assert MAIN["rg"][0].startswith("Microsoft.Resources/resourceGroups@")
-    assert "parent: scheduler" in RES["taskHub"][1]
+    kinds = {r.kind for r in RES.resources.values()}
+    assert {"Microsoft.DurableTask/schedulers@2025-11-01", "Microsoft.DurableTask/schedulers/taskHubs@2025-11-01",
+            "Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31",
+            "Microsoft.OperationalInsights/workspaces@2023-09-01", "Microsoft.App/managedEnvironments@2024-03-01",
+            "Microsoft.ContainerRegistry/registries@2023-07-01"} <= kinds
+    # Custom scale rules take an identity from this stable version on (2024-03-01's CustomScaleRule has none).
+    assert {app.kind for app in APPS.values()} == {"Microsoft.App/containerApps@2025-01-01"}
+    assert MAIN.resources["rg"].kind.startswith("Microsoft.Resources/resourceGroups@")
+    assert RES.resources["taskHub"].body["parent"] == "scheduler"
 
 
-def test_scheduler_sku_and_allow_list_are_parameters():
-    body = RES["scheduler"][1]
-    assert "ipAllowlist: schedulerIpAllowlist" in body
-    assert "name: 'Dedicated'" in body and "capacity: schedulerCapacity" in body and "name: 'Consumption'" in body
-    main = (ROOT / "infra" / "main.bicep").read_text()
-    assert re.search(r"@allowed\(\[\s*'Consumption'\s*'Dedicated'\s*\]\)\s*@description\([^)]*\)\s*"
-                     r"param schedulerSkuName string = 'Consumption'", main)
-    assert "narrow it" in main  # the allow-list parameter says what to set
+def test_every_parameter_file_entry_exists_and_every_required_parameter_is_fed():
+    assert set(PARAMETERS_FILE) <= set(MAIN.params), f"unknown: {set(PARAMETERS_FILE) - set(MAIN.params)}"
+    required = {name for name, param in MAIN.params.items() if not param.has_default}
+    assert required <= set(PARAMETERS_FILE), f"required and not fed: {required - set(PARAMETERS_FILE)}"
+    assert azd_value("environmentName") == ("AZURE_ENV_NAME", None)
+    assert azd_value("principalId") == ("AZURE_PRINCIPAL_ID", None)
 
 
-def role_assignments() -> dict[str, str]:
-    return {name: body for name, (kind, body) in RES.items()
-            if kind.startswith("Microsoft.Authorization/roleAssignments@")}
+def test_parameter_file_defaults_agree_with_bicep_defaults():
+    """`${X=default}` applies when X is unset; Bicep's own default when the entry is absent: the same value."""
+    compared = 0
+    for name in PARAMETERS_FILE:
+        variable, default = azd_value(name)
+        param = MAIN.params[name]
+        if default is not None:
+            assert param.has_default, f"{name}: the file has a default ({variable}={default}), Bicep none"
+            assert as_bicep(default, param.type) == param.default, f"{name}: {default!r} vs {param.default!r}"
+            compared += 1
+    assert compared >= 10
 
 
-def test_identities_get_the_narrowest_durable_task_roles_on_the_task_hub():
-    roles = role_assignments()
-    assert "durableTaskWorkerRole" in roles["workerDurableTaskRole"] and "scope: taskHub" in \
-        roles["workerDurableTaskRole"] and "workerIdentity.properties.principalId" in roles["workerDurableTaskRole"]
-    assert "durableTaskDataContributorRole" in roles["clientDurableTaskRole"] and "scope: taskHub" in \
-        roles["clientDurableTaskRole"] and "clientIdentity.properties.principalId" in roles["clientDurableTaskRole"]
-    user = roles["userDurableTaskRole"]
-    assert "principalId: principalId" in user and "'User'" in user and "durableTaskDataContributorRole" in user
+@pytest.mark.parametrize("module", ["resources", "workerImage", "clientImage"])
+def test_module_parameters_are_declared_and_required_ones_given(module):
+    declared = MAIN.modules.get(module) or RES.modules[module]
+    target = bicep_model.load(ROOT / "infra" / declared.kind)
+    given = set(declared.body["params"])
+    assert given <= set(target.params), f"{module}: unknown {given - set(target.params)}"
+    required = {name for name, p in target.params.items() if not p.has_default}
+    assert required <= given, f"{module}: missing {required - given}"
+
+
+def test_principal_type_comes_from_the_azd_environment():
+    param = MAIN.params["principalType"]
+    assert param.default == "User" and "'ServicePrincipal'" in param.decorators["allowed"]
+    assert azd_value("principalType") == ("AZURE_PRINCIPAL_TYPE", "User")
+    assert MAIN.modules["resources"].body["params"]["principalType"] == "principalType"
+    assert RES.resources["userDurableTaskRole"].body["properties"]["principalType"] == "principalType"
+
+
+def test_scheduler_has_a_region_of_its_own():
+    assert RES.resources["scheduler"].body["location"] == "schedulerLocation"
+    assert MAIN.modules["resources"].body["params"]["schedulerLocation"] == "schedulerLocation"
+    assert azd_value("schedulerLocation") == ("DTS_LOCATION", MAIN.params["schedulerLocation"].default)
+    # Everything else stays in the environment's region.
+    assert RES.resources["workerApp"].body["location"] == RES.resources["registry"].body["location"] == "location"
+
+
+def test_allow_list_is_an_azd_value_that_cannot_be_empty():
+    param = MAIN.params["schedulerIpAllowlist"]
+    assert param.decorators["minLength"] == "1" and param.default == "0.0.0.0/0"
+    assert azd_value("schedulerIpAllowlist") == ("DTS_IP_ALLOWLIST", "0.0.0.0/0")
+    # main.bicep splits the comma-separated value; the module refuses an empty list (deny all) at preflight.
+    assert MAIN.modules["resources"].body["params"]["schedulerIpAllowlist"] == "ipAllowlist"
+    assert "split(schedulerIpAllowlist, ',')" in MAIN.variables["ipAllowlist"]
+    assert RES.params["schedulerIpAllowlist"].decorators["minLength"] == "1"
+    assert RES.resources["scheduler"].body["properties"]["ipAllowlist"] == "schedulerIpAllowlist"
+
+
+def test_task_hub_name_is_checked_before_deployment():
+    decorators = MAIN.params["taskHubName"].decorators
+    assert (decorators["minLength"], decorators["maxLength"]) == ("3", "64")
+    assert RES.resources["taskHub"].body["name"] == "taskHubName"
+
+
+def role_assignments() -> dict[str, dict]:
+    return {name: r.body for name, r in RES.resources.items()
+            if r.kind.startswith("Microsoft.Authorization/roleAssignments@")}
+
+
+def grants() -> set[tuple[str, str, str]]:
+    """(principal, role id, scope) for each role assignment, principal an identity's symbol or a parameter."""
+    found = set()
+    for name, body in role_assignments().items():
+        principal = body["properties"]["principalId"].removesuffix(".properties.principalId")
+        role = re.fullmatch(r"subscriptionResourceId\('Microsoft.Authorization/roleDefinitions', (\w+)\)",
+                            body["properties"]["roleDefinitionId"]).group(1)
+        # The assignment's name is derived from its scope, principal and role, so re-runs are idempotent.
+        assert body["name"].startswith(f"guid({body['scope']}.id, ") and role in body["name"], name
+        found.add((principal, ROLE_IDS[role], body["scope"]))
+    return found
+
+
+def app_identity(app: str) -> str:
+    """The one user-assigned identity an app runs as, by symbol."""
+    identities = APPS[app].body["identity"]["userAssignedIdentities"]
+    assert len(identities) == 1
+    return re.fullmatch(r"'\$\{(\w+)\.id\}'", next(iter(identities))).group(1)
+
+
+def test_each_identity_has_exactly_the_roles_its_process_needs():
+    worker, client = app_identity("worker"), app_identity("client")
+    assert worker != client
+    assert grants() == {
+        (worker, ROLE_WORKER, "taskHub"),  # processes work items, nothing else
+        (worker, ROLE_ACR_PULL, "registry"),
+        (client, ROLE_DATA_CONTRIBUTOR, "taskHub"),  # schedules orchestrations, signals and reads entities
+        (client, ROLE_ACR_PULL, "registry"),
+        ("principalId", ROLE_DATA_CONTRIBUTOR, "scheduler"),  # whoever runs azd: the portal's dashboard
+    }
+    for body in role_assignments().values():
+        kind = body["properties"]["principalType"]
+        assert kind == ("principalType" if body["properties"]["principalId"] == "principalId" else "ServicePrincipal")
+    assert RES.resources["userDurableTaskRole"].condition == "(!empty(principalId))"
     source = (ROOT / "infra" / "resources.bicep").read_text()
-    assert f"durableTaskWorkerRole = '{ROLE_WORKER}'" in source
-    assert f"durableTaskDataContributorRole = '{ROLE_DATA_CONTRIBUTOR}'" in source
-    assert f"acrPullRole = '{ROLE_ACR_PULL}'" in source
-
-
-def test_registry_has_no_admin_user_and_identities_pull_from_it():
-    assert "adminUserEnabled: false" in RES["registry"][1]
-    roles = role_assignments()
-    for who in ("worker", "client"):
-        body = roles[f"{who}AcrPull"]
-        assert "scope: registry" in body and f"{who}Identity.properties.principalId" in body and "acrPullRole" in body
+    for variable, role_id in ROLE_IDS.items():
+        assert f"{variable} = '{role_id}'" in source
 
 
 @pytest.mark.parametrize("service", ["worker", "client"])
-def test_container_apps_are_wired_to_identity_scheduler_and_azd(service):
-    body = RES[f"{service}App"][1]
-    assert f"'azd-service-name': '{service}'" in body
-    assert f"'${{{service}Identity.id}}'" in body and f"identity: {service}Identity.id" in body
-    env = dict(re.findall(r"name: '([A-Z_]+)'\s+value: ([^\n]+)", body))
-    assert env["ENDPOINT"] == "scheduler.properties.endpoint"
-    assert env["TASKHUB"] == "taskHub.name"
-    assert env["AZURE_MANAGED_IDENTITY_CLIENT_ID"] == f"{service}Identity.properties.clientId"
-    assert int(re.search(r"minReplicas: (\d+)", body).group(1)) >= 1
+def test_container_apps_run_as_their_identity_against_the_scheduler(service):
+    body = APPS[service].body
+    identity = app_identity(service)
+    assert f"'azd-service-name': '{service}'" in body["tags"]
+    assert [r["identity"] for r in body["properties"]["configuration"]["registries"]] == [f"{identity}.id"]
+    (container,) = body["properties"]["template"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ENDPOINT"] == "scheduler.properties.endpoint" and env["TASKHUB"] == "taskHub.name"
+    assert env["AZURE_MANAGED_IDENTITY_CLIENT_ID"] == f"{identity}.properties.clientId"
+    # Its role assignments exist before the app starts.
+    assert {f"{service}AcrPull", f"{service}DurableTaskRole"} <= set(body["dependsOn"])
     if service == "client":
         assert env["DEMO_REPEAT_SECONDS"] == "string(clientRepeatSeconds)"
+        assert body["properties"]["template"]["scale"] == {"minReplicas": 1, "maxReplicas": 1}
+
+
+@pytest.mark.parametrize("service", ["worker", "client"])
+def test_deployed_images_survive_reprovisioning(service):
+    """azd sets SERVICE_<NAME>_RESOURCE_EXISTS after a deploy; provision then reads the app's image back."""
+    exists = f"{service}Exists"
+    assert azd_value(exists) == (f"SERVICE_{service.upper()}_RESOURCE_EXISTS", "false")
+    assert MAIN.params[exists].default is False
+    assert MAIN.modules["resources"].body["params"][exists] == exists
+    module = RES.modules[f"{service}Image"]
+    assert module.kind == "fetch-image.bicep"
+    # It reads the very app this file deploys, by the same name.
+    assert module.body["params"] == {"exists": exists, "name": APPS[service].body["name"]}
+    assert FETCH.resources["app"].condition == "(exists)" and FETCH.resources["app"].body == {"name": "name"}
+    assert FETCH.resources["app"].kind.split("@")[0] == APPS[service].kind.split("@")[0]
+    assert FETCH.outputs["image"] == "exists ? app.properties.template.containers[0].image : ''"
+    (container,) = APPS[service].body["properties"]["template"]["containers"]
+    image = f"{service}Image.outputs.image"
+    assert container["image"] == f"empty({image}) ? placeholderImage : {image}"
+
+
+def test_worker_scales_on_the_scheduler_backlog_with_its_own_identity():
+    scale = APPS["worker"].body["properties"]["template"]["scale"]
+    assert scale["minReplicas"] == 1 and scale["maxReplicas"] == "workerMaxReplicas"
+    assert azd_value("workerMaxReplicas")[0] == "WORKER_MAX_REPLICAS"
+    assert MAIN.params["workerMaxReplicas"].decorators["minValue"] == "1"
+    rules = scale["rules"]
+    assert isinstance(rules, bicep_model.For) and rules.iterable == "workItemTypes"
+    assert set(RES.variables["workItemTypes"]) == {"Orchestration", "Activity", "Entity"}
+    custom = rules.body["custom"]
+    assert custom["type"] == "azure-durabletask-scheduler"
+    assert custom["metadata"] == {
+        "endpoint": "scheduler.properties.endpoint",
+        "taskhubName": "taskHub.name",
+        "workItemType": rules.variable,
+        "maxConcurrentWorkItemsCount": "string(workerMaxConcurrentWorkItems)",
+    }
+    # The scaler's identity is one the app has, and that identity holds a Durable Task role on the hub.
+    identity = re.fullmatch(r"(\w+)\.id", custom["identity"]).group(1)
+    assert identity == app_identity("worker")
+    assert (identity, ROLE_WORKER, "taskHub") in grants()
+
+
+def test_worker_takes_as_many_work_items_as_the_rule_counts_per_replica():
+    (container,) = APPS["worker"].body["properties"]["template"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    per_replica = APPS["worker"].body["properties"]["template"]["scale"]["rules"].body["custom"]["metadata"]
+    assert env[settings.CONCURRENCY_VARIABLE] == per_replica["maxConcurrentWorkItemsCount"]
+    assert azd_value("workerMaxConcurrentWorkItems")[0] == settings.CONCURRENCY_VARIABLE
+    options = settings.load({settings.CONCURRENCY_VARIABLE: "7"}).concurrency_options()
+    assert (options.maximum_concurrent_orchestration_work_items, options.maximum_concurrent_activity_work_items,
+            options.maximum_concurrent_entity_work_items) == (7, 7, 7)
 
 
 def test_azd_service_tags_match_azure_yaml():
@@ -186,22 +293,72 @@ def test_azd_service_tags_match_azure_yaml():
 
 
 def test_outputs_azd_reads():
-    main = (ROOT / "infra" / "main.bicep").read_text()
-    outputs = set(re.findall(r"^output (\w+) ", main, re.M))
     assert {"AZURE_CONTAINER_REGISTRY_ENDPOINT", "AZURE_RESOURCE_GROUP", "AZURE_LOCATION", "DTS_ENDPOINT",
-            "DTS_TASKHUB_NAME"} <= outputs
+            "DTS_TASKHUB_NAME", "DTS_LOCATION"} <= set(MAIN.outputs)
 
 
-def test_parameters_file_matches_main_bicep():
-    declared = parameters(ROOT / "infra" / "main.bicep")
-    given = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
-    assert set(given) <= set(declared), f"unknown parameters: {set(given) - set(declared)}"
-    required = {name for name, has_default in declared.items() if not has_default}
-    assert required <= set(given), f"required parameters missing: {required - set(given)}"
-    assert given["environmentName"]["value"] == "${AZURE_ENV_NAME}"
-    assert given["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
-    module_params = set(re.findall(r"^\s{4}(\w+): \w+$", (ROOT / "infra" / "main.bicep").read_text(), re.M))
-    assert module_params == set(parameters(ROOT / "infra" / "resources.bicep"))
+# -- the preprovision hook ------------------------------------------------------------------
+
+
+def test_preprovision_hook_runs_the_checks_on_every_os():
+    hook = AZURE_YAML["hooks"]["preprovision"]
+    for system in ("posix", "windows"):
+        command = hook[system]["run"].split()
+        assert command[0] in ("python", "python3") and (ROOT / command[1]).exists()
+
+
+def test_preprovision_passes_the_defaults_and_unset_values():
+    defaults = {azd_value(name)[0]: azd_value(name)[1] for name in PARAMETERS_FILE if azd_value(name)[1] is not None}
+    assert "DTS_TASKHUB_NAME" in defaults and "DTS_IP_ALLOWLIST" in defaults
+    assert preprovision.problems(defaults) == [] and preprovision.problems({}) == []
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"DTS_TASKHUB_NAME": "ab"}, "3-64 letters"),
+    ({"DTS_TASKHUB_NAME": "a" * 65}, "3-64 letters"),
+    ({"DTS_TASKHUB_NAME": "my_hub"}, "3-64 letters"),
+    ({"DTS_IP_ALLOWLIST": ""}, "deny every caller"),
+    ({"DTS_IP_ALLOWLIST": " , "}, "deny every caller"),
+    ({"DTS_IP_ALLOWLIST": "10.0.0.0/8, 203.0.113.5/24"}, "'203.0.113.5/24' is not a CIDR range"),
+    ({"DTS_IP_ALLOWLIST": "my-office"}, "'my-office' is not a CIDR range"),
+    ({"DTS_LOCATION": "West US 2"}, "not a region name"),
+    ({"AZURE_PRINCIPAL_TYPE": "ServicePrinciple"}, "must be one of: User, ServicePrincipal, Group"),
+    ({"WORKER_MAX_REPLICAS": "0"}, "WORKER_MAX_REPLICAS is 0; it must be 1 to 30"),
+    ({"WORKER_MAX_CONCURRENT_WORK_ITEMS": "ten"}, "not a whole number"),
+    ({"CLIENT_REPEAT_SECONDS": "5"}, "10 or more"),
+])
+def test_preprovision_names_each_bad_value(env, expected):
+    found = preprovision.problems(env)
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_preprovision_accepts_good_values():
+    assert preprovision.problems({"DTS_TASKHUB_NAME": "orders-2", "DTS_IP_ALLOWLIST": "10.0.0.0/8,203.0.113.0/24",
+                                  "DTS_LOCATION": "swedencentral", "AZURE_PRINCIPAL_TYPE": "ServicePrincipal",
+                                  "WORKER_MAX_REPLICAS": "30", "WORKER_MAX_CONCURRENT_WORK_ITEMS": "1"}) == []
+
+
+def test_preprovision_limits_are_the_bicep_limits():
+    """The hook's ranges and choices are main.bicep's decorators for the parameter each variable feeds."""
+    feeds = {azd_value(name)[0]: MAIN.params[name] for name in PARAMETERS_FILE}
+    for variable, (low, high) in preprovision.INTEGER_RANGES.items():
+        decorators = feeds[variable].decorators
+        assert int(decorators["minValue"]) == low, variable
+        assert (int(decorators["maxValue"]) if "maxValue" in decorators else None) == high, variable
+    for variable, choices in (("AZURE_PRINCIPAL_TYPE", preprovision.PRINCIPAL_TYPES),
+                              ("DTS_SKU_NAME", preprovision.SKU_NAMES)):
+        assert re.findall(r"'(\w+)'", feeds[variable].decorators["allowed"]) == list(choices)
+    hub = feeds["DTS_TASKHUB_NAME"].decorators
+    assert preprovision.TASK_HUB_NAME.pattern.endswith(f"{{{hub['minLength']},{hub['maxLength']}}}")
+
+
+def test_preprovision_exits_non_zero_with_the_reasons(tmp_path):
+    script = ROOT / "infra" / "preprovision.py"
+    bad = subprocess.run([sys.executable, str(script)], env={"PATH": "/usr/bin:/bin", "DTS_TASKHUB_NAME": "x"},
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "DTS_TASKHUB_NAME 'x'" in bad.stderr and "nothing was created" in bad.stderr
+    good = subprocess.run([sys.executable, str(script)], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert good.returncode == 0 and good.stderr == ""
 
 
 # -- Dockerfiles ------------------------------------------------------------------------------
@@ -227,14 +384,95 @@ def dockerfile(name: str) -> list[str]:
 def test_dockerfile_practices(name):
     lines = dockerfile(name)
     text = "\n".join(lines)
-    assert lines[0] == "FROM python:3.12-slim"
+    # The base image is pinned by digest; the comment above FROM says how to move the pin.
+    assert re.fullmatch(r"FROM python:3\.\d+-slim@sha256:[0-9a-f]{64}", lines[0]), lines[0]
+    assert "docker buildx imagetools inspect" in (ROOT / name).read_text()
     copies = [i for i, line in enumerate(lines) if line.startswith("COPY")]
     install = next(i for i, line in enumerate(lines) if "pip install" in line)
-    assert lines[copies[0]] == "COPY requirements.txt ." and copies[0] < install < copies[1]
-    assert "PYTHONUNBUFFERED=1" in text and "--no-cache-dir" in text
+    assert lines[copies[0]] == "COPY requirements.txt constraints.txt ./" and copies[0] < install < copies[1]
+    assert lines[install].endswith("pip install --no-cache-dir -r requirements.txt -c constraints.txt")
+    assert "PYTHONUNBUFFERED=1" in text
     user = [line for line in lines if line.startswith("USER")]
     assert user and user[-1] not in ("USER root", "USER 0")
     assert re.match(r'CMD \[".+"\]$', lines[-1]), "CMD must be in exec form"
+
+
+def test_both_images_use_the_same_base():
+    assert dockerfile("Dockerfile.worker")[0] == dockerfile("Dockerfile.client")[0]
+
+
+# -- requirements and constraints -------------------------------------------------------------
+
+
+def pins(name: str) -> dict[str, str]:
+    """normalized project name -> version for each `name==version` line of a requirements file."""
+    found = {}
+    for line in (ROOT / name).read_text().splitlines():
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
+        if match:
+            found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return found
+
+
+def closure(names: set[str]) -> set[str]:
+    """The installed distributions these need, directly or not (markers evaluated for this Python)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for spec in metadata.requires(name) or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(re.sub(r"[-_.]+", "-", requirement.name).lower())
+    return seen
+
+
+def test_every_direct_pin_agrees_with_constraints():
+    constraints = pins("constraints.txt")
+    for name in ("requirements.txt", "requirements-emulator.txt", "requirements-dev.txt"):
+        for package, version in pins(name).items():
+            assert constraints.get(package) == version, f"{name}: {package}=={version}, constraints.txt says " \
+                                                        f"{constraints.get(package)}"
+
+
+def test_constraints_pin_everything_the_requirements_pull_in():
+    """Nothing is left to the resolver: the installed closure of every requirements file is in constraints.txt."""
+    every = set(pins("requirements-dev.txt")) | set(pins("requirements-emulator.txt")) | set(pins("requirements.txt"))
+    needed = closure(every)
+    assert "protobuf" in needed and "asyncio" in needed  # indirect ones the images used to float on
+    assert needed - set(pins("constraints.txt")) == set()
+
+
+def imported_top_level(paths: list[Path]) -> set[str]:
+    names = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"settings", "worker", "__future__"}
+
+
+def test_images_install_what_worker_and_client_import_and_nothing_for_the_emulator():
+    from importlib import metadata
+
+    sample = imported_top_level([ROOT / "worker.py", ROOT / "client.py", ROOT / "settings.py"])
+    providers = metadata.packages_distributions()
+    imported = {re.sub(r"[-_.]+", "-", dist).lower() for module in sample for dist in providers[module]}
+    image = set(pins("requirements.txt"))
+    assert imported <= closure(image), f"imported but not installed: {imported - closure(image)}"
+    # Each direct requirement is there because the sample imports it (azure-identity: settings.credential()).
+    assert image <= imported | {"durabletask-azuremanaged"}
+    assert not {"starlette", "uvicorn"} & closure(image)
+    emulator = imported_top_level(sorted((ROOT / "emulator").rglob("*.py")))
+    assert {"starlette", "uvicorn"} <= emulator and set(pins("requirements-emulator.txt")) >= {"starlette", "uvicorn"}
 
 
 def test_dockerignore_keeps_local_state_out():
@@ -262,7 +500,8 @@ def test_container_file_sets_run_the_demo(emulator, tmp_path, uid):
     env = {"ENDPOINT": emulator.endpoint, "PATH": "/usr/bin:/bin"}
     worker_dir, worker_cmd = container_files("Dockerfile.worker", tmp_path / "worker")
     client_dir, client_cmd = container_files("Dockerfile.client", tmp_path / "client")
-    assert sorted(p.name for p in worker_dir.iterdir()) == ["requirements.txt", "settings.py", "worker.py"]
+    assert sorted(p.name for p in worker_dir.iterdir()) == ["constraints.txt", "requirements.txt", "settings.py",
+                                                            "worker.py"]
     worker = Process([sys.executable if worker_cmd[0] == "python" else worker_cmd[0], *worker_cmd[1:]], env=env,
                      cwd=worker_dir)
     try:
@@ -291,3 +530,14 @@ def sample_worker_process(emulator):
     p.wait_for_line("worker started")
     yield p
     p.stop()
+
+
+def test_readme_table_of_azd_values_matches_the_parameters_file():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Deploy to Azure with azd", 1)[1].split("\n## ", 1)[0]
+    table = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, re.M))
+    fed = {azd_value(name)[0]: azd_value(name)[1] for name in PARAMETERS_FILE}
+    settable = {variable: default for variable, default in fed.items()
+                if variable not in ("AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID")
+                and not variable.startswith("SERVICE_")}
+    assert table == settable

@@ -70,6 +70,8 @@ def test_every_documented_authentication_value_is_accepted(value):
     ({"ENDPOINT": "localhost:8080"}, "not a URL"),
     ({"ENDPOINT": "ftp://localhost:8080"}, "not a URL"),
     ({"ENDPOINT": "http://localhost:99999"}, "invalid port"),
+    ({settings.CONCURRENCY_VARIABLE: "0"}, "WORKER_MAX_CONCURRENT_WORK_ITEMS '0' is not a whole number of 1 or more"),
+    ({settings.CONCURRENCY_VARIABLE: "many"}, "WORKER_MAX_CONCURRENT_WORK_ITEMS 'many'"),
 ])
 def test_bad_settings_are_one_clear_error(env, fragment):
     with pytest.raises(SettingsError) as err:
@@ -83,3 +85,11 @@ def test_auth_mode_never_contains_secrets(caplog):
     with caplog.at_level(logging.INFO):
         logging.getLogger("t").info("auth %s", s.auth_mode)
     assert "ManagedIdentityCredential" in caplog.text
+
+
+def test_worker_concurrency_is_the_sdk_default_unless_set():
+    assert load({}).concurrency_options() is None
+    connection = "Endpoint=https://a.b.durabletask.io;Authentication=ManagedIdentity"
+    limited = load({settings.CONNECTION_STRING_VARIABLE: connection, settings.CONCURRENCY_VARIABLE: "4"})
+    assert limited.max_concurrent_work_items == 4
+    assert limited.concurrency_options().maximum_concurrent_entity_work_items == 4

@@ -1,0 +1,184 @@
+"""The project's commands on Windows, macOS and Linux, with nothing but Python 3.10+.
+
+    python dev.py demo        (or: make demo)
+    python dev.py test        (or: make test)
+
+Also ``emulator``, ``worker``, ``client``, ``lint``, ``bench``, ``install [--dev]``, ``clean`` and
+``lock``; arguments after the command go to the program it runs. The Makefile calls this file,
+so both forms do the same. It creates ``.venv`` with the Python that runs it, installs the
+requirements pinned by ``constraints.txt``, and installs again only when one of those files
+changes. Standard library only: it must run before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+
+ROOT = Path(__file__).resolve().parent
+# The Pythons the README promises; tests/test_dev.py installs and runs the demo on the first and last.
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+MINIMUM_PYTHON = tuple(int(part) for part in SUPPORTED_PYTHONS[0].split("."))
+CONSTRAINTS = "constraints.txt"
+# What each install level reads; the emulator's file includes the sample's, dev includes both.
+RUNTIME_FILES = ("requirements.txt", "requirements-emulator.txt", CONSTRAINTS)
+DEV_FILES = (*RUNTIME_FILES, "requirements-dev.txt")
+CLEANED = (".venv", ".emulator", ".pytest_cache", ".ruff_cache")
+LOCK_HEADER = """\
+# Every package the project installs, direct and indirect, at one version: pip reads this file
+# with -c (dev.py, the Makefile through it, and both Dockerfiles), so an image or a venv gets
+# exactly what the tests ran with. Generated; do not edit by hand. To regenerate after changing
+# a requirements*.txt file, run with the OLDEST supported Python, so that every pin installs there:
+#     python3.10 dev.py lock
+# then `make test`, whose test_supported_pythons installs these pins on the oldest and newest
+# Python it finds.
+"""
+
+
+def venv_python(venv: PurePath, os_name: str = os.name) -> PurePath:
+    """The interpreter inside a venv: Scripts\\python.exe on Windows, bin/python elsewhere."""
+    if os_name == "nt":
+        return PureWindowsPath(venv) / "Scripts" / "python.exe"
+    return PurePosixPath(venv) / "bin" / "python"
+
+
+def venv_tool(venv: PurePath, name: str, os_name: str = os.name) -> PurePath:
+    """A console script installed in the venv (ruff, ...): ``name.exe`` next to python.exe on Windows."""
+    python = venv_python(venv, os_name)
+    return python.with_name(f"{name}.exe" if os_name == "nt" else name)
+
+
+def check_python(version: tuple[int, ...] = tuple(sys.version_info)) -> str | None:
+    """An error message when this Python is too old for the project, else None."""
+    if tuple(version[:2]) >= MINIMUM_PYTHON:
+        return None
+    wanted = ".".join(map(str, MINIMUM_PYTHON))
+    found = ".".join(map(str, version[:3]))
+    return f"Python {wanted} or newer is needed (this is {found}); run dev.py with a newer one, e.g. `py -3.12 dev.py`"
+
+
+def requirements_digest(root: Path, files: tuple[str, ...]) -> str:
+    """A fingerprint of the requirement files' contents: a changed file means install again."""
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def is_current(stamp: Path, digest: str) -> bool:
+    return stamp.exists() and stamp.read_text().strip() == digest
+
+
+def pip_install_args(requirements: str) -> list[str]:
+    """pip's arguments for one requirements file, every version pinned by the constraints file."""
+    return ["-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", requirements, "-c", CONSTRAINTS]
+
+
+class Project:
+    """One checkout: its root, its venv and the commands that run inside it."""
+
+    def __init__(self, root: Path = ROOT, venv: Path | None = None):
+        self.root = root
+        self.venv = venv or root / ".venv"
+
+    @property
+    def python(self) -> Path:
+        return Path(venv_python(self.venv))
+
+    def run(self, args: list[str]) -> int:
+        print("+", " ".join(str(a) for a in args), flush=True)
+        try:
+            return subprocess.run(args, cwd=self.root).returncode
+        except KeyboardInterrupt:
+            return 130
+
+    def create_venv(self) -> None:
+        if self.python.exists():
+            return
+        print(f"creating {self.venv} with Python {sys.version.split()[0]}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
+
+    def install(self, dev: bool = False) -> None:
+        """Create the venv and install runtime (and dev) requirements, unless they are current."""
+        self.create_venv()
+        levels = [(".installed", "requirements-emulator.txt", RUNTIME_FILES)]
+        if dev:
+            levels.append((".installed-dev", "requirements-dev.txt", DEV_FILES))
+        for stamp_name, requirements, files in levels:
+            stamp = self.venv / stamp_name
+            digest = requirements_digest(self.root, files)
+            if is_current(stamp, digest):
+                continue
+            print(f"installing {requirements} (versions from {CONSTRAINTS})", flush=True)
+            subprocess.run([str(self.python), *pip_install_args(requirements)], cwd=self.root, check=True)
+            stamp.write_text(digest + "\n")
+
+    def clean(self) -> None:
+        for name in CLEANED:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for cache in self.root.rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+
+    def lock(self) -> None:
+        """Regenerate constraints.txt from a clean venv of this Python with requirements-dev.txt."""
+        with tempfile.TemporaryDirectory() as scratch:
+            python = str(venv_python(Path(scratch) / "venv"))
+            subprocess.run([sys.executable, "-m", "venv", str(Path(scratch) / "venv")], check=True)
+            subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
+                            "requirements-dev.txt"], cwd=self.root, check=True)
+            frozen = subprocess.run([python, "-m", "pip", "freeze", "--all", "--exclude", "pip", "--exclude",
+                                     "setuptools"], check=True, capture_output=True, text=True).stdout
+        pins = sorted((line for line in frozen.splitlines() if "==" in line),
+                      key=lambda pin: pin.split("==")[0].lower())
+        (self.root / CONSTRAINTS).write_text(LOCK_HEADER + "\n".join(pins) + "\n")
+        print(f"wrote {len(pins)} pins to {CONSTRAINTS} (Python {sys.version.split()[0]})")
+
+
+COMMANDS = ("demo", "test", "lint", "emulator", "worker", "client", "bench", "install", "clean", "lock")
+PROGRAMS = {
+    "demo": ["scripts/demo.py"],
+    "emulator": ["-m", "emulator"],
+    "worker": ["worker.py"],
+    "client": ["client.py"],
+    "bench": ["bench/run.py"],
+}
+DEV_COMMANDS = ("test", "lint", "bench")
+
+
+def main(argv: list[str] | None = None, project: Project | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.split("\n\n")[1].rstrip(), file=sys.stderr)
+        print(f"dev.py: give one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    command, rest = argv[0], argv[1:]
+    problem = check_python()
+    if problem:
+        print(f"dev.py: {problem}", file=sys.stderr)
+        return 2
+    project = project or Project()
+    if command == "clean":
+        project.clean()
+        return 0
+    if command == "lock":
+        project.lock()
+        return 0
+    project.install(dev=command in DEV_COMMANDS or (command == "install" and "--dev" in rest))
+    if command == "install":
+        return 0
+    python = str(project.python)
+    if command in ("test", "lint"):
+        status = project.run([str(venv_tool(project.venv, "ruff")), "check", "."])
+        if status or command == "lint":
+            return status
+        return project.run([python, "-m", "pytest", *rest])
+    return project.run([python, *PROGRAMS[command], *rest])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""dev.py, the commands on every OS: its logic here, and a real install + demo on the oldest and newest Python."""
+
+from __future__ import annotations
+
+import ast
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import pytest
+
+import dev
+from tests.helpers import ROOT, free_port
+
+
+def test_venv_paths_on_windows_and_elsewhere():
+    assert dev.venv_python(PureWindowsPath(r"C:\work\proj\.venv"), "nt") == \
+        PureWindowsPath(r"C:\work\proj\.venv\Scripts\python.exe")
+    assert dev.venv_tool(PureWindowsPath(r"C:\proj\.venv"), "ruff", "nt") == \
+        PureWindowsPath(r"C:\proj\.venv\Scripts\ruff.exe")
+    assert dev.venv_python(PurePosixPath("/home/a/.venv"), "posix") == PurePosixPath("/home/a/.venv/bin/python")
+    assert dev.venv_tool(PurePosixPath("/p/.venv"), "ruff", "posix") == PurePosixPath("/p/.venv/bin/ruff")
+
+
+def test_too_old_a_python_gets_one_clear_message():
+    assert dev.check_python((3, 10, 0)) is None and dev.check_python((3, 13, 1)) is None
+    message = dev.check_python((3, 9, 18))
+    assert "Python 3.10 or newer is needed (this is 3.9.18)" in message
+
+
+def test_an_old_python_is_refused_before_anything_is_installed(tmp_path):
+    old = find_python("3.9") or find_python("3.8")
+    if old is None:
+        pytest.skip("no Python 3.8 or 3.9 here to try dev.py with (looked on PATH and in ~/.pyenv/versions)")
+    shutil.copy(ROOT / "dev.py", tmp_path / "dev.py")
+    result = subprocess.run([old, "dev.py", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Python 3.10 or newer is needed" in result.stderr
+    assert not (tmp_path / ".venv").exists()
+
+
+def test_dev_py_needs_only_the_standard_library():
+    tree = ast.parse((ROOT / "dev.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported - {"__future__"} <= set(sys.stdlib_module_names)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A Project in a scratch folder whose venv 'exists'; pip calls are recorded, not run."""
+    for name in dev.DEV_FILES:
+        shutil.copy(ROOT / name, tmp_path / name)
+    p = dev.Project(root=tmp_path)
+    p.python.parent.mkdir(parents=True)
+    p.python.write_text("")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(dev.subprocess, "run", lambda args, **_: calls.append(list(args)))
+    p.calls = calls
+    return p
+
+
+def installed_files(calls: list[list[str]]) -> list[str]:
+    for call in calls:
+        assert call[-2:] == ["-c", "constraints.txt"], "every install is pinned by the constraints file"
+    return [call[call.index("-r") + 1] for call in calls]
+
+
+def test_install_runs_only_when_a_requirements_file_changed(project):
+    project.install(dev=True)
+    assert installed_files(project.calls) == ["requirements-emulator.txt", "requirements-dev.txt"]
+    project.calls.clear()
+    project.install(dev=True)
+    assert project.calls == []
+    (project.root / "requirements-dev.txt").write_text("-r requirements-emulator.txt\npytest==9.2.0\n")
+    project.install(dev=True)
+    assert installed_files(project.calls) == ["requirements-dev.txt"]
+    project.calls.clear()
+    with (project.root / "constraints.txt").open("a") as f:
+        f.write("extra==1.0\n")
+    project.install(dev=False)
+    assert installed_files(project.calls) == ["requirements-emulator.txt"]
+
+
+def test_test_command_runs_lint_then_pytest_and_stops_at_lint_errors(project, monkeypatch):
+    statuses = iter([1])
+    ran: list[list[str]] = []
+
+    def run(args):
+        ran.append([str(a) for a in args])
+        return next(statuses, 0)
+
+    monkeypatch.setattr(project, "run", run)
+    assert dev.main(["test", "-k", "x"], project=project) == 1
+    assert len(ran) == 1 and ran[0][0].endswith("ruff") and ran[0][1:] == ["check", "."]
+    ran.clear()
+    assert dev.main(["test", "-k", "x"], project=project) == 0
+    assert ran[1] == [str(project.python), "-m", "pytest", "-k", "x"]
+    ran.clear()
+    assert dev.main(["client", "my-key", "--orchestrations", "2"], project=project) == 0
+    assert ran == [[str(project.python), "client.py", "my-key", "--orchestrations", "2"]]
+
+
+def test_unknown_command_lists_the_commands(capsys):
+    assert dev.main(["deploy"]) == 2
+    err = capsys.readouterr().err
+    assert "python dev.py demo" in err and "give one of: demo, test" in err
+
+
+def test_clean_removes_local_state_only(tmp_path):
+    for name in (".venv/bin", ".emulator", "pkg/__pycache__"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "worker.py").write_text("")
+    assert dev.main(["clean"], project=dev.Project(root=tmp_path)) == 0
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["pkg", "worker.py"]
+
+
+def test_makefile_targets_are_dev_py_commands():
+    """One source of truth: each Makefile target only calls dev.py, and each dev.py command has a target."""
+    rules = dict(re.findall(r"^([a-z.\-/]+):[^\n]*\n\t\$\(DEV\) ([a-z]+)", (ROOT / "Makefile").read_text(), re.M))
+    assert {target: command for target, command in rules.items() if not target.startswith(".")} == \
+        {command: command for command in dev.COMMANDS if command != "install"}
+    assert rules[".venv/.installed-dev"] == rules[".venv/.installed"] == "install"
+    recipes = re.findall(r"^\t(.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert all(line.startswith("$(DEV) ") for line in recipes)
+
+
+def test_readme_shows_both_forms_of_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    for command in ("demo", "test"):
+        assert f"make {command}" in readme and f"python dev.py {command}" in readme
+    for command in re.findall(r"python dev\.py ([a-z]+)", readme):
+        assert command in dev.COMMANDS
+
+
+# -- the supported Pythons, for real ---------------------------------------------------------
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of this minor version: pythonX.Y on PATH, else pyenv's; None when there is none."""
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")))
+    for candidate in filter(None, candidates):
+        result = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def copy_project(target: Path) -> Path:
+    """What `python dev.py demo` needs, in a folder of its own (its venv and .emulator/ land there)."""
+    target.mkdir()
+    for name in ("dev.py", "worker.py", "client.py", "settings.py", *dev.DEV_FILES):
+        shutil.copy(ROOT / name, target / name)
+    for name in ("emulator", "scripts"):
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def constraint_pins() -> dict[str, str]:
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    return {re.sub(r"[-_.]+", "-", name).lower(): version
+            for name, version in (line.split("==") for line in lines if "==" in line)}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("version", [dev.SUPPORTED_PYTHONS[0], dev.SUPPORTED_PYTHONS[-1]], ids=lambda v: f"py{v}")
+def test_supported_python_installs_the_pins_and_runs_the_demo(version, tmp_path):
+    """The oldest and newest Python the README promises: a new venv, the pinned install, `dev.py demo`."""
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed here (looked for python{version} on PATH and in "
+                    "~/.pyenv/versions)")
+    project = copy_project(tmp_path / "project")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "TASKHUB", "DURABLE_TASK_SCHEDULER_CONNECTION_STRING", "PYTHONPATH")}
+    env.update(ENDPOINT=f"http://localhost:{free_port()}", DASHBOARD_PORT="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    result = subprocess.run([python, "dev.py", "demo"], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=540)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Summary: 5 of 5 orchestrations completed successfully" in result.stdout
+    assert "starting the built-in emulator" in result.stderr
+    venv_python = str(project / dev.venv_python(Path(".venv")))
+    made_with = subprocess.run([venv_python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True).stdout.strip()
+    assert made_with == version
+    listed = json.loads(subprocess.run([venv_python, "-m", "pip", "list", "--format=json"], capture_output=True,
+                                       text=True, check=True).stdout)
+    pins = constraint_pins()
+    unpinned = {item["name"]: item["version"] for item in listed
+                if item["name"] not in ("pip", "setuptools")
+                and pins.get(re.sub(r"[-_.]+", "-", item["name"]).lower()) != item["version"]}
+    assert unpinned == {}, "installed at a version constraints.txt does not pin"
+    assert {"starlette", "uvicorn", "grpcio"} <= {re.sub(r"[-_.]+", "-", i["name"]).lower() for i in listed}
