@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from emulator.checkpoints import COMMITS_PER_CHECKPOINT
+from emulator.store.checkpoints import COMMITS_PER_CHECKPOINT
 from emulator.store import ACTIVITY, ENTITY, ORCHESTRATION, SCHEMA_VERSION, EntityRow, InstanceRow, SchemaError, Store
 from tests.helpers import wait_until
 

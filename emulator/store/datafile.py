@@ -1,0 +1,61 @@
+"""Is this file usable as a data file? Checks before SQLite opens it, and one-line reasons after it fails.
+
+SQLite reports a damaged or unwritable file as a generic error on some later statement;
+these turn each case (a folder, garbage, a truncated file, a place the emulator may not
+write to) into a :class:`DataFileError` that says which file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from pathlib import Path
+
+from .errors import DataFileError
+
+_MAGIC = b"SQLite format 3\x00"
+_ADVICE = "move it away (or use another file with --data) to start afresh"
+
+
+def check_before_open(path: Path) -> None:
+    """Refuse a folder, a file that is not an SQLite database, and a truncated database."""
+    if path.is_dir():
+        raise DataFileError(f"{path} is a folder, not a data file; give a file path with --data")
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+            size = f.seek(0, 2)
+    except FileNotFoundError:
+        return  # a new file
+    except OSError as exc:
+        raise unusable(path, exc) from exc
+    if size == 0:
+        return  # SQLite takes an empty file as a new database
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        raise DataFileError(f"{path} is not an emulator data file (not an SQLite database, or damaged); {_ADVICE}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is valid when the "version-valid-for" number equals the change counter.
+    if header[92:96] == header[24:28] and pages * page_size > size:
+        raise DataFileError(
+            f"{path} is truncated: {size} bytes where its header says {pages * page_size}; {_ADVICE}")
+
+
+def unusable(path: Path, exc: BaseException) -> DataFileError:
+    """A one-line DataFileError for what went wrong while opening ``path``."""
+    detail = " ".join(str(exc).split())
+    if isinstance(exc, IsADirectoryError):
+        return DataFileError(f"{path} is a folder, not a data file; give a file path with --data")
+    not_writable = isinstance(exc, PermissionError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM))
+    if isinstance(exc, sqlite3.Error):
+        lowered = detail.lower()
+        not_writable = "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered
+        if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+            return DataFileError(f"{path} is damaged ({detail}); {_ADVICE}")
+    if not_writable:
+        return DataFileError(
+            f"{path} cannot be opened for writing ({detail}): the emulator writes the file and, "
+            f"in the same folder, its -wal and -shm files")
+    return DataFileError(f"{path} cannot be used as a data file ({detail})")
