@@ -45,6 +45,8 @@ def check_before_open(path: Path) -> None:
 def unusable(path: Path, exc: BaseException) -> DataFileError:
     """A one-line DataFileError for what went wrong while opening ``path``."""
     detail = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.strerror:
+        detail = exc.strerror  # without the path, which the message names once
     if isinstance(exc, IsADirectoryError):
         return DataFileError(f"{path} is a folder, not a data file; give a file path with --data")
     not_writable = isinstance(exc, PermissionError) or (

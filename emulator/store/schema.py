@@ -14,6 +14,7 @@ this one with its own clear message instead of failing on a table that already e
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import SchemaError, describe
@@ -82,15 +83,15 @@ def version_of(db: sqlite3.Connection) -> int:
     return db.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(db: sqlite3.Connection, path: Path | None) -> None:
-    """Bring the file to SCHEMA_VERSION, or raise SchemaError if it is newer than that."""
+def migrate(db: sqlite3.Connection, path: Path | None, steps: Sequence[str] = MIGRATIONS) -> None:
+    """Bring the file to ``len(steps)``, or raise SchemaError if it is newer than that."""
     version = version_of(db)
     if version == 0:
         version = _adopt_legacy(db, path)
-    if version > SCHEMA_VERSION:
-        raise SchemaError(f"{describe(path)} has schema version {version}; this emulator reads up to {SCHEMA_VERSION}")
-    for step in range(version, SCHEMA_VERSION):
-        _apply(db, MIGRATIONS[step], step + 1)
+    if version > len(steps):
+        raise SchemaError(f"{describe(path)} has schema version {version}; this emulator reads up to {len(steps)}")
+    for step in range(version, len(steps)):
+        _apply(db, steps[step], step + 1)
 
 
 def _adopt_legacy(db: sqlite3.Connection, path: Path | None) -> int:

@@ -76,6 +76,7 @@ class Writer:
             return
         try:
             if not self._begun:
+                self._roll_back()  # one left open by a ROLLBACK that failed: its writes were never committed
                 if last and len(statements) == 1:
                     self.db.execute(*statements[0])  # one statement is a transaction of its own
                     return
@@ -106,10 +107,15 @@ class Writer:
         """
         self.queue.clear()
         self._begun = False
-        if not self.db.in_transaction:
-            return
-        try:
-            self.db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                raise StorageError(self.path, exc) from exc
+        self._roll_back()
+
+    def _roll_back(self) -> None:
+        """ROLLBACK while SQLite holds a transaction (a second try after a failed one; see send())."""
+        for attempt in (1, 2):
+            if not self.db.in_transaction:
+                return
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if attempt == 2 and self.db.in_transaction:
+                    raise StorageError(self.path, exc) from exc
