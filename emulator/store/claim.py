@@ -62,28 +62,45 @@ def claim(path: Path, platform: str = sys.platform, lock_module: ModuleType | No
     Raises DataInUse naming the file, or OSError if it cannot be opened at all.
     """
     resolved = path.resolve()
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(resolved, flags, 0o666)
-    try:
-        if platform.startswith("linux"):
-            key = None
-            taken = not _flock(fd, lock_module)
-        else:
+    if platform.startswith("linux"):
+        fd = _open(resolved)
+        if not _flock(fd, lock_module):
+            _refuse(fd, path, resolved)
+        return Claim(fd, None)
+    with _registry_lock:
+        # Checked before opening: closing a second descriptor of a file claimed in this
+        # process would drop the record lock (and SQLite's) held through the first.
+        try:
+            st = os.stat(resolved)
+            if (st.st_dev, st.st_ino) in _registry:
+                _refuse(-1, path, resolved)
+        except FileNotFoundError:
+            pass
+        fd = _open(resolved)
+        try:
             st = os.fstat(fd)
-            key = (st.st_dev, st.st_ino)
-            with _registry_lock:
-                taken = key in _registry or not (
-                    _lock_windows(fd, lock_module) if platform == "win32" else _lock_record(fd, lock_module))
-                if not taken:
-                    _registry.add(key)
-    except BaseException:
+            locked = _lock_windows(fd, lock_module) if platform == "win32" else _lock_record(fd, lock_module)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
+            _refuse(fd, path, resolved)
+        _registry.add((st.st_dev, st.st_ino))
+        return Claim(fd, (st.st_dev, st.st_ino))
+
+
+def _open(resolved: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    return os.open(resolved, flags, 0o666)
+
+
+def _refuse(fd: int, path: Path, resolved: Path) -> None:
+    links = os.stat(resolved).st_nlink
+    if fd >= 0:
         os.close(fd)
-        raise
-    if taken:
-        os.close(fd)
-        named = str(resolved) if resolved == path.absolute() else f"{resolved} (named {path})"
-        raise DataInUse(f"{named} is in use by another emulator; stop it, or use another file with --data")
-    return Claim(fd, key)
+    named = str(resolved) if resolved == path.absolute() else f"{resolved} (named {path})"
+    also = f" (the file has {links} names, hard links: the other emulator may use another)" if links > 1 else ""
+    raise DataInUse(f"{named} is in use by another emulator{also}; stop it, or use another file with --data")
 
 
 def _flock(fd: int, fcntl: ModuleType | None) -> bool:
