@@ -54,7 +54,10 @@ def test_a_second_emulator_process_exits_2_with_one_line_naming_the_file(tmp_pat
     try:
         other = names_for(path, how)
         p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0", "--data", str(other)])
-        assert p.wait() == 2, p.output
+        try:
+            assert p.wait() == 2, p.output
+        finally:
+            p.stop()  # never left behind, even if it started
     finally:
         first.close()
     lines = [line for line in p.lines if line.strip()]
