@@ -73,6 +73,19 @@ def test_damage_sqlite_finds_is_refused(tmp_path):
     assert_refused(data, "is damaged")
 
 
+def test_another_applications_database_is_left_alone(tmp_path):
+    data = tmp_path / "theirs.db"
+    db = sqlite3.connect(data)
+    db.execute("CREATE TABLE invoices (n INTEGER)")
+    db.commit()
+    db.close()
+    assert_refused(data, "is an SQLite database of something else (tables: invoices)")
+    db = sqlite3.connect(data)
+    assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["invoices"]  # nothing added
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # nor changed
+    db.close()
+
+
 def test_a_folder_given_as_the_file_is_refused(tmp_path):
     (tmp_path / "folder.db").mkdir()
     assert_refused(tmp_path / "folder.db", "is a folder")

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import SchemaError, describe
+from .errors import DataFileError, SchemaError, describe
 
 MIGRATIONS: list[str] = [
     # 1-6: the schema that the files with meta.schema_version = 1 have.
@@ -96,7 +96,12 @@ def migrate(db: sqlite3.Connection, path: Path | None, steps: Sequence[str] = MI
 
 def _adopt_legacy(db: sqlite3.Connection, path: Path | None) -> int:
     """The version of a file from before user_version (0 for a new file)."""
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" not in tables:
+        if tables:  # every step bumps the version, so a file of ours at version 0 has no tables
+            raise DataFileError(
+                f"{describe(path)} is an SQLite database of something else (tables: {', '.join(sorted(tables))}); "
+                "give the emulator a file of its own with --data")
         return 0
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     legacy = int(row[0]) if row else 0

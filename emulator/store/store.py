@@ -97,6 +97,7 @@ class Store:
             target = str(self.path.resolve())  # the WAL beside the real file, not beside a symlink
         # One connection, used under one lock: SQLite serializes writers anyway.
         db = self._db = connect(target, check_same_thread=False, isolation_level=None, cached_statements=256)
+        migrate(db, self.path)  # first: it refuses another application's database before anything changes it
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process; only power loss can drop
         # the last commits, which a local emulator accepts for speed.
@@ -104,7 +105,6 @@ class Store:
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         if self.path is not None:
             db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
-        migrate(db, self.path)
         if self.path is not None:
             self._checkpointer = Checkpointer(Path(target))
         self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None)
