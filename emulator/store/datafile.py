@@ -8,6 +8,7 @@ write to) into a :class:`DataFileError` that says which file and what is wrong w
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from pathlib import Path
 
@@ -17,20 +18,23 @@ _MAGIC = b"SQLite format 3\x00"
 _ADVICE = "move it away (or use another file with --data) to start afresh"
 
 
-def check_before_open(path: Path) -> None:
-    """Refuse a folder, a file that is not an SQLite database, and a truncated database."""
+def check_not_folder(path: Path) -> None:
+    """A folder cannot be opened for writing on every system, and says so differently on each."""
     if path.is_dir():
         raise DataFileError(f"{path} is a folder, not a data file; give a file path with --data")
-    try:
-        with open(path, "rb") as f:
-            header = f.read(100)
-            size = f.seek(0, 2)
-    except FileNotFoundError:
-        return  # a new file
-    except OSError as exc:
-        raise unusable(path, exc) from exc
+
+
+def check_header(path: Path, fd: int) -> None:
+    """Refuse a file that is not an SQLite database, or a truncated one; ``fd`` is open on it.
+
+    Read through the claim's descriptor: opening and closing another one would drop the
+    POSIX locks this process holds on the file (see claim.py).
+    """
+    size = os.fstat(fd).st_size
     if size == 0:
-        return  # SQLite takes an empty file as a new database
+        return  # a new file: SQLite takes an empty file as a new database
+    os.lseek(fd, 0, os.SEEK_SET)
+    header = os.read(fd, 100)
     if len(header) < 100 or not header.startswith(_MAGIC):
         raise DataFileError(f"{path} is not an emulator data file (not an SQLite database, or damaged); {_ADVICE}")
     page_size = int.from_bytes(header[16:18], "big")

@@ -26,7 +26,7 @@ from .caches import ABSENT, Cache
 from .checkpoints import Checkpointer
 from .claim import Claim, claim
 from .counts import Counts
-from .datafile import check_before_open, unusable
+from .datafile import check_header, check_not_folder, unusable
 from .errors import DataFileError, DataInUse, SchemaError
 from .locks import LockIndex
 from .messages import MessageMirror
@@ -92,8 +92,9 @@ class Store:
         target = ":memory:"
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            check_before_open(self.path)
+            check_not_folder(self.path)
             self._claim = claim(self.path)
+            check_header(self.path, self._claim.fd)
             target = str(self.path.resolve())  # the WAL beside the real file, not beside a symlink
         # One connection, used under one lock: SQLite serializes writers anyway.
         db = self._db = connect(target, check_same_thread=False, isolation_level=None, cached_statements=256)
