@@ -19,6 +19,7 @@ from emulator.store import (
     Store,
 )
 from emulator.store.checkpoints import COMMITS_PER_CHECKPOINT
+from emulator.store.rows import INSTANCE_COLUMNS, instance_from
 from emulator.store.schema import migrate
 from tests.helpers import wait_until
 
@@ -149,9 +150,19 @@ def test_a_failed_migration_step_leaves_the_file_at_the_step_before(tmp_path):
     db.close()
 
 
+def on_disk(store: Store, sql: str, params=()) -> list[tuple]:
+    """Rows as SQLite has them, never the store's memory: a connection of its own for a file."""
+    if store.path is None:
+        return [tuple(r) for r in store._rows(sql, params)]  # the only connection to an in-memory database
+    db = sqlite3.connect(store.path)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
 def disk_instances(store: Store, hub: str) -> list[InstanceRow]:
-    """Rows as SQLite has them: a query, never the row cache."""
-    return store.query_instances(hub)
+    return [instance_from(r) for r in on_disk(store, f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE hub = ?", (hub,))]
 
 
 def test_instances_round_trip_with_tags(store):
@@ -177,6 +188,7 @@ def test_nested_transactions_commit_together(store):
             store.append_history("h", "i", [b"a", b"b"])
     store.append_history("h", "i", [b"c"])
     assert store.history("h", "i") == [b"a", b"b", b"c"]
+    assert on_disk(store, "SELECT seq, event FROM history ORDER BY seq") == [(0, b"a"), (1, b"b"), (2, b"c")]
 
 
 def test_query_instances_filters_and_continues_pages(store):
@@ -202,6 +214,8 @@ def test_messages_are_ordered_and_filtered_by_visibility(store):
     assert [m.id for m in store.messages_for("h", ENTITY, "@c@k", visible_by=1.0)] == ids[:2]
     store.delete_messages(ids[:1])
     assert store.count_messages("h", ENTITY, "@c@k") == 2
+    assert on_disk(store, "SELECT id, payload, sender FROM messages") == [(i, bytes([n]), "s") for n, i in
+                                                                          enumerate(ids) if n]
     assert store.pending_targets() == [("h", ENTITY, "@c@k", 1.0)]
 
 
@@ -212,6 +226,8 @@ def test_deleting_an_instance_drops_its_history_and_messages(store):
     store.add_message("h", ACTIVITY, "i", b"a", 0.0)
     store.delete_instance("h", "i")
     assert store.history("h", "i") == [] and store.activity_messages() == []
+    for table in ("instances", "history", "messages"):
+        assert on_disk(store, f"SELECT count(*) FROM {table}") == [(0,)]
 
 
 def test_entity_without_state_or_lock_is_removed(store):
@@ -219,8 +235,10 @@ def test_entity_without_state_or_lock_is_removed(store):
     assert store.count_entities("h") == 1
     store.put_entity(EntityRow("h", "@c@k", None, 2.0, "orch", "cs"))
     assert store.entities_locked_by("h", "orch")[0].state is None
+    assert on_disk(store, "SELECT * FROM entities") == [("h", "@c@k", None, 2.0, "orch", "cs")]
     store.put_entity(EntityRow("h", "@c@k", None, 3.0, None, None))
     assert store.get_entity("h", "@c@k") is None
+    assert on_disk(store, "SELECT * FROM entities") == [] and store.count_entities("h") == 0
 
 
 def test_query_entities_pages_by_id(store):
