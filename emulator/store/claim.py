@@ -64,7 +64,12 @@ def claim(path: Path, platform: str = sys.platform, lock_module: ModuleType | No
     resolved = path.resolve()
     if platform.startswith("linux"):
         fd = _open(resolved)
-        if not _flock(fd, lock_module):
+        try:
+            locked = _flock(fd, lock_module)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
             _refuse(fd, path, resolved)
         return Claim(fd, None)
     with _registry_lock:

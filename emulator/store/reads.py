@@ -7,7 +7,8 @@ own lock, never the store's). For an in-memory store there is no second connecti
 same database, so ``same_thread`` is True and it reads through the store itself: the caller
 must then run it where it runs the engine.
 
-Hub counts come from the store's kept counts in both cases (plain ints, see counts.py).
+Hub counts and an entity's queued messages come from the store's memory in both cases
+(kept counts, see counts.py, and the message mirror), read without the store's lock.
 Instance search covers the newest ``SEARCH_WINDOW`` instances of a hub (see queries.py).
 """
 
@@ -125,7 +126,5 @@ class Reads:
         return [MessageRow(*r) for r in rows]
 
     def count_messages(self, hub: str, kind: str, target: str) -> int:
-        if self.same_thread:
-            return self._store.count_messages(hub, kind, target)
-        return self._fetch("SELECT count(*) FROM messages WHERE hub = ? AND kind = ? AND target = ?",
-                           (hub, kind, target))[0][0]
+        """From the store's message mirror, like the kept counts: a list page asks once per row."""
+        return self._store.count_messages(hub, kind, target)

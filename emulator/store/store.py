@@ -308,8 +308,8 @@ class Store:
             return self._messages.activities()
 
     def count_messages(self, hub: str, kind: str, target: str) -> int:
-        with self._lock:
-            return self._messages.count(hub, kind, target)
+        """From the mirror, without the store's lock (one dict lookup): safe from a reader's thread."""
+        return self._messages.count(hub, kind, target)
 
     # -- entities ---------------------------------------------------------------
 
