@@ -14,7 +14,9 @@ Per platform (no POSIX-only import at module level):
   second Store in the same process is refused too.
 - Other POSIX (macOS, BSD): there ``flock`` and ``fcntl`` locks may conflict, so a ``fcntl``
   record lock on one byte that SQLite never locks (``LOCK_OFFSET``), plus an in-process
-  registry since record locks never conflict within one process.
+  registry since record locks never conflict within one process. Like SQLite's own locks,
+  it lasts while no descriptor of the file is closed in this process: the store closes its
+  SQLite connections (checkpointer and readers included) only when it closes itself.
 - Windows: ``msvcrt.locking`` on that same byte, plus the registry. Windows byte locks are
   mandatory, so the byte lies in SQLite's lock-byte page, which never holds data and whose
   first 512 bytes are SQLite's own locks (the emulator's files use pages of 4096 bytes).

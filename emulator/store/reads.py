@@ -42,6 +42,7 @@ class Reads:
             self._db.execute("PRAGMA query_only = 1")
 
     def close(self) -> None:
+        """Closed by Store.close(); closing it earlier would, off Linux, drop the file's claim (see claim.py)."""
         with self._lock:
             if self._db is not None:
                 self._db.close()
