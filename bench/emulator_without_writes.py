@@ -22,10 +22,11 @@ from emulator.cli import main  # noqa: E402
 _open = store.Store.__init__
 
 
-def _open_then_skip_writes(self: store.Store, path) -> None:
-    _open(self, path)  # creates the schema for real; only what follows is skipped
-    self._send = lambda last=False: self._writes.clear()
-    self._commit = self._writes.clear
+def _open_then_skip_writes(self: store.Store, *args, **kwargs) -> None:
+    _open(self, *args, **kwargs)  # creates the schema for real; only what follows is skipped
+    writer = self._writer
+    writer.send = lambda last=False: writer.queue.clear()
+    writer.commit = writer.queue.clear
 
 
 store.Store.__init__ = _open_then_skip_writes

@@ -27,7 +27,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
 from .dispatch import Dispatcher, Lease
-from .store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, MessageRow, Store
+from .store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, MessageRow, StorageError, Store
 
 log = logging.getLogger("emulator")
 T = TypeVar("T")
@@ -36,7 +36,7 @@ T = TypeVar("T")
 FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 10.0
 # What a failed write raises: the disk is full, the file went away, an I/O error.
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (StorageError, sqlite3.Error)
 # How often the same storage error is logged at most (it repeats while the disk is full).
 STORAGE_LOG_INTERVAL = 10.0
 
@@ -146,7 +146,8 @@ class Backend:
         self._waiting = 0
         self._failures: dict[tuple[str, str, str], int] = {}  # targets whose last apply failed
         self._storage_logged_at = float("-inf")
-        # One thread for the store's reader: its connection is used by that thread only.
+        # The store's reader and one thread to run it on (its connection serves one thread at a time).
+        self.reads = store.reads()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-reader")
         self._recover()
 
@@ -412,10 +413,9 @@ class Backend:
         of its own, so a long scan never holds up a completion; an in-memory store
         can only be read through its one connection, on the loop.
         """
-        reads = self.store.reads
-        if reads.same_thread:
-            return query(reads)
-        return await asyncio.get_running_loop().run_in_executor(self._reader, query, reads)
+        if self.reads.same_thread:
+            return query(self.reads)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, query, self.reads)
 
     # -- worker streams -------------------------------------------------------------
 

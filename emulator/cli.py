@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from .server import EmulatorServer, Options, PortInUse
-from .store import DataInUse, SchemaError
+from .store import DataFileError, DataInUse, SchemaError
 
 log = logging.getLogger("emulator.cli")
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except SchemaError as exc:
         log.error("%s: use a newer emulator, or another file with --data", exc)
         return 2
-    except DataInUse as exc:
+    except (DataInUse, DataFileError) as exc:
         log.error("%s", exc)
         return 2
 

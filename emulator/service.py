@@ -59,11 +59,14 @@ _CODES = [
     (InvalidState, grpc.StatusCode.FAILED_PRECONDITION),
     (StaleWorkItem, grpc.StatusCode.FAILED_PRECONDITION),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (STORAGE_ERRORS, grpc.StatusCode.UNAVAILABLE),
 ]
 
 
-async def _abort(context: grpc.aio.ServicerContext, name: str, exc: Exception) -> None:
+async def _abort(backend: Backend, context: grpc.aio.ServicerContext, name: str, exc: Exception) -> None:
+    if isinstance(exc, STORAGE_ERRORS):  # one line, logged once per interval: it repeats while the disk is full
+        backend.storage_failed(exc)
+        full = getattr(exc, "full", False)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.UNAVAILABLE, str(exc))
     for kind, code in _CODES:
         if isinstance(exc, kind):
             log.debug("%s: %s: %s", name, code.name, exc)
@@ -83,7 +86,7 @@ def _rpc(method):
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await _abort(context, method.__name__, exc)
+                await _abort(self.backend, context, method.__name__, exc)
         return stream
 
     @functools.wraps(method)
@@ -93,7 +96,7 @@ def _rpc(method):
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await _abort(context, method.__name__, exc)
+            await _abort(self.backend, context, method.__name__, exc)
 
     return unary
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import sys
 
 import grpc
@@ -76,9 +77,10 @@ def test_in_memory_flag_keeps_nothing(tmp_path):
 def test_newer_schema_is_refused_clearly(tmp_path):
     from emulator.store import Store
 
-    store = Store(tmp_path / "future.db")
-    store._db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    store.close()
+    Store(tmp_path / "future.db").close()
+    db = sqlite3.connect(tmp_path / "future.db")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
     p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0",
                  "--data", str(tmp_path / "future.db")])
     assert p.wait() == 2

@@ -1,13 +1,26 @@
-"""emulator/store.py on its own: schema, transactions, queries, entity rows."""
+"""emulator/store on its own: schema and migrations, transactions, queries, entity rows, kept counts."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 
 import pytest
 
-from emulator.checkpoints import COMMITS_PER_CHECKPOINT
-from emulator.store import ACTIVITY, ENTITY, ORCHESTRATION, SCHEMA_VERSION, EntityRow, InstanceRow, SchemaError, Store
+from emulator.store import (
+    ACTIVITY,
+    ENTITY,
+    MIGRATIONS,
+    ORCHESTRATION,
+    SCHEMA_VERSION,
+    EntityRow,
+    InstanceRow,
+    SchemaError,
+    Store,
+)
+from emulator.store.checkpoints import COMMITS_PER_CHECKPOINT
+from emulator.store.rows import INSTANCE_COLUMNS, instance_from
+from emulator.store.schema import migrate
 from tests.helpers import wait_until
 
 
@@ -33,6 +46,15 @@ def test_new_file_carries_the_schema_version(tmp_path):
 
 
 def test_newer_schema_is_refused(tmp_path):
+    Store(tmp_path / "n.db").close()
+    db = sqlite3.connect(tmp_path / "n.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(SchemaError, match=f"schema version {SCHEMA_VERSION + 1}; this emulator reads up to"):
+        Store(tmp_path / "n.db")
+
+
+def test_newer_file_from_before_user_version_is_refused(tmp_path):
     db = sqlite3.connect(tmp_path / "n.db")
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
     db.execute("INSERT INTO meta VALUES ('schema_version', '7')")
@@ -42,8 +64,110 @@ def test_newer_schema_is_refused(tmp_path):
         Store(tmp_path / "n.db")
 
 
+# The DDL of the emulator before migrations were single statements (meta.schema_version = 1), as it was.
+OLD_DDL = """
+    CREATE TABLE instances (
+        hub TEXT NOT NULL, instance_id TEXT NOT NULL, execution_id TEXT NOT NULL, name TEXT NOT NULL,
+        version TEXT, status INTEGER NOT NULL, input TEXT, output TEXT, custom_status TEXT, failure BLOB,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL, completed_at REAL, scheduled_start REAL,
+        parent_instance_id TEXT, parent_execution_id TEXT, parent_task_id INTEGER, tags TEXT,
+        PRIMARY KEY (hub, instance_id)
+    );
+    CREATE INDEX instances_by_created ON instances (hub, created_at);
+    CREATE INDEX instances_by_parent ON instances (hub, parent_instance_id)
+        WHERE parent_instance_id IS NOT NULL;
+    CREATE TABLE history (
+        hub TEXT NOT NULL, instance_id TEXT NOT NULL, seq INTEGER NOT NULL, event BLOB NOT NULL,
+        PRIMARY KEY (hub, instance_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, hub TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
+        execution_id TEXT, sender TEXT, visible_at REAL NOT NULL, payload BLOB NOT NULL
+    );
+    CREATE TABLE entities (
+        hub TEXT NOT NULL, instance_id TEXT NOT NULL, state TEXT, last_modified REAL NOT NULL,
+        lock_owner TEXT, critical_section TEXT, PRIMARY KEY (hub, instance_id)
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+    INSERT INTO meta VALUES ('schema_version', '1');
+    INSERT INTO instances (hub, instance_id, execution_id, name, status, created_at, updated_at)
+        VALUES ('h', 'old', 'e', 'orch', 1, 1.0, 1.0);
+    INSERT INTO history VALUES ('h', 'old', 0, x'01');
+    INSERT INTO messages (hub, kind, target, visible_at, payload) VALUES ('h', 'orchestration', 'old', 0, x'02');
+    INSERT INTO entities VALUES ('h', '@c@k', '5', 1.0, 'old', 'cs');
+"""
+
+
+def layout(path) -> dict:
+    db = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        indexes = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")]
+        return {"indexes": indexes, **{t: db.execute(f"PRAGMA table_xinfo({t})").fetchall() for t in tables}}
+    finally:
+        db.close()
+
+
+def test_a_file_from_before_user_version_is_adopted_with_its_data(tmp_path):
+    old = tmp_path / "old.db"
+    db = sqlite3.connect(old)
+    db.executescript(OLD_DDL)
+    db.close()
+    Store(tmp_path / "new.db").close()
+    s = Store(old)
+    try:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert [r.instance_id for r in s.query_instances("h")] == ["old"]
+        assert s.history("h", "old") == [b"\x01"]
+        assert [m.payload for m in s.messages_for("h", ORCHESTRATION, "old")] == [b"\x02"]
+        assert s.locks_held_by("h", "old") == ["@c@k"] and s.count_entities("h") == 1
+        assert s.count_instances_by_status("h") == {1: 1}
+    finally:
+        s.close()
+    assert layout(old) == layout(tmp_path / "new.db")  # the same tables, columns and indexes as a new file
+    db = sqlite3.connect(old)
+    # older emulators refuse it:
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    db.close()
+
+
+def test_a_migration_step_is_one_statement_whatever_its_text_holds(tmp_path):
+    db = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    steps = [*MIGRATIONS, "INSERT INTO meta (key, value) VALUES ('note', 'a; b; CREATE TABLE x (y)')"]
+    migrate(db, tmp_path / "m.db", steps)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(steps)
+    assert db.execute("SELECT value FROM meta WHERE key = 'note'").fetchone() == ("a; b; CREATE TABLE x (y)",)
+    db.close()
+
+
+def test_a_failed_migration_step_leaves_the_file_at_the_step_before(tmp_path):
+    db = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    steps = [*MIGRATIONS, "CREATE TABLE extra (a)", "INSERT INTO no_such_table VALUES (1)"]
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        migrate(db, tmp_path / "m.db", steps)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(steps) - 1
+    assert not db.in_transaction
+    db.close()
+
+
+def on_disk(store: Store, sql: str, params=()) -> list[tuple]:
+    """Rows as SQLite has them, never the store's memory: a connection of its own for a file."""
+    if store.path is None:
+        return [tuple(r) for r in store._rows(sql, params)]  # the only connection to an in-memory database
+    db = sqlite3.connect(store.path)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def disk_instances(store: Store, hub: str) -> list[InstanceRow]:
+    return [instance_from(r) for r in on_disk(store, f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE hub = ?", (hub,))]
+
+
 def test_instances_round_trip_with_tags(store):
     store.put_instance(instance())
+    assert disk_instances(store, "h") == [instance()]
     assert store.get_instance("h", "i") == instance()
     assert store.get_instance("other-hub", "i") is None
 
@@ -64,6 +188,7 @@ def test_nested_transactions_commit_together(store):
             store.append_history("h", "i", [b"a", b"b"])
     store.append_history("h", "i", [b"c"])
     assert store.history("h", "i") == [b"a", b"b", b"c"]
+    assert on_disk(store, "SELECT seq, event FROM history ORDER BY seq") == [(0, b"a"), (1, b"b"), (2, b"c")]
 
 
 def test_query_instances_filters_and_continues_pages(store):
@@ -89,6 +214,8 @@ def test_messages_are_ordered_and_filtered_by_visibility(store):
     assert [m.id for m in store.messages_for("h", ENTITY, "@c@k", visible_by=1.0)] == ids[:2]
     store.delete_messages(ids[:1])
     assert store.count_messages("h", ENTITY, "@c@k") == 2
+    assert on_disk(store, "SELECT id, payload, sender FROM messages") == [(i, bytes([n]), "s") for n, i in
+                                                                          enumerate(ids) if n]
     assert store.pending_targets() == [("h", ENTITY, "@c@k", 1.0)]
 
 
@@ -99,6 +226,8 @@ def test_deleting_an_instance_drops_its_history_and_messages(store):
     store.add_message("h", ACTIVITY, "i", b"a", 0.0)
     store.delete_instance("h", "i")
     assert store.history("h", "i") == [] and store.activity_messages() == []
+    for table in ("instances", "history", "messages"):
+        assert on_disk(store, f"SELECT count(*) FROM {table}") == [(0,)]
 
 
 def test_entity_without_state_or_lock_is_removed(store):
@@ -106,8 +235,10 @@ def test_entity_without_state_or_lock_is_removed(store):
     assert store.count_entities("h") == 1
     store.put_entity(EntityRow("h", "@c@k", None, 2.0, "orch", "cs"))
     assert store.entities_locked_by("h", "orch")[0].state is None
+    assert on_disk(store, "SELECT * FROM entities") == [("h", "@c@k", None, 2.0, "orch", "cs")]
     store.put_entity(EntityRow("h", "@c@k", None, 3.0, None, None))
     assert store.get_entity("h", "@c@k") is None
+    assert on_disk(store, "SELECT * FROM entities") == [] and store.count_entities("h") == 0
 
 
 def test_query_entities_pages_by_id(store):
@@ -203,3 +334,48 @@ def test_message_ids_are_never_reused_even_after_a_restart(tmp_path):
         second = reopened.add_message("h", ORCHESTRATION, "i", b"y", 0.0)
     reopened.close()
     assert second > first
+
+
+def test_kept_counts_equal_count_star_after_random_writes_and_rollbacks(tmp_path):
+    class Abort(Exception):
+        pass
+
+    rng = random.Random(11)
+    s = Store(tmp_path / "counts.db")
+    rolled_back = committed = 0
+    for _ in range(400):
+        try:
+            with s.transaction():
+                for _ in range(rng.randint(1, 4)):
+                    hub, key, op = rng.choice("ab"), f"k{rng.randrange(25)}", rng.random()
+                    if op < 0.45:
+                        s.put_instance(instance(hub=hub, instance_id=key, status=rng.randrange(5)))
+                    elif op < 0.6:
+                        s.delete_instance(hub, key)
+                    elif op < 0.995:
+                        state, owner = rng.choice([None, "1"]), rng.choice([None, None, "o"])
+                        s.put_entity(EntityRow(hub, f"@c@{key}", state, 1.0, owner, None))
+                    else:
+                        s.delete_hub(hub)
+                if rng.random() < 0.3:
+                    raise Abort
+            committed += 1
+        except Abort:
+            rolled_back += 1
+    assert rolled_back > 80 and committed > 200
+
+    def counted(store: Store) -> dict:
+        return {hub: (store.count_instances_by_status(hub), store.count_entities(hub)) for hub in "ab"}
+
+    db = sqlite3.connect(tmp_path / "counts.db")
+    on_disk = {hub: (
+        dict(db.execute("SELECT status, count(*) FROM instances WHERE hub = ? GROUP BY status", (hub,)).fetchall()),
+        db.execute("SELECT count(*) FROM entities WHERE hub = ?", (hub,)).fetchone()[0],
+    ) for hub in "ab"}
+    db.close()
+    assert sum(n for statuses, _ in on_disk.values() for n in statuses.values()) > 0  # something to count
+    assert counted(s) == on_disk
+    s.close()
+    reopened = Store(tmp_path / "counts.db")  # counted once at open
+    assert counted(reopened) == on_disk
+    reopened.close()

@@ -1,0 +1,381 @@
+"""The Store: one SQLite database shared by all task hubs (rows carry their hub), and its memory.
+
+Everything the emulator acknowledges lives here, so that a restart (even after ``kill -9``)
+finds instances, histories, entity states and pending messages as they were. Callers group
+writes with :meth:`Store.transaction`; one completion is one transaction. History events and
+message payloads are opaque bytes.
+
+Reads on the hot path come from memory: pending messages are mirrored in full
+(``messages.py``), instance rows, entity rows and histories are cached up to a fixed size
+(``caches.py``), locks are indexed by owner (``locks.py``) and hub counts are kept
+(``counts.py``). Writes wait in the transaction and reach SQLite as few statements when it
+commits (``writes.py``). Memory never runs ahead of the disk: whatever makes a transaction
+fail, its memory changes are undone (``transaction.py``); a failed write raises
+:class:`StorageError`. The dashboard and query calls read through :meth:`Store.reads`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from . import queries
+from .caches import ABSENT, Cache
+from .checkpoints import Checkpointer
+from .claim import Claim, claim
+from .counts import Counts
+from .datafile import check_header, check_not_folder, unusable
+from .errors import DataFileError, DataInUse, SchemaError
+from .locks import LockIndex
+from .messages import MessageMirror
+from .reads import Reads
+from .rows import (
+    ACTIVITY,
+    INSTANCE_COLUMNS,
+    MESSAGE_COLUMNS,
+    ORCHESTRATION,
+    EntityRow,
+    InstanceRow,
+    MessageRow,
+    copy_entity,
+    copy_instance,
+    instance_from,
+    instance_values,
+)
+from .schema import migrate, version_of
+from .transaction import Transaction, UndoLog
+from .writes import Writer
+
+# Bounds of the read caches (entries); the message mirror is bounded by pending work.
+CACHED_ROWS = 20_000
+CACHED_HISTORIES = 2_000
+
+# An upsert updates the row in place, so the created_at index is left alone.
+_UPSERT_INSTANCE = (
+    f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({', '.join('?' * len(INSTANCE_COLUMNS.split(',')))}) "
+    "ON CONFLICT (hub, instance_id) DO UPDATE SET "
+    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in INSTANCE_COLUMNS.split(",")[2:])
+)
+
+Connect = Callable[..., sqlite3.Connection]
+
+
+class Store:
+    def __init__(self, path: str | Path | None, connect: Connect = sqlite3.connect):
+        """Open ``path``, or a private in-memory database when it is None.
+
+        ``connect`` opens the writing connection (``sqlite3.connect``'s signature): a seam
+        for tests that make SQLite fail. Raises DataInUse, SchemaError or DataFileError.
+        """
+        self.path = None if path is None else Path(path)
+        self._lock = threading.RLock()
+        self._undo = UndoLog()
+        self._claim: Claim | None = None
+        self._checkpointer: Checkpointer | None = None
+        self._readers: list[Reads] = []
+        self._db = None
+        try:
+            self._open(connect)
+        except (DataInUse, SchemaError, DataFileError):
+            self._close_all()
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            self._close_all()
+            raise unusable(self.path, exc) from exc
+        except BaseException:
+            self._close_all()
+            raise
+
+    def _open(self, connect: Connect) -> None:
+        target = ":memory:"
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_not_folder(self.path)
+            self._claim = claim(self.path)
+            check_header(self.path, self._claim.fd)
+            target = str(self.path.resolve())  # the WAL beside the real file, not beside a symlink
+        # One connection, used under one lock: SQLite serializes writers anyway.
+        db = self._db = connect(target, check_same_thread=False, isolation_level=None, cached_statements=256)
+        migrate(db, self.path)  # first: it refuses another application's database before anything changes it
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process; only power loss can drop
+        # the last commits, which a local emulator accepts for speed.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+        if self.path is not None:
+            db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
+        if self.path is not None:
+            self._checkpointer = Checkpointer(Path(target))
+        self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None)
+        self._instances = Cache(CACHED_ROWS, self._undo)
+        self._entities = Cache(CACHED_ROWS, self._undo)
+        self._histories = Cache(CACHED_HISTORIES, self._undo)
+        used = db.execute("SELECT max(seq) FROM sqlite_sequence WHERE name = 'messages'").fetchone()[0]
+        self._messages = MessageMirror(
+            self._undo, (MessageRow(*r) for r in db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY id")),
+            used or 0)
+        self._locks = LockIndex(
+            self._undo, db.execute("SELECT hub, instance_id, lock_owner FROM entities WHERE lock_owner IS NOT NULL"))
+        self._counts = Counts(self._undo, db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        """Close readers, checkpointer and writer, and only then let go of the file (see claim.py)."""
+        try:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
+            if self._db is not None:
+                self._db.close()
+        finally:
+            if self._claim is not None:
+                self._claim.release()
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return version_of(self._db)
+
+    def reads(self) -> Reads:
+        """A reader for the dashboard and query calls; see reads.py for which thread may use it."""
+        with self._lock:
+            reader = Reads(self)
+            self._readers.append(reader)
+            return reader
+
+    # -- transactions -----------------------------------------------------------
+
+    def transaction(self) -> Transaction:
+        """Group writes atomically; nested uses join the outer transaction.
+
+        A failed commit raises StorageError; memory and disk are then as before the transaction.
+        """
+        return Transaction(self)
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            self._writer.send()  # a read sees the transaction's own writes
+            cur = self._db.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+
+    # -- instances --------------------------------------------------------------
+
+    def get_instance(self, hub: str, instance_id: str) -> InstanceRow | None:
+        """A copy of the instance's row (callers change it, then put it back)."""
+        row = self.peek_instance(hub, instance_id)
+        return None if row is None else copy_instance(row)
+
+    def peek_instance(self, hub: str, instance_id: str) -> InstanceRow | None:
+        """The instance's row itself, for reading only: cheaper than a copy."""
+        with self._lock:
+            row = self._instances.get((hub, instance_id))
+            if row is ABSENT:
+                rows = self._rows(queries.GET_INSTANCE, (hub, instance_id))
+                row = instance_from(rows[0]) if rows else None
+                self._instances.set((hub, instance_id), row)
+            return row
+
+    def add_instance(self, row: InstanceRow) -> None:
+        """Store a new instance (none with its ID exists): it has no history yet, so none is read."""
+        with self.transaction():
+            self.put_instance(row)
+            self._histories.set((row.hub, row.instance_id), ())
+
+    def put_instance(self, row: InstanceRow) -> None:
+        with self.transaction():
+            old = self.peek_instance(row.hub, row.instance_id)
+            self._writer.add(_UPSERT_INSTANCE, "", [instance_values(row)])
+            self._counts.instance_changed(row.hub, None if old is None else old.status, row.status)
+            self._instances.set((row.hub, row.instance_id), copy_instance(row))
+
+    def delete_instance(self, hub: str, instance_id: str) -> None:
+        with self.transaction():
+            old = self.peek_instance(hub, instance_id)
+            self._writer.add("DELETE FROM instances WHERE hub = ? AND instance_id = ?", "", [(hub, instance_id)])
+            self._counts.instance_changed(hub, None if old is None else old.status, None)
+            self._instances.set((hub, instance_id), None)
+            self.clear_history(hub, instance_id)
+            for kind in (ORCHESTRATION, ACTIVITY):
+                self.delete_messages([m.id for m in self.messages_for(hub, kind, instance_id)])
+
+    def query_instances(
+        self,
+        hub: str,
+        statuses: Sequence[int] = (),
+        created_from: float | None = None,
+        created_to: float | None = None,
+        completed_from: float | None = None,
+        completed_to: float | None = None,
+        prefix: str | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int | None = None,
+        parent: str | None = None,
+        search: str | None = None,
+        newest_first: bool = False,
+    ) -> list[InstanceRow]:
+        """See queries.query_instances (``search`` covers the newest SEARCH_WINDOW instances)."""
+        return queries.query_instances(
+            self._rows, hub, statuses, created_from, created_to, completed_from, completed_to, prefix, after, limit,
+            parent, search, newest_first)
+
+    def count_instances_by_status(self, hub: str) -> dict[int, int]:
+        """{status: instances}, kept in memory: no scan."""
+        return self._counts.by_status(hub)
+
+    # -- history ----------------------------------------------------------------
+
+    def history(self, hub: str, instance_id: str) -> list[bytes]:
+        with self._lock:
+            events = self._histories.get((hub, instance_id))
+            if events is ABSENT:
+                events = tuple(r[0] for r in self._rows(queries.HISTORY, (hub, instance_id)))
+                self._histories.set((hub, instance_id), events)
+            return list(events)
+
+    def append_history(self, hub: str, instance_id: str, events: Sequence[bytes]) -> None:
+        with self.transaction():
+            before = self.history(hub, instance_id)
+            self._writer.add(
+                "INSERT INTO history (hub, instance_id, seq, event) VALUES {}", "(?, ?, ?, ?)",
+                [(hub, instance_id, len(before) + i, e) for i, e in enumerate(events)],
+            )
+            self._histories.set((hub, instance_id), (*before, *events))
+
+    def clear_history(self, hub: str, instance_id: str) -> None:
+        with self.transaction():
+            self._writer.add("DELETE FROM history WHERE hub = ? AND instance_id = ?", "", [(hub, instance_id)])
+            self._histories.set((hub, instance_id), ())
+
+    # -- messages ---------------------------------------------------------------
+
+    def add_message(
+        self,
+        hub: str,
+        kind: str,
+        target: str,
+        payload: bytes,
+        visible_at: float,
+        sender: str | None = None,
+        execution_id: str | None = None,
+    ) -> int:
+        with self.transaction():
+            message = MessageRow(self._messages.next_id(), hub, kind, target, execution_id, sender, visible_at, payload)
+            self._writer.add(
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {{}}", "(?, ?, ?, ?, ?, ?, ?, ?)",
+                [(message.id, hub, kind, target, execution_id, sender, visible_at, payload)],
+            )
+            self._messages.add(message)
+            return message.id
+
+    def iter_messages(self, hub: str, kind: str, target: str, visible_by: float | None = None) -> Iterator[MessageRow]:
+        """The target's messages in arrival order (a snapshot, safe to change the inbox while iterating)."""
+        with self._lock:
+            messages = self._messages.inbox(hub, kind, target)
+        for m in messages:
+            if visible_by is None or m.visible_at <= visible_by:
+                yield m
+
+    def messages_for(self, hub: str, kind: str, target: str, visible_by: float | None = None) -> list[MessageRow]:
+        return list(self.iter_messages(hub, kind, target, visible_by))
+
+    def get_message(self, message_id: int) -> MessageRow | None:
+        with self._lock:
+            return self._messages.get(message_id)
+
+    def delete_messages(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self.transaction():
+            self._writer.add("DELETE FROM messages WHERE id IN ({})", "?", [(i,) for i in ids])
+            for message_id in ids:
+                self._messages.remove(message_id)
+
+    def pending_targets(self) -> list[tuple[str, str, str, float]]:
+        """(hub, kind, target, earliest visible_at) for every target with messages."""
+        with self._lock:
+            return self._messages.targets()
+
+    def activity_messages(self) -> list[MessageRow]:
+        with self._lock:
+            return self._messages.activities()
+
+    def count_messages(self, hub: str, kind: str, target: str) -> int:
+        """From the mirror, without the store's lock (one dict lookup): safe from a reader's thread."""
+        return self._messages.count(hub, kind, target)
+
+    # -- entities ---------------------------------------------------------------
+
+    def get_entity(self, hub: str, instance_id: str) -> EntityRow | None:
+        row = self._peek_entity(hub, instance_id)
+        return None if row is None else copy_entity(row)
+
+    def _peek_entity(self, hub: str, instance_id: str) -> EntityRow | None:
+        with self._lock:
+            row = self._entities.get((hub, instance_id))
+            if row is ABSENT:
+                rows = self._rows(queries.GET_ENTITY, (hub, instance_id))
+                row = EntityRow(*rows[0]) if rows else None
+                self._entities.set((hub, instance_id), row)
+            return row
+
+    def locks_held_by(self, hub: str, owner: str) -> list[str]:
+        with self._lock:
+            return self._locks.held_by(hub, owner)
+
+    def put_entity(self, row: EntityRow) -> None:
+        """Store the entity, or drop its row when it has neither state nor lock."""
+        key = (row.hub, row.instance_id)
+        with self.transaction():
+            old = self._peek_entity(*key)
+            self._locks.move(row.hub, row.instance_id, old.lock_owner if old else None, row.lock_owner)
+            keep = row.state is not None or row.lock_owner is not None
+            self._counts.entity_changed(row.hub, old is not None, keep)
+            if not keep:
+                self._writer.add("DELETE FROM entities WHERE hub = ? AND instance_id = ?", "", [key])
+                self._entities.set(key, None)
+                return
+            self._writer.add(
+                "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?)", "",
+                [(row.hub, row.instance_id, row.state, row.last_modified, row.lock_owner, row.critical_section)],
+            )
+            self._entities.set(key, copy_entity(row))
+
+    def query_entities(
+        self,
+        hub: str,
+        prefix: str | None = None,
+        modified_from: float | None = None,
+        modified_to: float | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+        locked_only: bool = False,
+        name_or_key: str | None = None,
+    ) -> list[EntityRow]:
+        """See queries.query_entities."""
+        return queries.query_entities(
+            self._rows, hub, prefix, modified_from, modified_to, after, limit, locked_only, name_or_key)
+
+    def entities_locked_by(self, hub: str, owner: str) -> list[EntityRow]:
+        return [row for entity_id in self.locks_held_by(hub, owner) if (row := self.get_entity(hub, entity_id))]
+
+    def count_entities(self, hub: str) -> int:
+        """Kept in memory: no scan."""
+        return self._counts.entities(hub)
+
+    def delete_hub(self, hub: str) -> None:
+        with self.transaction():
+            for table in ("instances", "history", "messages", "entities"):
+                self._writer.add(f"DELETE FROM {table} WHERE hub = ?", "", [(hub,)])
+            self._locks.drop_hub(hub)
+            for cache in (self._instances, self._entities, self._histories):
+                cache.drop_hub(hub)
+            self._messages.drop_hub(hub)
+            self._counts.drop_hub(hub)
