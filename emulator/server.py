@@ -33,6 +33,7 @@ class Options:
     host: str = "127.0.0.1"
     port: int = 8080
     dashboard_port: int = 8082  # 0: no dashboard
+    dashboard_allow_hosts: tuple[str, ...] = ()  # Host names it serves besides loopback and `host`
     data: Path | None = Path(".emulator") / "emulator.db"
     task_hubs: tuple[str, ...] = ("default",)
     max_request_bytes: int = 16 * 1024 * 1024
@@ -120,7 +121,7 @@ class EmulatorServer:
         if o.dashboard_port:
             from .dashboard.server import DashboardServer
 
-            self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port)
+            self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts)
             try:
                 self._dashboard.start()
             except RuntimeError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 
 import pytest
@@ -67,3 +69,29 @@ def start_worker():
     factory = WorkerFactory()
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright; skips where either is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        pytest.skip(f"no Chromium at {chromium} (Debian: apt-get install chromium)")
+    from scripts.screenshots import CHROMIUM_ARGS
+
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context's page; dialogs are accepted and their messages kept in ``page.dialogs``."""
+    context = browser.new_context()
+    p = context.new_page()
+    p.dialogs = []
+    p.on("dialog", lambda d: (p.dialogs.append(d.message), d.accept()))
+    yield p
+    context.close()
