@@ -516,3 +516,14 @@ def playwright_expect(locator):
     from playwright.sync_api import expect
 
     return expect(locator)
+
+
+def test_allowed_host_flag_takes_lists_and_refuses_urls():
+    from emulator.cli import parse_args
+
+    args = parse_args(["--dashboard-allow-host", "a.example", "--dashboard-allow-host", "B.example:8443,::1"])
+    assert args.dashboard_allow_host == ["a.example", "b.example:8443", "[::1]"]
+    for bad in ["http://a.example", "a.example/x", "a b", "a.example:port", "user@a.example"]:
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(["--dashboard-allow-host", bad])
+        assert exit_info.value.code == 2
