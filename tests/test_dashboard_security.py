@@ -33,7 +33,7 @@ from tests.helpers import Emulator, awaits_approval, free_port, wait_until
 from worker import counter
 
 PROXY_NAMES = ("dash.example.test", "proxy.example.test:8443")
-ODD_IDS = ["..", ".", "a/b", "x/terminate", "a/../b", "q?x=1", "h#frag", "p%41", "%", "sp ace"]
+ODD_IDS = ["..", ".", "a/b", "x/terminate", "a/../b", "q?x=1", "h#frag", "p%41", "%", "sp ace", "a+b"]
 
 
 def read_counter(ctx, key: str):
@@ -363,6 +363,13 @@ def test_odd_instance_ids_open_in_the_api_and_take_actions(site, odd_instances):
     for instance_id in set(odd_instances) - {".", ".."}:  # the path form, as scripts use it
         status, body = site.get("/api/hubs/default/instances/" + urllib.parse.quote(instance_id, safe=""))
         assert status == 200 and body["instance"]["id"] == instance_id, instance_id
+
+
+def test_an_entity_id_of_any_form_can_be_looked_up(site):
+    status, body = site.get(entity_url("not-an-entity"))
+    assert status == 404 and "no entity 'not-an-entity'" in body["error"]
+    status, body = site.post(entity_url("not-an-entity", "signal"), {"operation": "add"})
+    assert status == 400 and "'@<name>@<key>'" in body["error"]
 
 
 def test_odd_entity_keys_open_and_take_signals(site, uid):

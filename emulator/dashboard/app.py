@@ -184,7 +184,8 @@ def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
         return entity_id
 
     async def entity(request: Request):
-        hub, entity_id = hub_of(request), entity_id_of(request)
+        # No format check: whatever the store holds (older files may hold malformed IDs) can be opened.
+        hub, entity_id = hub_of(request), _id(request, "entity_id")
         row = store.get_entity(hub, entity_id)
         pending = [views.pending_operation(m) for m in store.messages_for(hub, ENTITY, entity_id)]
         if row is None and not pending:
