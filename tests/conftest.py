@@ -72,18 +72,28 @@ def start_worker():
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium through Playwright; skips where either is missing."""
+def chromium():
+    """Launches Debian's Chromium through Playwright, with extra flags if given; skips where either is missing."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(chromium):
-        pytest.skip(f"no Chromium at {chromium} (Debian: apt-get install chromium)")
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.skip(f"no Chromium at {path} (Debian: apt-get install chromium)")
     from scripts.screenshots import CHROMIUM_ARGS
 
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        launched = []
+
+        def launch(*extra_args: str):
+            launched.append(p.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, *extra_args]))
+            return launched[-1]
+        yield launch
+        for b in launched:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    return chromium()
 
 
 @pytest.fixture

@@ -504,6 +504,25 @@ def test_a_page_on_another_origin_changes_nothing(site, page, other_origin, uid)
     assert sorted(refused[refusals:]) == ["OPTIONS"] * 3 + ["POST"] * 6
 
 
+def test_a_rebound_name_in_a_browser_reads_and_changes_nothing(site, chromium, uid):
+    """DNS rebinding: the attacker's name now resolves to 127.0.0.1, so its page shares the API's origin."""
+    rebound = chromium("--host-resolver-rules=MAP rebind.test 127.0.0.1")
+    page = rebound.new_page()
+    origin = f"http://rebind.test:{site.port}"
+    response = page.goto(origin + "/")
+    assert response.status == 403 and "rebind.test" in response.json()["error"]
+    read = page.evaluate("async () => (await fetch('/api/hubs')).status")
+    change = page.evaluate("""async (url) => (await fetch(url, {
+        method: "POST", headers: {"content-type": "application/json"},
+        body: JSON.stringify({operation: "add", input: 9}),
+    })).status""",
+                           entity_url(f"@counter@{uid}", "signal"))
+    assert (read, change) == (403, 403)
+    page.goto(site.origin + "/")  # the same requests through a name the dashboard serves work
+    assert page.evaluate("async () => (await fetch('/api/hubs')).status") == 200
+    assert site.counter_after_adding_one(uid) == 1
+
+
 def test_the_page_opens_and_acts_on_odd_instance_ids(site, page, odd_instances):
     for instance_id in odd_instances:
         page.goto(site.origin + "/hubs/default/instances?page_size=200")
