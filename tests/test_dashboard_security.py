@@ -544,6 +544,16 @@ def playwright_expect(locator):
     return expect(locator)
 
 
+def test_served_hosts_follow_the_listening_address_and_port():
+    from emulator.dashboard.guard import served_hosts
+
+    assert served_hosts("127.0.0.1", 8082) == {"localhost:8082", "127.0.0.1:8082", "[::1]:8082"}
+    assert {"[::]:9000", "localhost:9000"} <= served_hosts("::", 9000)
+    assert "0.0.0.0:8082" in served_hosts("0.0.0.0", 8082)
+    assert {"localhost", "127.0.0.1:80"} <= served_hosts("127.0.0.1", 80)  # port 80 is left out of Host
+    assert served_hosts("127.0.0.1", 8082, ["Dash.Example.test"]) >= {"dash.example.test"}
+
+
 def test_allowed_host_flag_takes_lists_and_refuses_urls():
     from emulator.cli import parse_args
 
