@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .dashboard.guard import check_host_name
 from .server import EmulatorServer, Options, PortInUse
 from .store import DataFileError, DataInUse, SchemaError
 
@@ -33,6 +34,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _allowed_hosts(text: str) -> list[str]:
+    try:
+        return [check_host_name(name) for name in text.split(",") if name.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m emulator",
@@ -42,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8080, help="gRPC port (default: 8080; 0 picks a free port)")
     p.add_argument("--dashboard-port", type=int, default=8082,
                    help="web dashboard port (default: 8082; 0 turns the dashboard off)")
+    p.add_argument("--dashboard-allow-host", type=_allowed_hosts, action="extend", default=[], metavar="NAME",
+                   help="a Host name (NAME or NAME:PORT) the dashboard also serves, for a proxy in front of it; "
+                        "repeatable or comma-separated (default: loopback names and --host only)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path(".emulator") / "emulator.db",
                        help="SQLite file that keeps all state (default: .emulator/emulator.db)")
@@ -65,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     options = Options(host=args.host, port=args.port, dashboard_port=args.dashboard_port,
+                      dashboard_allow_hosts=tuple(args.dashboard_allow_host),
                       data=None if args.in_memory else args.data,
                       task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes,
                       liveness_timeout=args.liveness_timeout, max_waiters=args.max_waiters)

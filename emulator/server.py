@@ -48,6 +48,7 @@ class Options:
     host: str = "127.0.0.1"
     port: int = 8080
     dashboard_port: int = 8082  # 0: no dashboard
+    dashboard_allow_hosts: tuple[str, ...] = ()  # Host names it serves besides loopback and `host`
     data: Path | None = Path(".emulator") / "emulator.db"
     task_hubs: tuple[str, ...] = ("default",)
     max_request_bytes: int = 16 * 1024 * 1024
@@ -169,7 +170,7 @@ class EmulatorServer:
             if o.dashboard_port:
                 from .dashboard.server import DashboardServer
 
-                self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port)
+                self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts)
                 try:
                     await self._dashboard.start()
                 except OSError as exc:

@@ -6,6 +6,8 @@ process of its own (``fresh_emulator``, ``tests.helpers.Emulator``).
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 
 import pytest
@@ -79,3 +81,39 @@ def start_worker():
     factory = WorkerFactory()
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Launches Debian's Chromium through Playwright, with extra flags if given; skips where either is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.skip(f"no Chromium at {path} (Debian: apt-get install chromium)")
+    from scripts.screenshots import CHROMIUM_ARGS
+
+    with sync_api.sync_playwright() as p:
+        launched = []
+
+        def launch(*extra_args: str):
+            launched.append(p.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, *extra_args]))
+            return launched[-1]
+        yield launch
+        for b in launched:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    return chromium()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context's page; dialogs are accepted and their messages kept in ``page.dialogs``."""
+    context = browser.new_context()
+    p = context.new_page()
+    p.dialogs = []
+    p.on("dialog", lambda d: (p.dialogs.append(d.message), d.accept()))
+    yield p
+    context.close()

@@ -19,8 +19,6 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright i
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)", allow_module_level=True)
 
-from scripts.screenshots import CHROMIUM_ARGS  # noqa: E402
-
 XSS_KEY = "<img src=x onerror=alert(1)>"
 
 
@@ -30,25 +28,6 @@ def site(tmp_path_factory):
     demo.client.signal_entity(entities.EntityInstanceId("counter", XSS_KEY), "add", 3)
     yield demo.emulator.dashboard, demo.client
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
-    page.dialogs = dialogs
-    yield page
-    context.close()
 
 
 def test_entities_view_shows_the_counter_value(site, page):

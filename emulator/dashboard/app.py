@@ -3,7 +3,11 @@
 Handlers run on the engine's event loop. Lists, searches and counts go through the
 store's reader (off the engine's path); single rows come from the engine's memory;
 every change goes through the same engine functions the gRPC service uses, and only
-through POST.
+through POST. The guard (guard.py) stands in front of every route: which hosts,
+origins and bodies it answers.
+
+An instance or entity ID goes in the path, or as ``?id=`` (which the page uses): browsers
+rewrite the path segments ``.`` and ``..`` however they are escaped.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from pathlib import Path
 from durabletask.internal import orchestrator_service_pb2 as pb
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -26,7 +31,9 @@ from ..backend import Backend
 from ..paging import instance_token, parse_instance_token, split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
-from . import views
+from . import payload, views
+from .guard import Guard
+from .payload import JSONResponse
 
 log = logging.getLogger("emulator.dashboard")
 STATIC = Path(__file__).parent / "static"
@@ -60,19 +67,31 @@ def _after(token: str | None) -> tuple[float, str] | None:
 
 
 async def _body(request: Request) -> dict:
-    raw = await request.body()
-    if not raw:
-        return {}
     try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadParameter("the request body is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadParameter("the request body must be a JSON object")
-    return body
+        return payload.parse_object(await request.body())
+    except payload.BadJson as exc:
+        raise BadParameter(str(exc)) from None
 
 
-def create_app(backend: Backend) -> Starlette:
+def _name(body: dict, field: str, missing: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise BadParameter(missing)
+    problem = payload.name_problem(field, value)
+    if problem:
+        raise BadParameter(problem)
+    return value
+
+
+def _id(request: Request, param: str) -> str:
+    value = request.path_params.get(param) or request.query_params.get("id")
+    if not value:
+        raise BadParameter("the ID is missing: give it in the path or as ?id=")
+    return value
+
+
+def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
+    """The dashboard's routes behind its guard; ``hosts`` are the Host values it serves (guard.served_hosts)."""
 
     def hub_of(request: Request) -> str:
         hub = request.path_params["hub"]
@@ -82,9 +101,10 @@ def create_app(backend: Backend) -> Starlette:
 
     def instance_of(request: Request):
         hub = hub_of(request)
-        row = backend.instance(hub, request.path_params["instance_id"])
+        instance_id = _id(request, "instance_id")
+        row = backend.instance(hub, instance_id)
         if row is None:
-            raise HTTPException(404, f"no instance '{request.path_params['instance_id']}' in task hub '{hub}'")
+            raise HTTPException(404, f"no instance '{instance_id}' in task hub '{hub}'")
         return row
 
     async def hubs(request: Request):
@@ -138,9 +158,7 @@ def create_app(backend: Backend) -> Starlette:
                 raise control.InvalidState(f"instance '{row.instance_id}' is still running; terminate it first")
             control.purge(backend, row.hub, [row.instance_id], recursive=True)
         elif action == "raise-event":
-            name = body.get("name")
-            if not isinstance(name, str) or not name:
-                raise BadParameter("'name' (the event name) is required")
+            name = _name(body, "name", "'name' (the event name) is required")
             data = json.dumps(body["data"]) if "data" in body else None
             control.raise_event(backend, row.hub, row.instance_id, name, data)
         else:
@@ -161,14 +179,15 @@ def create_app(backend: Backend) -> Starlette:
                              "next": rows[-1].instance_id if more else None})
 
     def entity_id_of(request: Request) -> str:
-        entity_id = request.path_params["entity_id"]
+        entity_id = _id(request, "entity_id")
         problem = check_entity_id(entity_id)
         if problem:
             raise BadParameter(problem)
         return entity_id
 
     async def entity(request: Request):
-        hub, entity_id = hub_of(request), entity_id_of(request)
+        # No format check: whatever the store holds (older files may hold malformed IDs) can be opened.
+        hub, entity_id = hub_of(request), _id(request, "entity_id")
         row = backend.entity(hub, entity_id)
         pending = [views.pending_operation(m) for m in backend.queued(hub, entity_id)]
         if row is None and not pending:
@@ -180,9 +199,7 @@ def create_app(backend: Backend) -> Starlette:
     async def signal(request: Request):
         hub, entity_id = hub_of(request), entity_id_of(request)
         body = await _body(request)
-        operation = body.get("operation")
-        if not isinstance(operation, str) or not operation:
-            raise BadParameter("'operation' is required")
+        operation = _name(body, "operation", "'operation' is required")
         request_pb = pb.SignalEntityRequest(instanceId=entity_id, name=operation, requestId=ev.new_id(),
                                             input=ev.string(json.dumps(body["input"])) if "input" in body else None)
         entities.signal(backend, hub, request_pb)
@@ -209,14 +226,18 @@ def create_app(backend: Backend) -> Starlette:
         Route("/api/hubs/{hub}/instances", instances),
         Route("/api/hubs/{hub}/instances/{instance_id:path}/{action}", instance_action, methods=["POST"]),
         Route("/api/hubs/{hub}/instances/{instance_id:path}", instance),
+        Route("/api/hubs/{hub}/instance/{action}", instance_action, methods=["POST"]),
+        Route("/api/hubs/{hub}/instance", instance),
         Route("/api/hubs/{hub}/entities", entity_list),
         Route("/api/hubs/{hub}/entities/{entity_id:path}/signal", signal, methods=["POST"]),
         Route("/api/hubs/{hub}/entities/{entity_id:path}", entity),
+        Route("/api/hubs/{hub}/entity/signal", signal, methods=["POST"]),
+        Route("/api/hubs/{hub}/entity", entity),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/", page),
         Route("/hubs/{rest:path}", page),
     ]
-    return Starlette(routes=routes, exception_handlers={
+    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=hosts)], exception_handlers={
         BadParameter: bad_parameter,
         control.InvalidState: conflict,
         control.NotFound: lambda r, e: JSONResponse({"error": str(e)}, status_code=404),

@@ -13,12 +13,13 @@ import uvicorn
 
 from ..backend import Backend
 from .app import create_app
+from .guard import served_hosts
 
 
 class DashboardServer:
-    def __init__(self, backend: Backend, host: str, port: int):
-        config = uvicorn.Config(create_app(backend), host=host, port=port, log_level="warning",
-                                lifespan="off", access_log=False)
+    def __init__(self, backend: Backend, host: str, port: int, allow_hosts: tuple[str, ...] = ()):
+        app = create_app(backend, served_hosts(host, port, allow_hosts))
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task | None = None
         self.host, self.port = host, port

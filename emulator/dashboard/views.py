@@ -6,7 +6,6 @@ never builds markup from data (it sets text, which the browser escapes).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -14,6 +13,7 @@ from google.protobuf import json_format
 
 from .. import events as ev
 from ..store import EntityRow, InstanceRow, MessageRow
+from .payload import parse_stored as parse_json  # payloads as values, or as text if not strict JSON
 
 STATUS_NAMES = {v: pb.OrchestrationStatus.Name(v).removeprefix("ORCHESTRATION_STATUS_")
                 for v in pb.OrchestrationStatus.values()}
@@ -24,16 +24,6 @@ def iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return ev.timestamp(seconds).ToJsonString()
-
-
-def parse_json(text: str | None) -> Any:
-    """Payloads are JSON strings; show them as values, or as text if they are not JSON."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def instance_summary(row: InstanceRow) -> dict:

@@ -21,6 +21,10 @@ function h(tag, attrs, ...children) {
 }
 
 const enc = encodeURIComponent;
+// Instance and entity IDs travel as ?id=, never as a path segment: browsers rewrite the
+// segments "." and ".." (even escaped as %2E), so such an ID could not be opened.
+const instancePath = (hub, id, action = "") => `/hubs/${enc(hub)}/instance${action && `/${action}`}?id=${enc(id)}`;
+const entityPath = (hub, id, action = "") => `/hubs/${enc(hub)}/entity${action && `/${action}`}?id=${enc(id)}`;
 const link = (href, text) => h("a", { href, "data-link": true }, text);
 const json = (value) => h("pre", { class: "json" }, value === null || value === undefined ? "(none)" : JSON.stringify(value, null, 2));
 const status = (s) => h("span", { class: `status ${s}` }, s);
@@ -125,7 +129,7 @@ async function instancesView(hub) {
   refresh.addEventListener("change", filter);
   const rows = page.items.map((i) =>
     h("tr", { "data-instance": i.id },
-      h("td", { class: "id" }, link(`/hubs/${enc(hub)}/instances/${enc(i.id)}`, i.id)),
+      h("td", { class: "id" }, link(instancePath(hub, i.id), i.id)),
       h("td", {}, i.name), h("td", {}, status(i.status)),
       h("td", {}, when(i.created)), h("td", {}, when(i.updated)),
       h("td", {}, i.customStatus === null ? "" : JSON.stringify(i.customStatus))));
@@ -153,8 +157,8 @@ async function act(path, body, confirmText, then = route) {
 
 async function instanceView(hub, id) {
   setNav(hub, "Orchestrations");
-  const { instance: i, history: events } = await api(`/hubs/${enc(hub)}/instances/${enc(id)}`);
-  const base = `/hubs/${enc(hub)}/instances/${enc(id)}`;
+  const { instance: i, history: events } = await api(instancePath(hub, id));
+  const action = (name) => instancePath(hub, id, name);
   const ended = ["COMPLETED", "FAILED", "TERMINATED"].includes(i.status);
   const eventName = h("input", { name: "event", placeholder: "Event name", required: true });
   const eventData = h("input", { name: "data", placeholder: "JSON data (optional)" });
@@ -175,20 +179,20 @@ async function instanceView(hub, id) {
       h("dt", {}, "Status"), h("dd", { id: "status" }, status(i.status)),
       h("dt", {}, "Created"), h("dd", {}, when(i.created)),
       h("dt", {}, "Last updated"), h("dd", {}, when(i.updated)),
-      i.parentInstanceId ? [h("dt", {}, "Parent"), h("dd", {}, link(`/hubs/${enc(hub)}/instances/${enc(i.parentInstanceId)}`, i.parentInstanceId))] : null,
+      i.parentInstanceId ? [h("dt", {}, "Parent"), h("dd", {}, link(instancePath(hub, i.parentInstanceId), i.parentInstanceId))] : null,
       h("dt", {}, "Custom status"), h("dd", {}, i.customStatus === null ? "(none)" : JSON.stringify(i.customStatus)),
     ),
     h("div", { class: "actions" },
-      h("button", { class: "danger", disabled: ended, onclick: () => act(`${base}/terminate`, { reason: "terminated from the dashboard" }, `Terminate ${i.id}?`) }, "Terminate"),
-      h("button", { disabled: ended || i.status === "SUSPENDED", onclick: () => act(`${base}/suspend`, {}) }, "Suspend"),
-      h("button", { disabled: i.status !== "SUSPENDED", onclick: () => act(`${base}/resume`, {}) }, "Resume"),
-      h("button", { class: "danger", disabled: !ended, onclick: () => act(`${base}/purge`, {}, `Purge ${i.id} and its history? This cannot be undone.`, () => go(`/hubs/${enc(hub)}/instances`)) }, "Purge"),
+      h("button", { class: "danger", disabled: ended, onclick: () => act(action("terminate"), { reason: "terminated from the dashboard" }, `Terminate ${i.id}?`) }, "Terminate"),
+      h("button", { disabled: ended || i.status === "SUSPENDED", onclick: () => act(action("suspend"), {}) }, "Suspend"),
+      h("button", { disabled: i.status !== "SUSPENDED", onclick: () => act(action("resume"), {}) }, "Resume"),
+      h("button", { class: "danger", disabled: !ended, onclick: () => act(action("purge"), {}, `Purge ${i.id} and its history? This cannot be undone.`, () => go(`/hubs/${enc(hub)}/instances`)) }, "Purge"),
     ),
     h("form", { class: "inline", onsubmit: (event) => {
       event.preventDefault();
       let data;
       try { data = eventData.value ? JSON.parse(eventData.value) : undefined; } catch { return showError(new Error("The event data is not valid JSON")); }
-      act(`${base}/raise-event`, data === undefined ? { name: eventName.value } : { name: eventName.value, data });
+      act(action("raise-event"), data === undefined ? { name: eventName.value } : { name: eventName.value, data });
     } }, eventName, eventData, h("button", { type: "submit", disabled: ended }, "Raise event")),
     h("h2", {}, "Input"), json(i.input),
     h("h2", {}, "Output"), h("div", { id: "output" }, json(i.output)),
@@ -208,7 +212,7 @@ async function entitiesView(hub) {
   refresh.addEventListener("change", filter);
   const rows = page.items.map((e) =>
     h("tr", { "data-entity": e.id },
-      h("td", {}, e.name), h("td", { class: "id" }, link(`/hubs/${enc(hub)}/entities/${enc(e.id)}`, e.key)),
+      h("td", {}, e.name), h("td", { class: "id" }, link(entityPath(hub, e.id), e.key)),
       h("td", { class: "state" }, h("code", { class: "json" }, JSON.stringify(e.state))),
       h("td", {}, when(e.lastModified)), h("td", { class: "id" }, e.lockedBy || ""), h("td", {}, e.backlog)));
   show(
@@ -225,7 +229,7 @@ async function entitiesView(hub) {
 
 async function entityView(hub, id) {
   setNav(hub, "Entities");
-  const { entity: e, pending } = await api(`/hubs/${enc(hub)}/entities/${enc(id)}`);
+  const { entity: e, pending } = await api(entityPath(hub, id));
   const operation = h("input", { name: "operation", placeholder: "Operation, e.g. add", required: true });
   const input = h("input", { name: "input", placeholder: "JSON input, e.g. 5 (optional)" });
   show(
@@ -233,7 +237,7 @@ async function entityView(hub, id) {
     h("dl", { class: "facts" },
       h("dt", {}, "Entity ID"), h("dd", {}, e.id),
       h("dt", {}, "Last modified"), h("dd", {}, when(e.lastModified)),
-      h("dt", {}, "Locked by"), h("dd", {}, e.lockedBy ? link(`/hubs/${enc(hub)}/instances/${enc(e.lockedBy)}`, e.lockedBy) : "nobody"),
+      h("dt", {}, "Locked by"), h("dd", {}, e.lockedBy ? link(instancePath(hub, e.lockedBy), e.lockedBy) : "nobody"),
       h("dt", {}, "Pending operations"), h("dd", {}, e.backlog),
     ),
     h("h2", {}, "State"), h("div", { id: "state" }, json(e.state)),
@@ -247,7 +251,7 @@ async function entityView(hub, id) {
       event.preventDefault();
       let value;
       try { value = input.value ? JSON.parse(input.value) : undefined; } catch { return showError(new Error("The input is not valid JSON")); }
-      act(`/hubs/${enc(hub)}/entities/${enc(id)}/signal`, value === undefined ? { operation: operation.value } : { operation: operation.value, input: value });
+      act(entityPath(hub, id, "signal"), value === undefined ? { operation: operation.value } : { operation: operation.value, input: value });
     } }, operation, input, h("button", { type: "submit" }, "Signal")),
   );
 }
@@ -256,9 +260,13 @@ async function entityView(hub, id) {
 
 async function route() {
   autoRefresh(null, false);
-  const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
   try {
+    const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    const id = listParams().get("id");
     if (parts.length === 0) return await hubsView();
+    if (parts[0] === "hubs" && parts[2] === "instance" && parts.length === 3 && id) return await instanceView(parts[1], id);
+    if (parts[0] === "hubs" && parts[2] === "entity" && parts.length === 3 && id) return await entityView(parts[1], id);
+    // The path forms of earlier versions, still valid for IDs other than "." and "..".
     if (parts[0] === "hubs" && parts[2] === "instances" && parts.length === 3) return await instancesView(parts[1]);
     if (parts[0] === "hubs" && parts[2] === "instances" && parts.length >= 4) return await instanceView(parts[1], parts.slice(3).join("/"));
     if (parts[0] === "hubs" && parts[2] === "entities" && parts.length === 3) return await entitiesView(parts[1]);
