@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
@@ -9,9 +11,10 @@ from google.protobuf import wrappers_pb2
 from emulator import activities, orchestrations
 from emulator.backend import StaleWorkItem
 from emulator.engine import create_backend
-from emulator.store import Store
+from emulator.store import StorageError, Store
 from emulator.workitems import Feeder, Filters
 from tests.helpers import wait_until
+from tests.test_store_failures import FailingConnection
 
 
 @pytest.fixture
@@ -98,3 +101,40 @@ def test_a_worker_gets_no_more_than_it_takes_at_once(engine):
     orchestrations.complete(backend, pb.OrchestratorResponse(instanceId="a", completionToken=first.completionToken,
                                                               actions=[done]))
     assert feeder.take().orchestratorRequest.instanceId == "c"
+
+
+@pytest.fixture
+def failing_engine(tmp_path):
+    connections: list[FailingConnection] = []
+
+    def connect(*args, **kwargs):
+        connections.append(FailingConnection(sqlite3.connect(*args, **kwargs)))
+        return connections[-1]
+
+    backend = create_backend(Store(tmp_path / "failing.db", connect=connect), ["default"])
+    yield backend, Feeder(backend, "default", backend.open_stream(), Filters()), connections[0]
+    backend.store.close()
+
+
+@pytest.mark.parametrize("sqlite_rolled_back", [False, True])
+def test_a_completion_whose_commit_fails_changes_nothing_and_comes_back_after_a_backoff(failing_engine,
+                                                                                         sqlite_rolled_back):
+    backend, feeder, connection = failing_engine
+    backend.create_instance("default", "c1", "orch")
+    item = feeder.take()
+    before = (backend.instance("default", "c1").status, backend.history("default", "c1"),
+              [m.id for m in backend.store.messages_for("default", "orchestration", "c1")])
+    connection.fail_on, connection.sqlite_rolled_back = "COMMIT", sqlite_rolled_back
+    with pytest.raises(StorageError) as failure:
+        orchestrations.complete(backend, schedule_activity_response("c1", item.completionToken))
+    assert connection.failed == ["COMMIT"]  # the precondition: the commit itself failed
+    assert "failing.db" in str(failure.value)
+    after = (backend.instance("default", "c1").status, backend.history("default", "c1"),
+             [m.id for m in backend.store.messages_for("default", "orchestration", "c1")])
+    assert after == before  # the engine's memory is as it was before the transaction
+    assert backend.store.messages_for("default", "activity", "c1") == []  # no phantom activity message
+    assert backend.dispatch.leases_held() == 0
+    assert feeder.take() is None  # no hot retry: the work comes back after a delay
+    again = wait_until(feeder.take, timeout=5, message="the work back after its backoff")
+    orchestrations.complete(backend, schedule_activity_response("c1", again.completionToken))
+    assert feeder.take().HasField("activityRequest")
