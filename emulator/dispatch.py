@@ -30,6 +30,12 @@ class Lease:
     data: Any = None
 
 
+def resolve(woken: asyncio.Future | None) -> None:
+    """Wake a sleeping stream (once: it may have timed out or been cancelled already)."""
+    if woken is not None and not woken.done():
+        woken.set_result(None)
+
+
 @dataclass(order=True)
 class _Due:
     at: float
@@ -44,7 +50,7 @@ class Dispatcher:
     """
 
     def __init__(self):
-        self._sleepers: dict[str, dict[int, asyncio.Event]] = {}  # hub -> idle stream -> its wake-up
+        self._sleepers: dict[str, dict[int, asyncio.Future]] = {}  # hub -> idle stream -> its wake-up
         self._ready: dict[tuple[str, str], OrderedDict[str, None]] = {}
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
@@ -97,20 +103,22 @@ class Dispatcher:
 
     # -- sleeping streams ----------------------------------------------------------
 
-    def sleep(self, hub: str, stream: int) -> asyncio.Event:
-        """An event that is set when the hub may have work for an idle stream."""
-        event = asyncio.Event()
-        self._sleepers.setdefault(hub, {})[stream] = event
-        return event
+    def sleep(self, hub: str, stream: int) -> asyncio.Future:
+        """A future that is resolved when the hub may have work for an idle stream.
+
+        A bare future (not an Event behind ``asyncio.wait_for``, which costs a task per
+        sleep): streams sleep and wake for every work item.
+        """
+        woken = asyncio.get_running_loop().create_future()
+        self._sleepers.setdefault(hub, {})[stream] = woken
+        return woken
 
     def wake_hub(self, hub: str) -> None:
-        for event in self._sleepers.pop(hub, {}).values():
-            event.set()
+        for woken in self._sleepers.pop(hub, {}).values():
+            resolve(woken)
 
     def wake_stream(self, hub: str, stream: int) -> None:
-        event = self._sleepers.get(hub, {}).pop(stream, None)
-        if event is not None:
-            event.set()
+        resolve(self._sleepers.get(hub, {}).pop(stream, None))
 
     def wake_all(self) -> None:
         for hub in list(self._sleepers):
@@ -164,8 +172,7 @@ class Dispatcher:
         """Release every lease the stream held, for the next worker to take."""
         tokens = self._streams.pop(stream, set())
         for sleepers in self._sleepers.values():
-            if (event := sleepers.pop(stream, None)) is not None:
-                event.set()  # its feeder wakes up and sees the stream closed
+            resolve(sleepers.pop(stream, None))  # its feeder wakes up and sees the stream closed
         return [lease for token in tokens if (lease := self.release(token)) is not None]
 
     def clear_hub(self, hub: str) -> None:

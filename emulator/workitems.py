@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -11,6 +10,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from . import activities, entities, orchestrations
 from . import events as ev
 from .backend import Backend
+from .dispatch import resolve
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .validation import entity_name
 
@@ -126,6 +126,9 @@ class Feeder:
             if due is not None:
                 remaining = min(remaining, max(due - ev.now(), 0.001))
             woken = backend.dispatch.sleep(self.hub, self.stream)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(woken.wait(), remaining)
+            timer = loop.call_later(remaining, resolve, woken)
+            try:
+                await woken
+            finally:
+                timer.cancel()
         return None
