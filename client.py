@@ -152,8 +152,8 @@ def concurrent_transfers(client, prefix: str) -> bool:
     views = {sum(r["balances"].values()) for r in results if r["transferred"]}
     after = balances(client, prefix)
     moved = sum(1 for r in results if r["transferred"])
-    print(f"{moved} of {len(results)} transfers completed; each saw {' or '.join(map(str, sorted(views)))} "
-          f"across both accounts")
+    print(f"{moved} of {len(results)} transfers completed; inside its critical section, each saw "
+          f"{' or '.join(map(str, sorted(views)))} across the two accounts")
     total_before, total_after = sum(before.values()), sum(after.values())
     print(f"Total across accounts before {total_before}, after {total_after}; "
           f"lowest balance {min(after.values())}")
