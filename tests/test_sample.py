@@ -13,7 +13,7 @@ from durabletask import task
 
 import client as sample_client
 from tests.helpers import ROOT, Process
-from worker import counter, counter_workflow
+from worker import counter
 
 
 def run_client(endpoint: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
@@ -88,17 +88,6 @@ def test_failing_orchestration_exits_1_with_details(emulator, start_worker, uid,
     assert code == 1
     assert f"ended as FAILED: cannot count {uid}-orch-1" in out
     assert out.endswith("Summary: 0 of 1 orchestrations completed successfully\n"), "the demo stops at Part 1"
-
-
-def test_counter_only_runs_part_1_alone(emulator, start_worker, uid, capsys):
-    """Part 1 needs only the counter: a worker without the accounts serves it (the benchmark runs it so)."""
-    start_worker(emulator.address, orchestrators=[counter_workflow], entities=[counter],
-                 metadata=[("taskhub", "other")])
-    c = dt_client.TaskHubGrpcClient(host_address=emulator.address, metadata=[("taskhub", "other")])
-    code = sample_client.main([uid, "--orchestrations", "1", "--counter-only"], client=c)
-    out = capsys.readouterr().out
-    assert code == 0
-    assert out.endswith(f"Entity '{uid}' value: 75\nSummary: 1 of 1 orchestrations completed successfully\n")
 
 
 def test_worker_stops_cleanly_on_sigint(emulator):
