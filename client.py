@@ -137,10 +137,8 @@ def concurrent_transfers(client, prefix: str) -> bool:
     pair_total = before[a] + before[b]
     n = CONCURRENT_TRANSFERS
     print(f"Scheduling {2 * n} transfers at once: {n} of 50 from '{a}' to '{b}', {n} of 40 back")
-    scheduled = []
-    for _ in range(n):
-        scheduled.append(client.schedule_new_orchestration(TRANSFER_FUNDS, input={"from": a, "to": b, "amount": 50}))
-        scheduled.append(client.schedule_new_orchestration(TRANSFER_FUNDS, input={"from": b, "to": a, "amount": 40}))
+    scheduled = [client.schedule_new_orchestration(TRANSFER_FUNDS, input={"from": x, "to": y, "amount": amount})
+                 for _ in range(n) for x, y, amount in ((a, b, 50), (b, a, 40))]
     results = []
     for instance_id in scheduled:
         state, problem = await_orchestration(client, instance_id)
@@ -159,7 +157,10 @@ def concurrent_transfers(client, prefix: str) -> bool:
     print(f"Total across accounts before {total_before}, after {total_after}; "
           f"lowest balance {min(after.values())}")
     show_balances(client, prefix)
-    return views <= {pair_total} and total_before == total_after and min(after.values()) >= 0
+    if not (views <= {pair_total} and total_before == total_after and min(after.values()) >= 0):
+        print(f"Expected every transfer to see {pair_total}, the total to stay {total_before}, no balance below 0")
+        return False
+    return True
 
 
 def overdraft_refused(client, prefix: str) -> bool:
