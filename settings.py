@@ -9,6 +9,8 @@ the rest: ``http://`` is a plain channel with no credential (the emulators);
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -55,15 +57,32 @@ class Settings:
         mode = AUTHENTICATION_TYPES[self.authentication]
         return f"{mode} (client id {self.client_id})" if self.client_id else mode
 
-    def answers(self, timeout: float) -> bool:
-        """Whether something accepts gRPC connections at the endpoint within ``timeout`` seconds."""
+    def answers(self, timeout: float, wait: bool = False) -> bool:
+        """Whether something accepts gRPC connections at the endpoint within ``timeout`` seconds.
+
+        At a plain ``http://`` endpoint a refused TCP connection means nothing listens: that is a
+        quick no, or with ``wait`` (for a scheduler that is starting) a retry 50 ms later, instead
+        of gRPC's reconnect back-off of a second or more. ``https://`` endpoints are left to gRPC
+        alone, as it may reach them through a proxy where a direct connection is refused.
+        """
         import grpc
 
+        deadline = time.monotonic() + timeout
         address = self.endpoint.split("://", 1)[1]
+        if not self.secure_channel:
+            parts = urlsplit(self.endpoint)
+            while True:
+                try:
+                    socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout).close()
+                    break
+                except OSError:
+                    if not wait or time.monotonic() >= deadline:
+                        return False
+                    time.sleep(0.05)
         channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials()) if self.secure_channel
                    else grpc.insecure_channel(address))
         try:
-            grpc.channel_ready_future(channel).result(timeout=timeout)
+            grpc.channel_ready_future(channel).result(timeout=max(deadline - time.monotonic(), 0.1))
             return True
         except grpc.FutureTimeoutError:
             return False

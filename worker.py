@@ -1,8 +1,12 @@
-"""The worker: a durable counter entity and an orchestration that uses it.
+"""The worker: a counter, bank accounts with an audit trail, and the orchestrations that use them.
 
 Run it against a scheduler (``python -m emulator``, the DTS Docker emulator, or
-Durable Task Scheduler in Azure; see settings.py) and it serves both until it is
+Durable Task Scheduler in Azure; see settings.py) and it serves them until it is
 stopped with Ctrl-C or SIGTERM. Importing this module starts nothing.
+
+Part 1 is the counter (a function-based entity). Parts 2-4 are accounts (a class-based
+entity): ``transfer_funds`` locks two of them, an account signals its ``audit`` entity
+on a large deposit, and starts ``audit_workflow`` on a large withdrawal.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import settings
 log = logging.getLogger("worker")
 
 OPERATIONS = ("add", "subtract", "get", "reset")
+AUDIT_THRESHOLD = 500  # a deposit or withdrawal of this much or more is audited
+AUDIT_ENTRIES_KEPT = 20  # the audit entity keeps the newest entries; its count covers them all
 
 
 def _amount(operation: str, value: Any) -> int:
@@ -28,6 +34,8 @@ def _amount(operation: str, value: Any) -> int:
         raise ValueError(f"operation '{operation}' needs an integer amount, got {value!r}")
     return value
 
+
+# -- Part 1: a counter entity, and an orchestration that signals and calls it ------------------
 
 def counter(ctx: entities.EntityContext, value: Any = None) -> int:
     """A counter whose value the scheduler persists between operations and restarts."""
@@ -60,6 +68,128 @@ def counter_workflow(ctx: task.OrchestrationContext, entity_key: str):
     return f"Counter '{entity_key}' final value: {value}"
 
 
+# -- Parts 2-4: accounts, their audit trail, transfers in a critical section -------------------
+
+def _positive(operation: str, value: Any) -> int:
+    amount = _amount(operation, value)
+    if amount <= 0:
+        raise ValueError(f"operation '{operation}' needs a positive amount, got {amount}")
+    return amount
+
+
+class Account(entities.DurableEntity):
+    """A balance that never goes negative. Each public method is an operation."""
+
+    def deposit(self, amount: int) -> int:
+        amount = _positive("deposit", amount)
+        balance = self.balance() + amount
+        self.set_state(balance)
+        if amount >= AUDIT_THRESHOLD:
+            # Part 3: an entity signals another entity. Fire-and-forget: it is sent only if this
+            # operation succeeds, and the account does not wait for the audit entity.
+            self.signal_entity(_audit_id(self), "record", {"event": "large deposit", "amount": amount,
+                                                           "balance": balance})
+        return balance
+
+    def withdraw(self, amount: int) -> int:
+        amount = _positive("withdraw", amount)
+        balance = self.balance()
+        if amount > balance:
+            # Raising rolls this operation back: no state change, no signal, no orchestration.
+            raise ValueError(f"insufficient funds in '{self.entity_context.entity_id.key}': "
+                             f"balance {balance}, requested {amount}")
+        balance -= amount
+        self.set_state(balance)
+        if amount >= AUDIT_THRESHOLD:
+            # Part 4: an entity starts an orchestration, and notes its ID in the audit trail.
+            withdrawal = {"account": self.entity_context.entity_id.key, "amount": amount, "balance": balance}
+            instance_id = self.schedule_new_orchestration("audit_workflow", input=withdrawal)
+            self.signal_entity(_audit_id(self), "record", {"event": "large withdrawal", "amount": amount,
+                                                           "balance": balance, "workflow": instance_id})
+        return balance
+
+    def balance(self) -> int:
+        return self.get_state(int, 0)
+
+    def reset(self) -> None:
+        self.set_state(0)
+
+
+def _audit_id(account: Account) -> entities.EntityInstanceId:
+    """Each account has its own audit trail: the ``audit`` entity with the same key.
+
+    A module function, not a method: every attribute of a DurableEntity can be invoked as an operation.
+    """
+    return entities.EntityInstanceId("audit", account.entity_context.entity_id.key)
+
+
+class Audit(entities.DurableEntity):
+    """An account's audit trail: the newest entries, each numbered, and how many there were."""
+
+    def record(self, entry: dict) -> int:
+        if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
+            raise ValueError(f"an audit entry is an object with an 'event' string, got {entry!r}")
+        trail = self.get_state(dict, {"count": 0, "entries": []})
+        trail["count"] += 1
+        trail["entries"] = [*trail["entries"], {"seq": trail["count"], **entry}][-AUDIT_ENTRIES_KEPT:]
+        self.set_state(trail)
+        return trail["count"]
+
+
+def _transfer_request(value: Any) -> tuple[str, str, int]:
+    if not isinstance(value, dict) or not {"from", "to", "amount"} <= value.keys():
+        raise ValueError(f"a transfer is an object with 'from', 'to' and 'amount', got {value!r}")
+    source, target = value["from"], value["to"]
+    for key in (source, target):
+        if not isinstance(key, str) or not key or "@" in key:
+            raise ValueError(f"an account key is a non-empty string without '@', got {key!r}")
+    if source == target:
+        raise ValueError(f"a transfer needs two different accounts, got '{source}' twice")
+    return source, target, _positive("transfer", value["amount"])
+
+
+def transfer_funds(ctx: task.OrchestrationContext, transfer: dict):
+    """Part 2: move money between two accounts inside a critical section.
+
+    While the orchestration holds both locks, no other operation reaches either account, so
+    the balance it checks is the balance it withdraws from, and nobody sees the money in flight.
+    """
+    source_key, target_key, amount = _transfer_request(transfer)
+    source = entities.EntityInstanceId("account", source_key)
+    target = entities.EntityInstanceId("account", target_key)
+    with (yield ctx.lock_entities([source, target])):
+        balance = yield ctx.call_entity(source, "balance")
+        if balance < amount:
+            return {"transferred": 0,
+                    "refused": f"insufficient funds in '{source_key}': balance {balance}, requested {amount}"}
+        source_balance = yield ctx.call_entity(source, "withdraw", amount)
+        target_balance = yield ctx.call_entity(target, "deposit", amount)
+    return {"transferred": amount, "balances": {source_key: source_balance, target_key: target_balance}}
+
+
+def process_audit(ctx: task.ActivityContext, withdrawal: dict) -> str:
+    """Review a large withdrawal: one that takes more than the account keeps is flagged."""
+    verdict = "flagged" if withdrawal["amount"] > withdrawal["balance"] else "approved"
+    return (f"withdrawal of {withdrawal['amount']} from '{withdrawal['account']}' {verdict}, "
+            f"balance {withdrawal['balance']}")
+
+
+def audit_workflow(ctx: task.OrchestrationContext, withdrawal: dict):
+    """Part 4: started by an account; reviews the withdrawal and records the verdict in the audit trail."""
+    verdict = yield ctx.call_activity(process_audit, input=withdrawal)
+    ctx.signal_entity(entities.EntityInstanceId("audit", withdrawal["account"]), "record",
+                      {"event": "audit completed", "workflow": ctx.instance_id, "result": verdict})
+    return verdict
+
+
+def register(worker) -> list[str]:
+    """Add everything this sample serves to ``worker`` (this module's or a test's); returns the names."""
+    return [worker.add_entity(counter), worker.add_orchestrator(counter_workflow),
+            worker.add_entity(Account, name="account"), worker.add_entity(Audit, name="audit"),
+            worker.add_orchestrator(transfer_funds), worker.add_orchestrator(audit_workflow),
+            worker.add_activity(process_audit)]
+
+
 def build_worker(config: settings.Settings) -> DurableTaskSchedulerWorker:
     worker = DurableTaskSchedulerWorker(
         host_address=config.endpoint,
@@ -68,7 +198,7 @@ def build_worker(config: settings.Settings) -> DurableTaskSchedulerWorker:
         secure_channel=config.secure_channel,
         concurrency_options=config.concurrency_options(),
     )
-    for name in (worker.add_entity(counter), worker.add_orchestrator(counter_workflow)):
+    for name in register(worker):
         log.info("registered %s", name)
     return worker
 

@@ -54,7 +54,7 @@ def main() -> int:
             dashboard = os.environ.get("DASHBOARD_PORT", "8082")
             emulator = subprocess.Popen([python, "-m", "emulator", "--port", str(url.port or 80),
                                          "--dashboard-port", dashboard], cwd=ROOT)
-            if not config.answers(timeout=30.0) or emulator.poll() is not None:
+            if not config.answers(timeout=30.0, wait=True) or emulator.poll() is not None:
                 log.error("the emulator did not start; see its messages above")
                 return 2
         worker = subprocess.Popen([python, "worker.py"], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},

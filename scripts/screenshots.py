@@ -8,10 +8,13 @@ then drives Debian's Chromium (through Playwright) to each view.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +27,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def instances_named(base: str, name: str) -> list[str]:
+    """IDs of the instances with this name, newest first, from the dashboard's own API."""
+    url = f"{base}/api/hubs/default/instances?q={urllib.parse.quote(name)}&page_size=100"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return [item["id"] for item in json.load(response)["items"] if item["name"] == name]
+
+
+def newest(base: str, name: str) -> str:
+    return instances_named(base, name)[0]
+
+
+def oldest(base: str, name: str) -> str:
+    return instances_named(base, name)[-1]
+
+
+def instance_path(instance_id: str) -> str:
+    return "/hubs/default/instances/" + urllib.parse.quote(instance_id, safe="")
 
 
 def take(output: Path) -> list[Path]:
@@ -46,17 +68,21 @@ def take(output: Path) -> list[Path]:
             for name, path, ready in [
                 ("hubs", "/", "[data-hub=default]"),
                 ("entities", "/hubs/default/entities", "text=my-counter-orch-5"),
-                ("instances", "/hubs/default/instances", "text=counter_workflow"),
+                ("instances", "/hubs/default/instances", "text=transfer_funds"),
             ]:
                 page.goto(base + path)
                 page.wait_for_selector(ready)
                 shots.append(output / f"dashboard-{name}.png")
                 page.screenshot(path=shots[-1])
-            page.goto(base + "/hubs/default/instances")
-            page.click("td.id a")
-            page.wait_for_selector("#timeline")
-            shots.append(output / "dashboard-instance.png")
-            page.screenshot(path=shots[-1], full_page=True)
+            for name, path, ready in [
+                ("audit", "/hubs/default/entities/%40audit%40account-A", "text=audit completed"),
+                ("instance", instance_path(newest(base, "counter_workflow")), "text=final value"),
+                ("transfer", instance_path(oldest(base, "transfer_funds")), "text=Lock granted"),  # Part 2's
+            ]:
+                page.goto(base + path)
+                page.wait_for_selector(ready)
+                shots.append(output / f"dashboard-{name}.png")
+                page.screenshot(path=shots[-1], full_page=True)
             browser.close()
         return shots
     finally:

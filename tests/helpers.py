@@ -216,12 +216,11 @@ class DemoSite:
         from durabletask.worker import TaskHubGrpcWorker
 
         import client as sample_client
-        from worker import counter, counter_workflow
+        import worker as sample_worker
 
         self.emulator = Emulator(data, dashboard_port=free_port()).start()
         self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
-        self.worker.add_entity(counter)
-        self.worker.add_orchestrator(counter_workflow)
+        sample_worker.register(self.worker)
         self.worker.add_orchestrator(awaits_approval)
         self.worker.start()
         self.client = dt_client.TaskHubGrpcClient(host_address=self.emulator.address)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-from durabletask import entities, task
+import json
+import socket
+import subprocess
+import sys
 
+import pytest
+from durabletask import entities
+
+from tests.helpers import ROOT
 from worker import counter, counter_workflow
 
 
@@ -75,8 +81,27 @@ def test_orchestration_signals_three_times_then_calls_get():
 
 
 def test_the_sample_is_importable_without_side_effects():
-    import client
-    import worker
+    """Importing client and worker starts nothing: no thread, no connection, no handler, no log set-up, no output.
 
-    assert callable(worker.main) and callable(client.main)
-    assert isinstance(task.get_name(counter_workflow), str)
+    Run in a fresh interpreter whose ENDPOINT is a socket this test listens on, so a connection shows.
+    """
+    probe = ("import json, logging, signal, sys, threading\n"
+             "import client\n"
+             "client_imports_worker = 'worker' in sys.modules\n"
+             "import worker\n"
+             "print(json.dumps({'threads': threading.active_count(), 'client_imports_worker': client_imports_worker,\n"
+             "  'handlers': [signal.getsignal(s) is signal.SIG_DFL for s in (signal.SIGTERM,)]\n"
+             "              + [signal.getsignal(signal.SIGINT) is signal.default_int_handler],\n"
+             "  'logging': len(logging.getLogger().handlers)}))\n")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "ENDPOINT": endpoint})
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        assert json.loads(result.stdout) == {"threads": 1, "client_imports_worker": False, "handlers": [True, True],
+                                             "logging": 0}
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected

@@ -117,6 +117,7 @@ def test_screenshot_script_produces_every_view(tmp_path):
     result = subprocess.run([sys.executable, "scripts/screenshots.py", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    names = ["dashboard-hubs.png", "dashboard-entities.png", "dashboard-instances.png", "dashboard-instance.png"]
+    names = ["dashboard-hubs.png", "dashboard-entities.png", "dashboard-instances.png", "dashboard-audit.png",
+             "dashboard-instance.png", "dashboard-transfer.png"]
     assert [line.rsplit("/", 1)[-1] for line in result.stdout.split()] == names
     assert all((tmp_path / name).stat().st_size > 5000 for name in names)

@@ -75,7 +75,7 @@ def expected_output() -> list[str]:
 
 
 def test_make_demo_runs_twice_and_state_survives(tmp_path):
-    """What `make demo` runs, in a copy of the project, on a free port: 12 then 24."""
+    """What `make demo` runs, in a copy of the project, on a free port: the README's output, then the state it left."""
     import socket
 
     project = tmp_path / "project"
@@ -100,6 +100,10 @@ def test_make_demo_runs_twice_and_state_survives(tmp_path):
                             text=True, timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "final value: 24" in second.stdout and "Entity 'my-counter' value: 150" in second.stdout
+    # The accounts go on from where the first run left them (700 and 600): the same moves again.
+    assert second.stdout.splitlines()[-2:] == ["Balances: 'account-A' 1400, 'account-B' 1200",
+                                               "Summary: every part showed its effect"]
+    assert "account-A' 1400, 'account-B' 1200" in README, "the README says what the second run ends with"
     assert (project / ".emulator" / "emulator.db").exists()
 
 

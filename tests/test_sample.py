@@ -29,35 +29,27 @@ def sample_worker(emulator):
     assert p.stop() == 0, "the worker exits 0 on SIGTERM"
 
 
-def test_demo_report_and_persistence(emulator, sample_worker, uid):
-    first = run_client(emulator.endpoint, uid)
-    assert first.returncode == 0, first.stdout + first.stderr
-    lines = first.stdout.splitlines()
-    assert lines[:5] == [
-        "Starting entity operations demo - 5 orchestrations",
-        "=== Direct Entity Operations ===",
-        f"Signaling entity '{uid}' to add 100",
-        f"Signaling entity '{uid}' to subtract 25",
-        "=== Orchestration-based Entity Operations ===",
-    ]
-    for n in range(1, 6):
-        assert f"Scheduling orchestration #{n} for entity '{uid}-orch-{n}'" in lines
-        assert (f"Orchestration completed successfully with result: \"Counter '{uid}-orch-{n}' final value: 12\""
-                in lines)
-    assert f"Entity '{uid}' value: 75" in lines
-    assert lines[-1] == "Summary: 5 of 5 orchestrations completed successfully"
-    second = run_client(emulator.endpoint, uid, "--orchestrations", "2")
-    assert second.returncode == 0
-    assert f"Orchestration completed successfully with result: \"Counter '{uid}-orch-2' final value: 24\"" \
-        in second.stdout
-    assert f"Entity '{uid}' value: 150" in second.stdout
-    assert "counter" in sample_worker.output and "registered counter_workflow" in sample_worker.output
+def test_the_client_uses_the_names_the_worker_registers():
+    """The client knows the worker by names only (so its image needs no worker.py); these are they."""
+    from durabletask.worker import _Registry
+
+    import worker
+
+    registry = _Registry()
+    worker.register(registry)
+    assert {sample_client.COUNTER, sample_client.ACCOUNT, sample_client.AUDIT} <= registry.entities.keys()
+    assert {sample_client.COUNTER_WORKFLOW, sample_client.TRANSFER_FUNDS,
+            sample_client.AUDIT_WORKFLOW} <= registry.orchestrators.keys()
+    assert sample_client.AUDIT_THRESHOLD == worker.AUDIT_THRESHOLD
 
 
-@pytest.mark.parametrize("key, fragment", [("", "must not be empty"), ("a@b", "must not contain '@'"),
-                                           ("k" * 95, "the limit is 100")])
-def test_invalid_key_exits_2_without_traceback(key, fragment):
-    result = run_client("http://127.0.0.1:1", key)
+@pytest.mark.parametrize("args, fragment", [
+    ([""], "must not be empty"), (["a@b"], "the entity key 'a@b' must not contain '@'"),
+    (["k" * 95], "the limit is 100"), (["--accounts", "x@"], "the accounts prefix 'x@' must not contain '@'"),
+    (["--accounts", "p" * 91], "the limit is 100"),
+])
+def test_invalid_key_exits_2_without_traceback(args, fragment):
+    result = run_client("http://127.0.0.1:1", *args)
     assert result.returncode == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
@@ -95,7 +87,7 @@ def test_failing_orchestration_exits_1_with_details(emulator, start_worker, uid,
     out = capsys.readouterr().out
     assert code == 1
     assert f"ended as FAILED: cannot count {uid}-orch-1" in out
-    assert "Summary: 0 of 1 orchestrations completed successfully" in out
+    assert out.endswith("Summary: 0 of 1 orchestrations completed successfully\n"), "the demo stops at Part 1"
 
 
 def test_worker_stops_cleanly_on_sigint(emulator):
@@ -104,6 +96,9 @@ def test_worker_stops_cleanly_on_sigint(emulator):
     p.signal(signal.SIGINT)
     assert p.wait() == 0
     assert "authentication none" in p.output
+    for name in ("counter", "counter_workflow", "account", "audit", "transfer_funds", "audit_workflow",
+                 "process_audit"):
+        assert f"registered {name}" in p.output
 
 
 def test_worker_rejects_bad_settings():
@@ -113,13 +108,18 @@ def test_worker_rejects_bad_settings():
 
 
 def test_readme_client_command_with_options(emulator, sample_worker):
+    """The README's command with every option; its accounts are its own, so it is their first run."""
     readme = (ROOT / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith(".venv/bin/python client.py "))
     args = line.split()[2:]
+    assert "--accounts" in args
     result = run_client(emulator.endpoint, *args)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Starting entity operations demo - 3 orchestrations" in result.stdout
-    assert "Summary: 3 of 3 orchestrations completed successfully" in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Starting entity operations demo - 3 orchestrations"
+    assert "Summary: 3 of 3 orchestrations completed successfully" in lines
+    prefix = args[args.index("--accounts") + 1]
+    assert lines[-2:] == [f"Balances: '{prefix}A' 700, '{prefix}B' 600", "Summary: every part showed its effect"]
 
 
 @pytest.mark.parametrize("variable", ["ORCHESTRATION_INTERVAL", "DEMO_REPEAT_SECONDS"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -93,3 +94,27 @@ def test_worker_concurrency_is_the_sdk_default_unless_set():
     limited = load({settings.CONNECTION_STRING_VARIABLE: connection, settings.CONCURRENCY_VARIABLE: "4"})
     assert limited.max_concurrent_work_items == 4
     assert limited.concurrency_options().maximum_concurrent_entity_work_items == 4
+
+
+def test_answers_says_no_when_nothing_listens_and_waits_for_a_scheduler_that_starts():
+    from concurrent import futures
+
+    import grpc
+
+    from tests.helpers import free_port
+
+    config = load({"ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+    assert not config.answers(5.0), "nothing listens yet"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+
+    def start():
+        server.add_insecure_port(config.endpoint.split("://", 1)[1])  # from here on, the port accepts
+        server.start()
+
+    starting = threading.Timer(0.3, start)  # it starts listening while answers() waits
+    starting.start()
+    try:
+        assert config.answers(30.0, wait=True)
+    finally:
+        starting.join()
+        server.stop(None)
