@@ -218,7 +218,7 @@ class DemoSite:
         import client as sample_client
         import worker as sample_worker
 
-        self.emulator = Emulator(data, dashboard_port=free_port()).start()
+        self.emulator = InProcessEmulator(data, dashboard_port=free_port()).start()
         self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
         sample_worker.register(self.worker)
         self.worker.add_orchestrator(awaits_approval)

@@ -84,10 +84,10 @@ def in_memory_address():
     server.stop(None)
 
 
-def test_emulator_matches_in_memory_backend(in_memory_address, fresh_emulator, start_worker):
+def test_emulator_matches_in_memory_backend(in_memory_address, engine_emulator, start_worker):
     reference = run_scenarios(in_memory_address, start_worker)
     start_worker.stop_all()
     start_worker.workers.clear()
-    ours = run_scenarios(fresh_emulator.address, start_worker)
+    ours = run_scenarios(engine_emulator.address, start_worker)
     assert ours == reference
     assert ours["counter-2"] == ("COMPLETED", "Counter 'diff' final value: 24")
