@@ -50,7 +50,7 @@ class Refused(ValueError):
 
 
 class TooManyWaiters(Exception):
-    """More clients wait than the emulator admits (``--max-waiters``)."""
+    """More clients wait (or worker streams are open) than the emulator admits."""
 
 
 class ShuttingDown(Exception):
@@ -131,12 +131,13 @@ class _Completing:
 
 class Backend:
     def __init__(self, store: Store, hubs: list[str], entity_rules: EntityRules,
-                 entity_state_limit: int = 1024 * 1024, max_waiters: int = 10_000):
+                 entity_state_limit: int = 1024 * 1024, max_waiters: int = 10_000, max_streams: int = 1_000):
         self.store = store
         self.hubs = list(hubs)
         self.entities = entity_rules
         self.entity_state_limit = entity_state_limit
         self.max_waiters = max_waiters
+        self.max_streams = max_streams
         self.dispatch = Dispatcher()
         self.closed = False
         self._depth = 0
@@ -420,6 +421,10 @@ class Backend:
     # -- worker streams -------------------------------------------------------------
 
     def open_stream(self) -> int:
+        if self.dispatch.open_streams() >= self.max_streams:
+            raise TooManyWaiters(
+                f"{self.max_streams} worker streams are already connected, as many as the emulator admits; "
+                "stop a worker or retry later")
         return self.dispatch.open_stream()
 
     def close_stream(self, stream: int) -> None:

@@ -132,6 +132,9 @@ class Dispatcher:
         self._streams[stream] = set()
         return stream
 
+    def open_streams(self) -> int:
+        return len(self._streams)
+
     def leases_held(self) -> int:
         return len(self._leases)
 

@@ -107,7 +107,8 @@ class EmulatorServer:
     def __init__(self, options: Options):
         self.options = options
         self.store = Store(options.data)
-        self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters)
+        self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
+                                      max_streams=options.max_streams)
         self.port: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
