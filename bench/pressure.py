@@ -226,7 +226,7 @@ def frozen_worker(address: str, orchestrations: int, signals: int, entity_count:
         recovered_s = time.monotonic() - start if recovered else None
         frozen.proc.send_signal(signal.SIGCONT)
         late = frozen.wait_for(r"late completion of .*: (.*)", timeout=30)
-        frozen.stop()  # a graceful stop: whatever else it still completes is sent before it exits
+        frozen.stop(timeout=30)  # a graceful stop: whatever else it still completes is sent before it exits
         load.wait_done(AFTER_THAW)
         return FrozenResult(held.group(0), recovered_s, late.group(1) if late else "none sent within 30 s",
                             *load.check())

@@ -55,8 +55,11 @@ class WorkerProcess:
             raise RuntimeError(f"the bench worker did not start: {self.lines[-5:]}")
         return self
 
-    def stop(self, timeout: float = 30) -> None:
-        """SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM, then SIGKILL if it lingers."""
+    def stop(self, timeout: float = 5) -> None:
+        """SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM, then SIGKILL if it lingers.
+
+        A worker whose stream a starved backend never served can take the SDK's 30 s to stop.
+        """
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
