@@ -269,7 +269,8 @@ def measure_waiting(backend: Backend, sizes: Sizes) -> dict:
     q = percentiles(r.latencies_ms) if r.latencies_ms else {50: None, 99: None}
     return {"waiting clients": r.waiting, "new orchestration p50 ms": q[50], "new orchestration p99 ms": q[99],
             "new orchestrations timed": len(r.latencies_ms), "new orchestrations timed out": r.timeouts,
-            "new orchestrations failed": dict(r.errors), "waits ended while measuring": dict(r.waits_ended),
+            "new orchestrations failed": dict(r.errors), "waits ended before timing": dict(r.waits_ended_before),
+            "waits ended while measuring": dict(r.waits_ended),
             "waits sent": r.probe.sent, "waits all read by the server": r.probe.read_by_server,
             "sample of GetInstance": r.probe.sampled, "sample answered": r.probe.answered,
             "sample unfinished": r.probe.unfinished, "sample errors": dict(r.probe.errors),
@@ -303,7 +304,9 @@ def pressure_table(rows: list[dict], sizes: Sizes) -> str:
         p50, p99 = ms(row["new orchestration p50 ms"]), ms(row["new orchestration p99 ms"])
         if timeouts:
             p99 += f" ({timeouts} timed out at {sizes.orchestration_cap_s:g} s)"
-        failed = {**row["new orchestrations failed"], **row["waits ended while measuring"]}
+        failed = {f"new orchestrations {k}": v for k, v in row["new orchestrations failed"].items()}
+        failed |= {f"waits {k} before timing": v for k, v in row["waits ended before timing"].items()}
+        failed |= {f"waits {k} while timing": v for k, v in row["waits ended while measuring"].items()}
         read = "read" if row["waits all read by the server"] else "sent, NOT all read by the server"
         sample = f"{row['sample unfinished']}/{row['sample of GetInstance']} unfinished" + "".join(
             f", {code} x{n}" for code, n in row["sample errors"].items())
@@ -400,7 +403,7 @@ def chart(results: list[Result], rows: list[dict], path: Path) -> None:
                 values.append(row["frozen cap s"] if value is None else value)
             else:
                 capped.append(bool(row["new orchestrations timed out"]))
-                values.append(value if value is not None else 0)
+                values.append(value if value is not None else float("nan"))  # none completed: no bar
         bars = ax.bar(range(len(shown)), values, color=[COLORS[row["backend"]] for row in shown])
         for bar, cut in zip(bars, capped, strict=True):
             if cut:
@@ -506,7 +509,7 @@ def _names(choices: tuple[str, ...]):
     return parse
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and short caps, for a smoke test")
     p.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: bench/results)")
@@ -529,7 +532,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
                              ("liveness-timeout", float, f"passed to the emulator as {LIVENESS_FLAG} where it has "
                                                          "that flag")]:
         p.add_argument(f"--{name}", type=kind, help=what)
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
+    args = build_parser().parse_args(argv)
     sizes = Sizes(**QUICK) if args.quick else Sizes()
     for flag, attribute in [("waiting_clients", "waiting_clients"), ("new_orchestrations", "new_orchestrations"),
                             ("orchestration_cap", "orchestration_cap_s"), ("frozen_cap", "frozen_cap_s"),
