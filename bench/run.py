@@ -494,8 +494,8 @@ def growth(sizes: Sizes, output: Path) -> str:
 
 
 QUICK = dict(orchestrations=10, signals=80, threads=4, entities=4, calls=10, waiting_clients=100,
-             new_orchestrations=5, orchestration_cap_s=3.0, frozen_orchestrations=10, frozen_signals=40,
-             frozen_entities=2, frozen_cap_s=5.0, liveness_timeout_s=1.0)
+             new_orchestrations=5, orchestration_cap_s=2.0, frozen_orchestrations=10, frozen_signals=40,
+             frozen_entities=2, frozen_cap_s=3.0, liveness_timeout_s=1.0)
 WORKLOADS = ("throughput", "waiting", "frozen")
 
 

@@ -15,7 +15,8 @@ from tests.helpers import ROOT, Process, wait_until
 
 
 def test_quick_bench_writes_table_json_and_chart(tmp_path):
-    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--no-readme", "--output", str(tmp_path)],
+    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--workloads", "throughput", "--no-readme",
+                             "--output", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads((tmp_path / "latest.json").read_text())
