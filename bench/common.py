@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import statistics
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,3 +54,16 @@ def percentiles(values: Sequence[float], points: Sequence[int] = (50, 95, 99)) -
         return {p: float(values[0]) for p in points}
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     return {p: cuts[p - 1] for p in points}
+
+
+def stop_process(process: subprocess.Popen | None, grace: float) -> None:
+    """SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGCONT)
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

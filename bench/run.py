@@ -45,7 +45,7 @@ from durabletask import client as dt_client  # noqa: E402
 from durabletask import entities  # noqa: E402
 
 from bench import pressure  # noqa: E402
-from bench.common import WrongResult, cpu_seconds, free_port, percentiles, rss_mb  # noqa: E402, F401
+from bench.common import WrongResult, cpu_seconds, free_port, percentiles, rss_mb, stop_process  # noqa: E402, F401
 
 RESULTS = ROOT / "bench" / "results"
 QUIET = logging.getLogger("bench-client")
@@ -84,13 +84,7 @@ class Backend:
         return f"127.0.0.1:{self.port}"
 
     def stop(self, grace: float = 20) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace)
 
 
 def backends(data_dir: Path) -> list[Backend]:

@@ -7,12 +7,13 @@ prints nothing) and a chatty worker never blocks on a full pipe.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from bench.common import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,15 +57,6 @@ class WorkerProcess:
         return self
 
     def stop(self, timeout: float = 5) -> None:
-        """SIGCONT (a stopped process cannot act on SIGTERM), SIGTERM, then SIGKILL if it lingers.
-
-        A worker whose stream a starved backend never served can take the SDK's 30 s to stop.
-        """
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """Stopped for sure, also when frozen. A worker whose stream a starved backend never
+        served can take the SDK's 30 s to stop: it is killed after ``timeout``."""
+        stop_process(self.proc, timeout)
