@@ -13,8 +13,14 @@ Workloads, each checked for correctness (a fast wrong answer fails the run):
                   (and the backend's CPU time per signal)
   latency         sequential orchestrations that each make one call_entity: p50/p95/p99
   demo            client.py's wall time
+Under pressure (bench/pressure.py), once per backend, the writes-skipped device left out:
+  waiting         W clients blocked in WaitForInstanceCompletion (proved to be at the server),
+                  then M new counter_workflow orchestrations one after another: p50/p99, RSS
+  frozen          one of two workers stops holding a work item: the time until the other has
+                  done all the work, and exact answers after the frozen one is thawed
 
 Writes bench/results/latest.json, latest.md and chart.png, and the table into README.md.
+--workloads and --backends run a part; --quick runs everything at tiny sizes.
 """
 
 from __future__ import annotations
@@ -115,7 +121,7 @@ class Sizes:
     frozen_signals: int = 200
     frozen_entities: int = 4
     frozen_cap_s: float = pressure.FROZEN_CAP
-    liveness_timeout_s: float = 5.0  # passed as --liveness-timeout where the emulator has that flag
+    liveness_timeout_s: float | None = 5.0  # passed as --liveness-timeout where the emulator has it; None: its default
 
 
 @dataclass
@@ -272,6 +278,7 @@ def measure_waiting(backend: Backend, sizes: Sizes) -> dict:
 
 
 def measure_frozen(backend: Backend, sizes: Sizes, liveness: bool) -> dict:
+    liveness = liveness and sizes.liveness_timeout_s is not None and backend.key != "testing"
     if liveness:
         backend = with_liveness(backend, sizes.liveness_timeout_s)
     address = backend.start()
@@ -283,7 +290,7 @@ def measure_frozen(backend: Backend, sizes: Sizes, liveness: bool) -> dict:
     return {"frozen worker: work done elsewhere s": r.recovered_s, "frozen cap s": sizes.frozen_cap_s,
             "frozen worker held": r.held,
             "late completion": r.late_completion, "unfinished after thaw": r.unfinished, "wrong after thaw": r.wrong,
-            "liveness timeout s": sizes.liveness_timeout_s if liveness and backend.key != "testing" else None}
+            "liveness timeout s": sizes.liveness_timeout_s if liveness else None}
 
 
 def pressure_table(rows: list[dict], sizes: Sizes) -> str:
@@ -503,6 +510,15 @@ def _names(choices: tuple[str, ...]):
     return parse
 
 
+def _seconds_or_default(text: str) -> float | str:
+    if text == "default":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of seconds nor 'default'") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and short caps, for a smoke test")
@@ -523,8 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
                              ("orchestration-cap", float, "seconds a new orchestration may take before it "
                                                           "counts as timed out"),
                              ("frozen-cap", float, "seconds the frozen worker's work may take to be done elsewhere"),
-                             ("liveness-timeout", float, f"passed to the emulator as {LIVENESS_FLAG} where it has "
-                                                         "that flag")]:
+                             ("liveness-timeout", _seconds_or_default,
+                              f"passed to the emulator as {LIVENESS_FLAG} where it has that flag (default: 5; "
+                              "'default': the emulator's own)")]:
         p.add_argument(f"--{name}", type=kind, help=what)
     return p
 
@@ -536,7 +553,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
                             ("orchestration_cap", "orchestration_cap_s"), ("frozen_cap", "frozen_cap_s"),
                             ("liveness_timeout", "liveness_timeout_s")]:
         if getattr(args, flag) is not None:
-            setattr(sizes, attribute, getattr(args, flag))
+            setattr(sizes, attribute, None if getattr(args, flag) == "default" else getattr(args, flag))
     return args, sizes
 
 
@@ -583,8 +600,9 @@ def run_pressure(args: argparse.Namespace, sizes: Sizes) -> tuple[list[dict], st
                 print(f"measuring {backend.name} with a frozen worker ...", flush=True)
                 row.update(measure_frozen(backend, sizes, liveness))
             rows.append(row)
-    setting = (f"the emulator runs with {LIVENESS_FLAG} {sizes.liveness_timeout_s:g}" if liveness else
-               f"this emulator has no {LIVENESS_FLAG} flag, so it runs without one")
+    setting = (f"this emulator has no {LIVENESS_FLAG} flag, so it runs without one" if not liveness else
+               f"the emulator runs with its default {LIVENESS_FLAG}" if sizes.liveness_timeout_s is None else
+               f"the emulator runs with {LIVENESS_FLAG} {sizes.liveness_timeout_s:g}")
     markdown = (f"Under pressure (one run per backend; the writes-skipped device is left out, as neither workload "
                 f"is about persistence): {sizes.waiting_clients:,} clients wait on unfinished instances while "
                 f"{sizes.new_orchestrations} new counter_workflow orchestrations run one after another (each may "

@@ -226,3 +226,18 @@ def test_the_readme_names_the_bench_flags_workloads_and_backends_as_they_are():
         assert f"`{flag}" in section and flag in options, flag
     assert f"`--workloads {','.join(run.WORKLOADS)}`" in section
     assert f"`--backends {','.join(b.key for b in run.backends(ROOT))}`" in section
+
+
+def test_flags_choose_workloads_backends_sizes_and_the_liveness_timeout(capsys):
+    from bench import run
+
+    args, sizes = run.parse_args(["--workloads", "frozen", "--backends", "sqlite,testing", "--waiting-clients", "50",
+                                  "--liveness-timeout", "default"])
+    assert args.workloads == ["frozen"] and args.backends == ["sqlite", "testing"]
+    assert sizes.waiting_clients == 50 and sizes.liveness_timeout_s is None and sizes.new_orchestrations == 20
+    with pytest.raises(SystemExit):
+        run.parse_args(["--backends", "sqlite,postgres"])
+    assert "postgres given; choose from sqlite, in-memory, writes-skipped, testing" in capsys.readouterr().err
+    emulator, testing = (next(b for b in run.backends(ROOT) if b.key == key) for key in ("sqlite", "testing"))
+    assert run.with_liveness(emulator, 2.5).args[-2:] == ["--liveness-timeout", "2.5"]
+    assert run.with_liveness(testing, 2.5) is testing
