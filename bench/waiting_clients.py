@@ -49,10 +49,6 @@ class Probe:
     unfinished: int = 0
     errors: Counter = field(default_factory=Counter)  # of the sample
 
-    @property
-    def confirmed(self) -> bool:
-        return self.sent == self.waits and self.read_by_server and self.answered == self.sampled == self.unfinished
-
 
 def _hex_port(address: str) -> int:
     return int(address.rsplit(":", 1)[1], 16)
