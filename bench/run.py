@@ -337,13 +337,14 @@ def pressure_table(rows: list[dict], sizes: Sizes) -> str:
 
 
 def table(results: list[Result]) -> str:
-    base = next(r for r in results if r.backend == BASELINE)
-    keys = list(base.figures)
+    """Ratios against the baseline where it was measured (--backends may leave it out)."""
+    base = next((r for r in results if r.backend == BASELINE), None)
+    keys = list(results[0].figures)
     lines = ["| backend | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in results:
         cells = []
         for k in keys:
-            value, ref = r.figures[k], base.figures[k]
+            value, ref = r.figures[k], base.figures[k] if base else 0
             ratio = "" if r is base or not ref else f" ({value / ref:.2f}x)"
             cells.append(f"{value:,.1f}{ratio}" if value >= 10 else f"{value:.2f}{ratio}")
         lines.append(f"| {r.backend} | " + " | ".join(cells) + " |")
@@ -576,8 +577,8 @@ def run_throughput(args: argparse.Namespace, sizes: Sizes) -> tuple[list[Result]
         body += spread(runs)
     markdown = (f" with `make bench` (N={sizes.orchestrations} orchestrations, "
                 f"S={sizes.signals} signals from T={sizes.threads} threads over K={sizes.entities} entities, "
-                f"{sizes.calls} sequential calls; medians of {rounds} interleaved rounds). Ratios are against "
-                f"the {BASELINE}.\n\n{body}\n")
+                f"{sizes.calls} sequential calls; medians of {rounds} interleaved rounds)."
+                + (f" Ratios are against the {BASELINE}." if BASELINE in runs else "") + f"\n\n{body}\n")
     if not args.no_growth and not args.quick:
         print("measuring growth ...", flush=True)
         markdown += ("\nAs the store grows (persistent emulator, store pre-filled; same signal and call "

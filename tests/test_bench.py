@@ -241,3 +241,12 @@ def test_flags_choose_workloads_backends_sizes_and_the_liveness_timeout(capsys):
     emulator, testing = (next(b for b in run.backends(ROOT) if b.key == key) for key in ("sqlite", "testing"))
     assert run.with_liveness(emulator, 2.5).args[-2:] == ["--liveness-timeout", "2.5"]
     assert run.with_liveness(testing, 2.5) is testing
+
+
+def test_the_table_leaves_ratios_out_without_the_baseline():
+    from bench import run
+
+    results = [run.Result("emulator", {"orchestrations/s": 120.0}), run.Result("other", {"orchestrations/s": 5.0})]
+    assert run.table(results).splitlines()[2:] == ["| emulator | 120.0 |", "| other | 5.00 |"]
+    results.append(run.Result(run.BASELINE, {"orchestrations/s": 100.0}))
+    assert run.table(results).splitlines()[2] == "| emulator | 120.0 (1.20x) |"
