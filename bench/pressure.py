@@ -30,7 +30,7 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
 from bench.common import WrongResult, process_state, rss_mb
-from bench.waiting_clients import Probe, WaitingClients
+from bench.waiting_clients import UNFINISHED, Probe, WaitingClients
 from bench.worker_process import WorkerProcess
 
 QUIET = logging.getLogger("bench-client")
@@ -104,13 +104,15 @@ def time_new_orchestrations(address: str, count: int, cap: float, sample: Callab
                 if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     result.errors[exc.code().name] += 1
                     continue
-                result.timeouts += 1
-                result.latencies_ms.append(cap * 1000)
-                return
+                answer = None
             finally:
                 sample()
             elapsed = time.monotonic() - start
-            state = answer.orchestrationState
+            state = answer and answer.orchestrationState
+            if state is None or state.orchestrationStatus in UNFINISHED:  # a wait that gave up is a timeout too
+                result.timeouts += 1
+                result.latencies_ms.append(cap * 1000)
+                return
             if state.orchestrationStatus != pb.ORCHESTRATION_STATUS_COMPLETED or \
                     state.output.value != expected_output(key):
                 raise WrongResult(f"new orchestration {key}: status {state.orchestrationStatus}, "
@@ -122,7 +124,7 @@ def time_new_orchestrations(address: str, count: int, cap: float, sample: Callab
 def waiting_clients(address: str, backend_pid: int, waiting: int, orchestrations: int,
                     cap: float = ORCHESTRATION_CAP, channels: int = 4) -> WaitingResult:
     ids = start_unfinished(address, waiting)
-    rss = [rss_mb(backend_pid)]
+    rss = []
     waiters = WaitingClients(address, channels=channels, deadline=cap * 4 + 120)  # outlives the measurement
     try:
         result = WaitingResult(waiting, waiters.start(ids))

@@ -250,3 +250,45 @@ def test_the_table_leaves_ratios_out_without_the_baseline():
     assert run.table(results).splitlines()[2:] == ["| emulator | 120.0 |", "| other | 5.00 |"]
     results.append(run.Result(run.BASELINE, {"orchestrations/s": 100.0}))
     assert run.table(results).splitlines()[2] == "| emulator | 120.0 (1.20x) |"
+
+
+def test_new_orchestrations_are_timed_checked_and_stop_at_the_first_timeout():
+    import grpc
+    from durabletask.internal import orchestrator_service_pb2 as pb
+    from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+
+    from bench import pressure
+    from bench.waiting_clients import Probe
+
+    started = []
+
+    class Server(pb_grpc.TaskHubSidecarServiceServicer):
+        """Completes the first three instances as counter_workflow would, refuses one, then gives up waiting."""
+
+        def StartInstance(self, request, context):
+            started.append(request)
+            if len(started) == 2:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
+            return pb.CreateInstanceResponse(instanceId=request.instanceId)
+
+        def WaitForInstanceCompletion(self, request, context):
+            if len(started) > 4:
+                return pb.GetInstanceResponse(exists=True, orchestrationState=pb.OrchestrationState(
+                    orchestrationStatus=pb.ORCHESTRATION_STATUS_RUNNING))
+            key = json.loads(started[-1].input.value)
+            state = pb.OrchestrationState(orchestrationStatus=pb.ORCHESTRATION_STATUS_COMPLETED)
+            state.output.value = pressure.expected_output(key)
+            return pb.GetInstanceResponse(exists=True, orchestrationState=state)
+
+    server, address = _serve(Server(), threads=4)
+    samples = []
+    try:
+        result = pressure.WaitingResult(0, Probe(waits=0))
+        pressure.time_new_orchestrations(address, 10, 5.0, lambda: samples.append(1), result)
+    finally:
+        server.stop(None)
+    # warm-up (not timed), one refused, two timed, then one that gave up: a timeout at the cap, and the end
+    assert len(started) == 5 and len(samples) == 5
+    assert result.errors == {"RESOURCE_EXHAUSTED": 1} and result.timeouts == 1
+    assert len(result.latencies_ms) == 3 and result.latencies_ms[-1] == 5000.0
+    assert all(0 < ms < 5000 for ms in result.latencies_ms[:2])
