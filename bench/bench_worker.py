@@ -1,22 +1,35 @@
-"""The worker every benchmark backend is driven with: the sample's functions plus one probe.
+"""The worker every benchmark backend is driven with: the sample's functions plus two probes.
 
-Usage: python bench/bench_worker.py ADDRESS
+Usage: python bench/bench_worker.py ADDRESS [--freeze-on orchestration|entity]
+
+With ``--freeze-on KIND`` the worker stops itself (SIGSTOP) the moment it receives its first
+work item of that kind, before running it: so when it is frozen it provably holds that item,
+leased and not completed. It says so on stdout first ("freezing while holding ..."), and once
+thawed (SIGCONT) it reports what the backend answered to each completion it then sends
+("late completion ...: accepted" or "refused (CODE)").
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import grpc  # noqa: E402
 from durabletask import entities, task  # noqa: E402
 from durabletask.worker import ConcurrencyOptions, TaskHubGrpcWorker  # noqa: E402
 
 from worker import counter, counter_workflow  # noqa: E402
+
+log = logging.getLogger("bench-worker")
 
 
 def single_call(ctx: task.OrchestrationContext, key: str):
@@ -24,17 +37,92 @@ def single_call(ctx: task.OrchestrationContext, key: str):
     return (yield ctx.call_entity(entities.EntityInstanceId("counter", key), "get"))
 
 
-def main() -> None:
+def awaits_release(ctx: task.OrchestrationContext, _):
+    """Runs until a 'release' event arrives: an instance that clients can wait on for as long as needed."""
+    return (yield ctx.wait_for_external_event("release"))
+
+
+class _ReportingStub:
+    """The worker's stub, reporting what the backend answers to each completion."""
+
+    def __init__(self, stub: Any, report: Callable[[str], None]):
+        self._stub, self._report = stub, report
+
+    def __getattr__(self, name: str):
+        method = getattr(self._stub, name)
+        if not name.startswith("Complete"):
+            return method
+
+        def complete(request, *args, **kwargs):
+            try:
+                answer = method(request, *args, **kwargs)
+            except grpc.RpcError as exc:
+                self._report(f"refused ({exc.code().name})")
+                raise
+            self._report("accepted")
+            return answer
+
+        return complete
+
+
+class FreezingWorker(TaskHubGrpcWorker):
+    """A worker that can stop itself while it holds a work item, and reports its late completions.
+
+    Hooks the SDK's per-item execute methods (durabletask 1.12): the only place where a received
+    work item is known and its completion not yet sent.
+    """
+
+    def __init__(self, *args, freeze_on: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._freeze_on = freeze_on
+        self._thawed = False
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def _execute_orchestrator(self, req, stub, completionToken):
+        return self._run("orchestration", req.instanceId, super()._execute_orchestrator, req, stub, completionToken)
+
+    def _execute_entity_batch(self, req, stub, completionToken):
+        return self._run("entity", req.instanceId, super()._execute_entity_batch, req, stub, completionToken)
+
+    def _run(self, kind: str, target: str, execute, req, stub, token):
+        with self._lock:
+            self._held += 1
+            freeze = kind == self._freeze_on and not self._thawed
+            self._thawed |= freeze
+            held = self._held
+        if freeze:
+            print(f"freezing while holding {held} work item(s), among them {kind} {target}", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        if self._thawed:
+            stub = _ReportingStub(stub, lambda outcome: print(f"late completion of {kind} {target}: {outcome}",
+                                                              flush=True))
+        try:
+            return execute(req, stub, token)
+        finally:
+            with self._lock:
+                self._held -= 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("address")
+    p.add_argument("--freeze-on", choices=["orchestration", "entity"],
+                   help="stop this process on receiving its first work item of this kind")
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    worker = TaskHubGrpcWorker(
-        host_address=sys.argv[1],
+    options = {"freeze_on": args.freeze_on} if args.freeze_on else {}
+    worker = (FreezingWorker if args.freeze_on else TaskHubGrpcWorker)(
+        host_address=args.address,
         concurrency_options=ConcurrencyOptions(maximum_concurrent_orchestration_work_items=100,
                                                maximum_concurrent_entity_work_items=100),
-        logger=logging.getLogger("bench-worker"),
+        logger=log,
+        **options,
     )
     worker.add_entity(counter)
     worker.add_orchestrator(counter_workflow)
     worker.add_orchestrator(single_call)
+    worker.add_orchestrator(awaits_release)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     worker.start()

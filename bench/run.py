@@ -13,13 +13,20 @@ Workloads, each checked for correctness (a fast wrong answer fails the run):
                   (and the backend's CPU time per signal)
   latency         sequential orchestrations that each make one call_entity: p50/p95/p99
   demo            client.py's wall time (Part 1, --counter-only)
+Under pressure (bench/pressure.py), once per backend, the writes-skipped device left out:
+  waiting         W clients blocked in WaitForInstanceCompletion (proved to be at the server),
+                  then M new counter_workflow orchestrations one after another: p50/p99, RSS
+  frozen          one of two workers stops holding a work item: the time until the other has
+                  done all the work, and exact answers after the frozen one is thawed
 
 Writes bench/results/latest.json, latest.md and chart.png, and the table into README.md.
+--workloads and --backends run a part; --quick runs everything at tiny sizes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -43,40 +50,14 @@ sys.path.insert(0, str(ROOT))
 from durabletask import client as dt_client  # noqa: E402
 from durabletask import entities  # noqa: E402
 
+from bench import pressure  # noqa: E402
+from bench.common import WrongResult, cpu_seconds, free_port, percentiles, rss_mb, stop_process  # noqa: E402, F401
+
 RESULTS = ROOT / "bench" / "results"
 QUIET = logging.getLogger("bench-client")
 QUIET.setLevel(logging.WARNING)
 BASELINE = "in-memory backend (durabletask.testing)"
 WITHOUT_WRITES = "emulator, SQLite writes skipped (measurement only)"
-
-
-class WrongResult(AssertionError):
-    """A workload finished but its answer is wrong."""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux /proc).
-
-    Steadier than throughput on a shared machine: it counts the backend's work, not the
-    time it waited for a core.
-    """
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 30) -> re.Match:
@@ -92,6 +73,7 @@ def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 30) 
 
 @dataclass
 class Backend:
+    key: str  # what --backend calls it
     name: str
     args: list[str]
     ready: str
@@ -107,25 +89,20 @@ class Backend:
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
         return f"127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, grace: float = 20) -> None:
+        stop_process(self.process, grace)
 
 
 def backends(data_dir: Path) -> list[Backend]:
     options = ["--port", "{port}", "--dashboard-port", "0"]
     emulator = [sys.executable, "-m", "emulator", *options]
     return [
-        Backend("emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")], "gRPC endpoint"),
-        Backend("emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),
-        Backend(WITHOUT_WRITES, [sys.executable, "bench/emulator_without_writes.py", *options,
-                                 "--data", str(data_dir / "skipped.db")], "gRPC endpoint"),
-        Backend(BASELINE, [sys.executable, "bench/in_memory_server.py", "{port}"], "listening on"),
+        Backend("sqlite", "emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")],
+                "gRPC endpoint"),
+        Backend("in-memory", "emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),
+        Backend("writes-skipped", WITHOUT_WRITES, [sys.executable, "bench/emulator_without_writes.py", *options,
+                                                   "--data", str(data_dir / "skipped.db")], "gRPC endpoint"),
+        Backend("testing", BASELINE, [sys.executable, "bench/in_memory_server.py", "{port}"], "listening on"),
     ]
 
 
@@ -136,6 +113,15 @@ class Sizes:
     threads: int = 8
     entities: int = 20
     calls: int = 100
+    # the pressure workloads (bench/pressure.py)
+    waiting_clients: int = 1000
+    new_orchestrations: int = 20
+    orchestration_cap_s: float = pressure.ORCHESTRATION_CAP
+    frozen_orchestrations: int = 40
+    frozen_signals: int = 200
+    frozen_entities: int = 4
+    frozen_cap_s: float = pressure.FROZEN_CAP
+    liveness_timeout_s: float | None = 5.0  # passed as --liveness-timeout where the emulator has it; None: its default
 
 
 @dataclass
@@ -207,8 +193,8 @@ def workload_latency(client, n: int) -> dict[str, float]:
         latencies.append((time.perf_counter() - start) * 1000)
         if state is None or state.serialized_output != "0":
             raise WrongResult(f"single_call {i} returned {state and state.serialized_output!r}, not 0")
-    q = statistics.quantiles(latencies, n=100)
-    return {"call p50 ms": q[49], "call p95 ms": q[94], "call p99 ms": q[98]}
+    q = percentiles(latencies)
+    return {"call p50 ms": q[50], "call p95 ms": q[95], "call p99 ms": q[99]}
 
 
 def workload_demo(address: str) -> float:
@@ -255,14 +241,111 @@ def measure(backend: Backend, sizes: Sizes) -> Result:
         backend.stop()
 
 
+# The writes-skipped device differs from the emulator only in persistence, which neither pressure
+# workload is about: it is left out of them.
+PRESSURE_BACKENDS = ("sqlite", "in-memory", "testing")
+LIVENESS_FLAG = "--liveness-timeout"
+
+
+def emulator_has_flag(flag: str) -> bool:
+    help_text = subprocess.run([sys.executable, "-m", "emulator", "--help"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=60).stdout
+    return flag in help_text
+
+
+def with_liveness(backend: Backend, seconds: float) -> Backend:
+    """The backend with the emulator's liveness timeout set, where it is an emulator that has the flag."""
+    if backend.key == "testing":
+        return backend
+    return dataclasses.replace(backend, args=[*backend.args, LIVENESS_FLAG, f"{seconds:g}"])
+
+
+def measure_waiting(backend: Backend, sizes: Sizes) -> dict:
+    address = backend.start()
+    try:
+        r = pressure.waiting_clients(address, backend.process.pid, sizes.waiting_clients, sizes.new_orchestrations,
+                                     cap=sizes.orchestration_cap_s)
+    finally:
+        backend.stop(grace=5)  # a backend whose threads sit in waits may not exit by itself
+    q = percentiles(r.latencies_ms) if r.latencies_ms else {50: None, 99: None}
+    return {"waiting clients": r.waiting, "new orchestration p50 ms": q[50], "new orchestration p99 ms": q[99],
+            "new orchestrations timed": len(r.latencies_ms), "new orchestrations timed out": r.timeouts,
+            "new orchestrations failed": dict(r.errors), "waits ended before timing": dict(r.waits_ended_before),
+            "waits ended while measuring": dict(r.waits_ended),
+            "waits sent": r.probe.sent, "waits all read by the server": r.probe.read_by_server,
+            "sample of GetInstance": r.probe.sampled, "sample answered": r.probe.answered,
+            "sample unfinished": r.probe.unfinished, "sample errors": dict(r.probe.errors),
+            "backend RSS MB": r.rss_mb}
+
+
+def measure_frozen(backend: Backend, sizes: Sizes, liveness: bool) -> dict:
+    liveness = liveness and sizes.liveness_timeout_s is not None and backend.key != "testing"
+    if liveness:
+        backend = with_liveness(backend, sizes.liveness_timeout_s)
+    address = backend.start()
+    try:
+        r = pressure.frozen_worker(address, sizes.frozen_orchestrations, sizes.frozen_signals, sizes.frozen_entities,
+                                   cap=sizes.frozen_cap_s)
+    finally:
+        backend.stop(grace=5)
+    return {"frozen worker: work done elsewhere s": r.recovered_s, "frozen cap s": sizes.frozen_cap_s,
+            "frozen worker held": r.held,
+            "late completion": r.late_completion, "unfinished after thaw": r.unfinished, "wrong after thaw": r.wrong,
+            "liveness timeout s": sizes.liveness_timeout_s if liveness else None}
+
+
+def pressure_table(rows: list[dict], sizes: Sizes) -> str:
+    """One row per backend: the waiting-clients and frozen-worker figures, with their caps spelled out."""
+    def ms(value):
+        return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+    def waiting(row):
+        if "new orchestration p50 ms" not in row:
+            return ["-"] * 4
+        timeouts = row["new orchestrations timed out"]
+        p50, p99 = ms(row["new orchestration p50 ms"]), ms(row["new orchestration p99 ms"])
+        if timeouts:
+            p99 += f" ({timeouts} timed out at {sizes.orchestration_cap_s:g} s)"
+        failed = {f"new orchestrations {k}": v for k, v in row["new orchestrations failed"].items()}
+        failed |= {f"waits {k} before timing": v for k, v in row["waits ended before timing"].items()}
+        failed |= {f"waits {k} while timing": v for k, v in row["waits ended while measuring"].items()}
+        read = "read" if row["waits all read by the server"] else "sent, NOT all read by the server"
+        sample = f"{row['sample unfinished']}/{row['sample of GetInstance']} unfinished" + "".join(
+            f", {code} x{n}" for code, n in row["sample errors"].items())
+        return [p50, p99, f"{row['backend RSS MB']:.0f}",
+                f"{row['waits sent']:,}/{row['waiting clients']:,} {read}; sample {sample}; "
+                + (", ".join(f"{k} x{v}" for k, v in failed.items()) or "none failed")]
+
+    def frozen(row):
+        if "frozen worker: work done elsewhere s" not in row:
+            return ["-"] * 2
+        seconds = row["frozen worker: work done elsewhere s"]
+        cell = f"not recovered within {sizes.frozen_cap_s:g} s cap" if seconds is None else f"{seconds:.1f}"
+        if row["unfinished after thaw"]:
+            cell += f"; {len(row['unfinished after thaw'])} answers still unfinished after the thaw"
+        if row["wrong after thaw"]:
+            name, what = next(iter(row["wrong after thaw"].items()))
+            cell += f"; WRONG after the thaw: {name} {what}"
+        return [cell, row["late completion"]]
+
+    lines = [f"| backend | with {sizes.waiting_clients:,} waiting clients: new orchestration p50 ms | p99 ms | "
+             "RSS MB | waits at the server; GetInstance sample; failures "
+             "| frozen worker: time until its work is done elsewhere, s | late completion of the frozen worker |",
+             "|---" * 7 + "|"]
+    for row in rows:
+        lines.append(f"| {row['backend']} | " + " | ".join(waiting(row) + frozen(row)) + " |")
+    return "\n".join(lines)
+
+
 def table(results: list[Result]) -> str:
-    base = next(r for r in results if r.backend == BASELINE)
-    keys = list(base.figures)
+    """Ratios against the baseline where it was measured (--backends may leave it out)."""
+    base = next((r for r in results if r.backend == BASELINE), None)
+    keys = list(results[0].figures)
     lines = ["| backend | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in results:
         cells = []
         for k in keys:
-            value, ref = r.figures[k], base.figures[k]
+            value, ref = r.figures[k], base.figures[k] if base else 0
             ratio = "" if r is base or not ref else f" ({value / ref:.2f}x)"
             cells.append(f"{value:,.1f}{ratio}" if value >= 10 else f"{value:.2f}{ratio}")
         lines.append(f"| {r.backend} | " + " | ".join(cells) + " |")
@@ -284,24 +367,60 @@ def spread(runs: dict[str, list[Result]], keys: tuple[str, ...] = ("orchestratio
     return "\n".join(lines)
 
 
-def chart(results: list[Result], path: Path) -> None:
+COLORS = {"emulator (SQLite, default)": "#0b5cad", "emulator --in-memory": "#57a3e6", WITHOUT_WRITES: "#b8d6f2",
+          BASELINE: "#999999"}
+
+
+def chart(results: list[Result], rows: list[dict], path: Path) -> None:
+    """Throughput panels on one line, pressure panels (a capped figure drawn at its cap, hatched) below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("orchestrations/s", "orchestrations / s (higher is better)"),
-              ("signals/s", "signals / s (higher is better)"),
-              ("backend CPU ms/orchestration", "backend CPU ms / orchestration (lower is better)"),
-              ("call p50 ms", "call_entity p50 ms (lower is better)"),
-              ("call p99 ms", "call_entity p99 ms (lower is better)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(20, 4))
-    colors = ["#0b5cad", "#57a3e6", "#b8d6f2", "#999999"]
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        ax.bar(range(len(results)), [r.figures[key] for r in results], color=colors)
+    throughput = [("orchestrations/s", "orchestrations / s (higher is better)"),
+                  ("signals/s", "signals / s (higher is better)"),
+                  ("backend CPU ms/orchestration", "backend CPU ms / orchestration (lower is better)"),
+                  ("call p50 ms", "call_entity p50 ms (lower is better)"),
+                  ("call p99 ms", "call_entity p99 ms (lower is better)")]
+    waiting = rows[0].get("waiting clients", 0) if rows else 0
+    pressure_panels = [(key, title) for key, title in [
+        ("new orchestration p50 ms", f"new orchestration p50 ms, {waiting:,} clients waiting (log)"),
+        ("frozen worker: work done elsewhere s", "frozen worker: s until its work is done elsewhere")]
+        if any(key in row for row in rows)]
+    lines = [line for line in (throughput if results else [], pressure_panels) if line]
+    if not lines:
+        return
+    fig, axes = plt.subplots(len(lines), len(throughput), figsize=(20, 4 * len(lines)), squeeze=False)
+    for ax, (key, title) in zip(axes[0], throughput if results else [], strict=False):
+        ax.bar(range(len(results)), [r.figures[key] for r in results], color=[COLORS[r.backend] for r in results])
         ax.set_title(title, fontsize=10)
-        labels = [textwrap.fill(r.backend.split(" (")[0], 11) for r in results]
-        ax.set_xticks(range(len(results)), labels, fontsize=8)
+        ax.set_xticks(range(len(results)), [textwrap.fill(r.backend.split(" (")[0], 11) for r in results], fontsize=8)
+    for ax, (key, title) in zip(axes[-1], pressure_panels, strict=False):
+        shown = [row for row in rows if key in row]
+        values, capped = [], []
+        for row in shown:
+            value = row[key]
+            if key == "frozen worker: work done elsewhere s":
+                capped.append(value is None)
+                values.append(row["frozen cap s"] if value is None else value)
+            else:
+                capped.append(bool(row["new orchestrations timed out"]))
+                values.append(value if value is not None else float("nan"))  # none completed: no bar
+        bars = ax.bar(range(len(shown)), values, color=[COLORS[row["backend"]] for row in shown])
+        for bar, cut in zip(bars, capped, strict=True):
+            if cut:
+                bar.set_hatch("//")
+                ax.annotate("cap", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                            va="bottom", fontsize=8)
+        if "log" in title:
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(len(shown)), [textwrap.fill(row["backend"].split(" (")[0], 11) for row in shown],
+                      fontsize=8)
+    for ax in axes.flat:
+        if not ax.has_data():
+            ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -355,7 +474,7 @@ def growth(sizes: Sizes, output: Path) -> str:
             prefill(path, entities_count, finished)
             emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0",
                         "--log-level", "info", "--data", str(path)]
-            backend = Backend("emulator (SQLite, default)", emulator, "gRPC endpoint")
+            backend = Backend("sqlite", "emulator (SQLite, default)", emulator, "gRPC endpoint")
             address = backend.start()
             worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -377,18 +496,70 @@ def growth(sizes: Sizes, output: Path) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+QUICK = dict(orchestrations=10, signals=80, threads=4, entities=4, calls=10, waiting_clients=100,
+             new_orchestrations=5, orchestration_cap_s=2.0, frozen_orchestrations=10, frozen_signals=40,
+             frozen_entities=2, frozen_cap_s=3.0, liveness_timeout_s=1.0)
+WORKLOADS = ("throughput", "waiting", "frozen")
+
+
+def _names(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names or (unknown := set(names) - set(choices)):
+            raise argparse.ArgumentTypeError(f"{', '.join(sorted(unknown)) or 'nothing'} given; choose from "
+                                             f"{', '.join(choices)} (comma-separated)")
+        return names
+    return parse
+
+
+def _seconds_or_default(text: str) -> float | str:
+    if text == "default":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of seconds nor 'default'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and short caps, for a smoke test")
     p.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: bench/results)")
     p.add_argument("--no-readme", action="store_true", help="do not update README.md")
     p.add_argument("--no-growth", action="store_true", help="skip the store-growth runs")
     p.add_argument("--rounds", type=int, default=5,
                    help="rounds over all backends, interleaved; each figure is the median "
                         "(default: 5, as a shared machine's speed drifts)")
-    args = p.parse_args(argv)
-    sizes = Sizes(orchestrations=10, signals=80, threads=4, entities=4, calls=10) if args.quick else Sizes()
-    args.output.mkdir(parents=True, exist_ok=True)
+    p.add_argument("--workloads", type=_names(WORKLOADS), default=list(WORKLOADS),
+                   help=f"which to run, comma-separated (default: {','.join(WORKLOADS)})")
+    keys = tuple(b.key for b in backends(Path()))
+    p.add_argument("--backends", type=_names(keys), default=list(keys),
+                   help=f"which to measure, comma-separated (default: {','.join(keys)}; "
+                        "the pressure workloads skip writes-skipped)")
+    for name, kind, what in [("waiting-clients", int, "W, clients waiting"),
+                             ("new-orchestrations", int, "M, orchestrations timed while they wait"),
+                             ("orchestration-cap", float, "seconds a new orchestration may take before it "
+                                                          "counts as timed out"),
+                             ("frozen-cap", float, "seconds the frozen worker's work may take to be done elsewhere"),
+                             ("liveness-timeout", _seconds_or_default,
+                              f"passed to the emulator as {LIVENESS_FLAG} where it has that flag (default: 5; "
+                              "'default': the emulator's own)")]:
+        p.add_argument(f"--{name}", type=kind, help=what)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
+    args = build_parser().parse_args(argv)
+    sizes = Sizes(**QUICK) if args.quick else Sizes()
+    for flag, attribute in [("waiting_clients", "waiting_clients"), ("new_orchestrations", "new_orchestrations"),
+                            ("orchestration_cap", "orchestration_cap_s"), ("frozen_cap", "frozen_cap_s"),
+                            ("liveness_timeout", "liveness_timeout_s")]:
+        if getattr(args, flag) is not None:
+            setattr(sizes, attribute, None if getattr(args, flag) == "default" else getattr(args, flag))
+    return args, sizes
+
+
+def run_throughput(args: argparse.Namespace, sizes: Sizes) -> tuple[list[Result], str]:
     rounds = 1 if args.quick else max(1, args.rounds)
     runs: dict[str, list[Result]] = {}
     # Backends take turns, round after round, so that a slow spell of the machine
@@ -396,32 +567,78 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(rounds):
         with tempfile.TemporaryDirectory() as data_dir:
             for backend in backends(Path(data_dir)):
-                print(f"round {n + 1}/{rounds}: measuring {backend.name} ...", flush=True)
-                runs.setdefault(backend.name, []).append(measure(backend, sizes))
+                if backend.key in args.backends:
+                    print(f"round {n + 1}/{rounds}: measuring {backend.name} ...", flush=True)
+                    runs.setdefault(backend.name, []).append(measure(backend, sizes))
     results = [Result(name, {key: statistics.median(r.figures[key] for r in rs) for key in rs[0].figures})
                for name, rs in runs.items()]
     body = table(results)
-    if rounds > 1:
+    if rounds > 1 and BASELINE in runs:
         body += f"\n\nPer-round ratios (each round against the {BASELINE} of the same round), lowest-highest:\n\n"
         body += spread(runs)
-    when = time.strftime("%Y-%m-%d")
-    markdown = (f"Measured {when} on {machine()} with `make bench` (N={sizes.orchestrations} orchestrations, "
+    markdown = (f" with `make bench` (N={sizes.orchestrations} orchestrations, "
                 f"S={sizes.signals} signals from T={sizes.threads} threads over K={sizes.entities} entities, "
-                f"{sizes.calls} sequential calls; medians of {rounds} interleaved rounds). Ratios are against "
-                f"the {BASELINE}.\n\n{body}\n")
+                f"{sizes.calls} sequential calls; medians of {rounds} interleaved rounds)."
+                + (f" Ratios are against the {BASELINE}." if BASELINE in runs else "") + f"\n\n{body}\n")
     if not args.no_growth and not args.quick:
         print("measuring growth ...", flush=True)
         markdown += ("\nAs the store grows (persistent emulator, store pre-filled; same signal and call "
                      f"workloads):\n\n{growth(sizes, args.output)}\n")
+    return results, markdown
+
+
+def run_pressure(args: argparse.Namespace, sizes: Sizes) -> tuple[list[dict], str]:
+    liveness = emulator_has_flag(LIVENESS_FLAG)
+    rows = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        for backend in backends(Path(data_dir)):
+            if backend.key not in args.backends or backend.key not in PRESSURE_BACKENDS:
+                continue
+            row = {"backend": backend.name}
+            if "waiting" in args.workloads:
+                print(f"measuring {backend.name} with {sizes.waiting_clients} waiting clients ...", flush=True)
+                row.update(measure_waiting(backend, sizes))
+            if "frozen" in args.workloads:
+                print(f"measuring {backend.name} with a frozen worker ...", flush=True)
+                row.update(measure_frozen(backend, sizes, liveness))
+            rows.append(row)
+    setting = (f"this emulator has no {LIVENESS_FLAG} flag, so it runs without one" if not liveness else
+               f"the emulator runs with its default {LIVENESS_FLAG}" if sizes.liveness_timeout_s is None else
+               f"the emulator runs with {LIVENESS_FLAG} {sizes.liveness_timeout_s:g}")
+    markdown = (f"Under pressure (one run per backend; the writes-skipped device is left out, as neither workload "
+                f"is about persistence): {sizes.waiting_clients:,} clients wait on unfinished instances while "
+                f"{sizes.new_orchestrations} new counter_workflow orchestrations run one after another (each may "
+                f"take {sizes.orchestration_cap_s:g} s; the first timeout ends the sequence); a worker freezes "
+                f"holding work amid {sizes.frozen_orchestrations} orchestrations and {sizes.frozen_signals} "
+                f"signals over {sizes.frozen_entities} entities (cap {sizes.frozen_cap_s:g} s; {setting}).\n\n"
+                f"{pressure_table(rows, sizes)}\n")
+    return rows, markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, sizes = parse_args(argv)
+    args.output.mkdir(parents=True, exist_ok=True)
+    results, rows, sections = [], [], []
+    if "throughput" in args.workloads:
+        results, markdown = run_throughput(args, sizes)
+        sections.append(markdown)
+    if {"waiting", "frozen"} & set(args.workloads):
+        rows, markdown = run_pressure(args, sizes)
+        sections.append(markdown)
+    when = time.strftime("%Y-%m-%d")
+    markdown = f"Measured {when} on {machine()}" + ("" if results else ".\n\n") + "\n".join(sections)
     (args.output / "latest.md").write_text(markdown)
     (args.output / "latest.json").write_text(json.dumps(
-        {"date": when, "machine": machine(), "sizes": vars(sizes),
-         "results": [{"backend": r.backend, **r.figures} for r in results]}, indent=2))
-    chart(results, args.output / "chart.png")
+        {"date": when, "machine": machine(), "sizes": vars(sizes), "workloads": args.workloads,
+         "results": [{"backend": r.backend, **r.figures} for r in results], "pressure": rows}, indent=2))
+    chart(results, rows, args.output / "chart.png")
     print(markdown)
     if not args.no_readme and not args.quick:
         update_readme(markdown)
-    return 0
+    wrong = [f"{row['backend']}: {row['wrong after thaw']}" for row in rows if row.get("wrong after thaw")]
+    if wrong:
+        print("wrong answers after the frozen worker was thawed:\n" + "\n".join(wrong), file=sys.stderr)
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":
