@@ -75,7 +75,8 @@ class FreezingWorker(TaskHubGrpcWorker):
     def __init__(self, *args, freeze_on: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._freeze_on = freeze_on
-        self._thawed = False
+        self._froze = False  # it freezes once
+        self._thawed = False  # set once it runs again: completions from then on are late
         self._held = 0
         self._lock = threading.Lock()
 
@@ -88,12 +89,13 @@ class FreezingWorker(TaskHubGrpcWorker):
     def _run(self, kind: str, target: str, execute, req, stub, token):
         with self._lock:
             self._held += 1
-            freeze = kind == self._freeze_on and not self._thawed
-            self._thawed |= freeze
+            freeze = kind == self._freeze_on and not self._froze
+            self._froze |= freeze
             held = self._held
         if freeze:
             print(f"freezing while holding {held} work item(s), among them {kind} {target}", flush=True)
             os.kill(os.getpid(), signal.SIGSTOP)
+            self._thawed = True  # not before: another thread may complete its item while this one stops
         if self._thawed:
             stub = _ReportingStub(stub, lambda outcome: print(f"late completion of {kind} {target}: {outcome}",
                                                               flush=True))
