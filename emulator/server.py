@@ -157,7 +157,7 @@ class EmulatorServer:
         try:
             server = grpc.aio.server(
                 options=grpc_options(o),
-                maximum_concurrent_rpcs=o.max_waiters + o.max_streams + 1_000,
+
             )
             pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)
             try:
