@@ -155,10 +155,7 @@ class EmulatorServer:
         o = self.options
         self._stopped = asyncio.Event()
         try:
-            server = grpc.aio.server(
-                options=grpc_options(o),
-
-            )
+            server = grpc.aio.server(options=grpc_options(o))
             pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)
             try:
                 port = server.add_insecure_port(f"{o.host}:{o.port}")
