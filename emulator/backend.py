@@ -15,10 +15,10 @@ core does not import the kinds that build on it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
-from .dispatch import Dispatcher, Lease
+from .dispatch import Dispatcher, Lease, resolve
 from .store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, MessageRow, StorageError, Store
 
 log = logging.getLogger("emulator")
@@ -143,7 +143,9 @@ class Backend:
         self._depth = 0
         self._effects: list[Callable[[], None]] = []
         self._to_pump: dict[tuple[str, str], None] = {}
-        self._watchers: dict[tuple[str, str], asyncio.Event] = {}  # instances clients wait on
+        # Instances clients wait on: a future resolved at the instance's next change, and how many wait.
+        self._watchers: dict[tuple[str, str], asyncio.Future] = {}
+        self._watching: Counter[tuple[str, str]] = Counter()
         self._waiting = 0
         self._failures: dict[tuple[str, str, str], int] = {}  # targets whose last apply failed
         self._storage_logged_at = float("-inf")
@@ -315,9 +317,7 @@ class Backend:
             self.after_commit(lambda: self._wake_watchers(hub, instance_id))
 
     def _wake_watchers(self, hub: str, instance_id: str) -> None:
-        event = self._watchers.pop((hub, instance_id), None)
-        if event is not None:
-            event.set()
+        resolve(self._watchers.pop((hub, instance_id), None))
 
     def finish_instance(self, row: InstanceRow) -> None:
         """Store an instance that reached a terminal status, and everything that follows from it.
@@ -359,6 +359,7 @@ class Backend:
         deadline = None if timeout is None else loop.time() + timeout
         key = (hub, instance_id)
         self._waiting += 1
+        self._watching[key] += 1
         try:
             while True:
                 row = self.store.peek_instance(hub, instance_id)
@@ -369,17 +370,25 @@ class Backend:
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"instance '{instance_id}' did not reach the awaited state in time")
-                event = self._watchers.get(key)
-                if event is None:
-                    event = self._watchers[key] = asyncio.Event()
-                with contextlib.suppress(asyncio.TimeoutError):  # checked again above
-                    await asyncio.wait_for(event.wait(), remaining)
+                woken = self._watchers.get(key)
+                if woken is None:
+                    woken = self._watchers[key] = loop.create_future()
+                await asyncio.wait((woken,), timeout=remaining)  # shared: a timeout here leaves it to the others
         finally:
             self._waiting -= 1
+            self._watching[key] -= 1
+            if not self._watching[key]:  # the last one gone: forget the instance (no leak per timed-out wait)
+                del self._watching[key]
+                self._watchers.pop(key, None)
 
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    @property
+    def watched(self) -> int:
+        """Instances that clients wait on (each holds one future until it changes or nobody waits)."""
+        return len(self._watchers)
 
     def delete_hub(self, hub: str) -> None:
         with self.tx():

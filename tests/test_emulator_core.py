@@ -59,6 +59,7 @@ def test_waiting_clients_do_not_starve_a_worker_that_connects_after_them(engine_
         waiters.stop()
         client.close()
     wait_until(lambda: emu.backend.waiting == 0, message="the waits of the stopped clients released")
+    assert emu.backend.watched == 0  # nothing kept for instances that nobody waits on any more
 
 
 def test_waits_beyond_the_limit_are_refused_at_once_and_others_carry_on():
