@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.error
 import urllib.request
 
 import grpc
@@ -257,4 +258,44 @@ def test_a_huge_query_page_is_capped_rather_than_failing_after_the_work():
         assert 0 < len(page.orchestrationState) < 400 and page.HasField("continuationToken")
     finally:
         streams.close()
+        emu.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="the store's caches are bounded by count (20,000 instance rows, 2,000 "
+                   "histories), not by bytes, so large payloads stay in memory after they are on disk: 200 x 1 MB "
+                   "inputs took `python -m emulator` from 47 to 520 MB RSS")
+def test_payloads_on_disk_are_not_also_kept_in_memory_without_a_byte_bound(tmp_path):
+    COUNT, SIZE = 40, 1_000_000
+    emu = InProcessEmulator(tmp_path / "e.db").start()
+    try:
+        data = '"' + "x" * SIZE + '"'
+        on_loop(emu, lambda: [emu.backend.create_instance("default", f"big{i}", "wf", input=data)
+                              for i in range(COUNT)])
+        store = emu.backend.store
+
+        def cached_bytes() -> int:
+            rows = sum(len(r.input or "") + len(r.output or "") for r in store._instances._entries.values())
+            histories = sum(len(b) for h in store._histories._entries.values() for b in h)
+            return rows + histories
+
+        stored = on_loop(emu, lambda: store.peek_instance("default", "big0"))
+        assert stored is not None and len(stored.input) == len(data)  # the precondition: large inputs stored
+        assert on_loop(emu, cached_bytes) <= 16 * SIZE, "more than 16 MB of payloads cached besides the queue"
+    finally:
+        emu.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="guard.py checks Sec-Fetch-Site only for POST: any web page can make the "
+                   "browser GET /api/... (an <img> tag), which runs on the engine's loop; with a long history the "
+                   "instance view stalls every gRPC call for seconds per request")
+def test_a_foreign_page_cannot_make_the_dashboard_api_work_for_it():
+    port = free_port()
+    emu = InProcessEmulator(None, dashboard_port=port).start()
+    try:
+        request = urllib.request.Request(f"{emu.dashboard}/api/hubs", headers={
+            "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 403
+    finally:
         emu.stop()
