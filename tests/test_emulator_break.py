@@ -17,7 +17,7 @@ import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from emulator import workitems
+from emulator import control, workitems
 from emulator.dashboard import views
 from tests.helpers import InProcessEmulator, free_port, wait_until
 
@@ -298,4 +298,32 @@ def test_a_foreign_page_cannot_make_the_dashboard_api_work_for_it():
             urllib.request.urlopen(request)
         assert refused.value.code == 403
     finally:
+        emu.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="Backend.wait_for checks the waiter limit before it looks at the instance: "
+                   "at the limit, a wait on an instance that already finished (no wait at all) is refused "
+                   "with RESOURCE_EXHAUSTED")
+def test_at_the_waiter_limit_a_wait_that_need_not_wait_still_answers():
+    emu = InProcessEmulator(None, max_waiters=2).start()
+    streams = Streams(emu.address)
+    try:
+        create(emu, "parked", 1)
+        create(emu, "done", 1)
+        on_loop(emu, lambda: control.terminate(emu.backend, "default", "done0", None, False))
+
+        async def hold():
+            return [asyncio.ensure_future(streams.stub.WaitForInstanceCompletion(
+                pb.GetInstanceRequest(instanceId="parked0"))) for _ in range(2)]
+        held = streams.run(hold())
+        wait_until(lambda: on_loop(emu, lambda: emu.backend.waiting) == 2, message="two waiters at the limit")
+
+        async def wait_done():
+            return await streams.stub.WaitForInstanceCompletion(pb.GetInstanceRequest(instanceId="done0"))
+        answer = streams.run(wait_done())
+        assert answer.orchestrationState.orchestrationStatus == pb.ORCHESTRATION_STATUS_TERMINATED
+        for w in held:
+            streams.loop.call_soon_threadsafe(w.cancel)
+    finally:
+        streams.close()
         emu.stop()
