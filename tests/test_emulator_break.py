@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import urllib.error
 import urllib.request
 
 import grpc
 import pytest
+from durabletask import client as dt_client
+from durabletask import entities
+from durabletask import worker as dt_worker
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
@@ -327,3 +331,41 @@ def test_at_the_waiter_limit_a_wait_that_need_not_wait_still_answers():
     finally:
         streams.close()
         emu.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="the SDK (1.12) sends no maxConcurrentEntityWorkItems, and a limit of 0 "
+                   "means 'no limit' to the Feeder: the first worker is sent every ready entity batch (196 of 200) "
+                   "and a second worker runs none of them")
+def test_a_backlog_of_entity_batches_is_shared_between_sdk_workers(emu):
+    N = 100
+    ran = {"A": 0, "B": 0}
+    lock = threading.Lock()
+
+    def slow_entity(who: str):
+        def slow(ctx: entities.EntityContext, _=None):
+            time.sleep(0.05)  # an operation that takes a while, so that a backlog builds up
+            with lock:
+                ran[who] += 1
+            ctx.set_state(1)
+        return slow
+
+    client = dt_client.TaskHubGrpcClient(host_address=emu.address)
+    workers = []
+    try:
+        for i in range(N):
+            client.signal_entity(entities.EntityInstanceId("slow", f"k{i}"), "go")
+        for who in ("A", "B"):
+            w = dt_worker.TaskHubGrpcWorker(host_address=emu.address)
+            w.add_entity(slow_entity(who))
+            w.start()
+            workers.append(w)
+            if who == "A":
+                wait_until(lambda: ran["A"] > 0, message="worker A at work")
+                held = on_loop(emu, emu.backend.dispatch.leases_held)
+        wait_until(lambda: ran["A"] + ran["B"] == N, timeout=60, message="every batch run")
+        assert held < N // 2, f"worker A held {held} of {N} batches when worker B connected"
+        assert ran["B"] > 0
+    finally:
+        for w in workers:
+            w.stop()
+        client.close()
