@@ -1,7 +1,7 @@
 """Attacks on the emulator's core that it does not withstand yet (issue 11's review).
 
 Each test is xfail(strict=True) with the cause in its reason: it passes (and so fails the suite)
-as soon as the engine is fixed, and the marker must then go. Figures and fixes:
+as soon as the engine is fixed, and the marker must then go. Repro scripts and figures:
 bench/break/README.md.
 """
 
