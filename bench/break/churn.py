@@ -1,0 +1,71 @@
+"""Connect/disconnect churn and timed-out waits: do the engine's tables shrink back?
+
+usage: churn.py [ROUNDS]
+"""
+import asyncio
+import contextlib
+import os
+import sys
+
+import grpc
+from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+
+sys.path.insert(0, ".")
+from tests.helpers import InProcessEmulator  # noqa: E402
+
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+
+
+def rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+
+
+def main():
+    emu = InProcessEmulator().start()
+
+    async def sizes():
+        b, d = emu.backend, emu.backend.dispatch
+        return dict(watchers=len(b._watchers), waiting=b.waiting, failures=len(b._failures),
+                    sleepers=sum(len(s) for s in d._sleepers.values()), streams=len(d._streams),
+                    held=len(d._held), leases=len(d._leases), due=len(d._due))
+
+    def snapshot():
+        return asyncio.run_coroutine_threadsafe(sizes(), emu.server.loop).result(10)
+
+    try:
+        async def run():
+            async with grpc.aio.insecure_channel(emu.address) as ch:
+                stub = pb_grpc.TaskHubSidecarServiceStub(ch)
+                print("start", snapshot(), f"rss {rss_mb():.0f} MB", flush=True)
+                # streams that connect, take one item, and vanish without completing it
+                for i in range(ROUNDS // 4):
+                    await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"c{i}", name="wf"))
+                for i in range(ROUNDS):
+                    call = stub.GetWorkItems(pb.GetWorkItemsRequest())
+                    if i < ROUNDS // 4:
+                        await call.read()
+                    else:
+                        await call.initial_metadata()
+                    call.cancel()
+                await asyncio.sleep(1)
+                print("after stream churn", snapshot(), f"rss {rss_mb():.0f} MB", flush=True)
+                # waits with short deadlines on instances that never finish
+                for i in range(ROUNDS):
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        await stub.WaitForInstanceCompletion(
+                            pb.GetInstanceRequest(instanceId=f"c{i % (ROUNDS // 4)}"), timeout=0.01)
+                # waits cancelled by the client
+                for i in range(ROUNDS):
+                    call = stub.WaitForInstanceCompletion(pb.GetInstanceRequest(instanceId=f"c{i % (ROUNDS // 4)}"))
+                    await asyncio.sleep(0)
+                    call.cancel()
+                await asyncio.sleep(1)
+                print("after wait churn", snapshot(), f"rss {rss_mb():.0f} MB", flush=True)
+        asyncio.run(run())
+    finally:
+        emu.stop()
+
+
+main()

@@ -1,0 +1,98 @@
+"""How long one read of a long history stalls every other call (the engine's loop is busy meanwhile).
+
+Builds an instance with EVENTS history events of about 1 KB each, then measures the
+latency of a small GetInstance probe while (a) StreamInstanceHistory and (b) the dashboard's
+instance view read that history. usage: stall.py [EVENTS]
+"""
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+from google.protobuf import wrappers_pb2
+
+sys.path.insert(0, ".")
+from tests.helpers import InProcessEmulator, free_port  # noqa: E402
+
+EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+OPTS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+
+
+async def build(stub):
+    await stub.StartInstance(pb.CreateInstanceRequest(instanceId="long", name="wf"))
+    call = stub.GetWorkItems(pb.GetWorkItemsRequest())
+    async for item in call:
+        if item.HasField("orchestratorRequest"):
+            break
+    data = wrappers_pb2.StringValue(value='"' + "x" * 1000 + '"')
+    actions = [pb.OrchestratorAction(id=i, sendEvent=pb.SendEventAction(
+        instance=pb.OrchestrationInstance(instanceId="nowhere"), name="e", data=data)) for i in range(EVENTS)]
+    await stub.CompleteOrchestratorTask(pb.OrchestratorResponse(
+        instanceId="long", actions=actions, completionToken=item.completionToken))
+    call.cancel()
+
+
+async def measure(stub, label, work):
+    lat = []
+    done = False
+
+    async def probe():
+        while not done:
+            t = time.perf_counter()
+            await stub.GetInstance(pb.GetInstanceRequest(instanceId="long"))
+            lat.append(time.perf_counter() - t)
+            await asyncio.sleep(0.002)
+
+    p = asyncio.ensure_future(probe())
+    await asyncio.sleep(0.3)
+    t = time.perf_counter()
+    await work()
+    took = time.perf_counter() - t
+    await asyncio.sleep(0.1)
+    done = True
+    await p
+    print(f"{label}: took {took * 1e3:.0f} ms; concurrent GetInstance p50 {statistics.median(lat) * 1e3:.1f} ms, "
+          f"max {max(lat) * 1e3:.0f} ms", flush=True)
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        dash = free_port()
+        emu = InProcessEmulator(Path(tmp) / "e.db", dashboard_port=dash).start()
+        try:
+            async def run():
+                async with grpc.aio.insecure_channel(emu.address, options=OPTS) as ch:
+                    stub = pb_grpc.TaskHubSidecarServiceStub(ch)
+                    await build(stub)
+                    loop = asyncio.get_running_loop()
+                    await measure(stub, "idle", lambda: asyncio.sleep(0.5))
+
+                    async def history():
+                        n = 0
+                        async for chunk in stub.StreamInstanceHistory(
+                                pb.StreamInstanceHistoryRequest(instanceId="long")):
+                            n += len(chunk.events)
+                        assert n > EVENTS, n
+                    await measure(stub, f"StreamInstanceHistory ({EVENTS} events)", history)
+
+                    def get():
+                        with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instances/long") as r:
+                            return len(r.read())
+
+                    async def dashboard():
+                        size = await loop.run_in_executor(None, get)
+                        assert size > EVENTS * 1000, size
+
+                    await measure(stub, "dashboard instance view", dashboard)
+            asyncio.run(run())
+        finally:
+            emu.stop()
+
+
+main()

@@ -1,0 +1,65 @@
+"""The dashboard's instance search (auto-refreshed every 2 s) against N instances: its stall of other calls.
+
+usage: stall_search.py N [memory]
+"""
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+
+sys.path.insert(0, ".")
+from tests.helpers import InProcessEmulator, free_port  # noqa: E402
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+MEMORY = len(sys.argv) > 2 and sys.argv[2] == "memory"
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        emu = InProcessEmulator(None if MEMORY else Path(tmp) / "e.db", dashboard_port=free_port()).start()
+        try:
+            async def fill():
+                for i in range(N):
+                    emu.backend.create_instance("default", f"inst-{i:06d}", "wf", input='"' + "y" * 500 + '"')
+            emu.call(fill(), timeout=300)
+
+            async def run():
+                async with grpc.aio.insecure_channel(emu.address) as ch:
+                    stub = pb_grpc.TaskHubSidecarServiceStub(ch)
+                    lat, done = [], False
+
+                    async def probe():
+                        while not done:
+                            t = time.perf_counter()
+                            await stub.GetInstance(pb.GetInstanceRequest(instanceId="inst-000000"))
+                            lat.append(time.perf_counter() - t)
+                            await asyncio.sleep(0.002)
+
+                    p = asyncio.ensure_future(probe())
+                    await asyncio.sleep(0.3)
+
+                    def search():
+                        url = f"{emu.dashboard}/api/hubs/default/instances?q=nomatch&page_size=200"
+                        t = time.perf_counter()
+                        with urllib.request.urlopen(url) as r:
+                            r.read()
+                        return time.perf_counter() - t
+                    took = [await asyncio.get_running_loop().run_in_executor(None, search) for _ in range(5)]
+                    done = True
+                    await p
+                    print(f"dashboard search over {N} instances ({'memory' if MEMORY else 'file'}): "
+                          f"{statistics.median(took) * 1e3:.0f} ms each; concurrent GetInstance p50 "
+                          f"{statistics.median(lat) * 1e3:.1f} ms, max {max(lat) * 1e3:.0f} ms", flush=True)
+            asyncio.run(run())
+        finally:
+            emu.stop()
+
+
+main()
