@@ -351,6 +351,9 @@ class Backend:
 
         Costs one awaiting coroutine, no thread; only changes to this instance wake it.
         """
+        row = self.store.peek_instance(hub, instance_id)
+        if row is None or predicate(row):
+            return row  # no wait at all, so no limit applies
         if self._waiting >= self.max_waiters:
             raise TooManyWaiters(
                 f"{self._waiting} clients are already waiting on instances; the emulator admits "

@@ -135,28 +135,6 @@ def test_streams_at_their_limit_are_not_woken_by_work_they_cannot_take(emu, monk
         streams.close()
 
 
-@pytest.mark.xfail(strict=True, reason="Options.max_streams is never enforced: it only widens grpc's "
-                   "maximum_concurrent_rpcs, which worker streams share with completions and starts, so idle "
-                   "streams can fill it and every other call gets RESOURCE_EXHAUSTED")
-def test_worker_streams_beyond_the_limit_are_refused_and_do_not_lock_out_other_calls():
-    emu = InProcessEmulator(None, max_waiters=5, max_streams=5).start()
-    streams = Streams(emu.address)
-    try:
-        rpc_limit = 5 + 5 + 1_000  # server.py: max_waiters + max_streams + 1_000
-        opened = 0
-        with pytest.raises(grpc.aio.AioRpcError) as refused:  # stream 6 must be refused...
-            for _ in range(rpc_limit):
-                streams.open(1, pb.GetWorkItemsRequest())
-                opened += 1
-        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert opened == 5, f"{opened} worker streams admitted with max_streams=5"
-        # ...and a start still goes through (today: RESOURCE_EXHAUSTED once the streams fill the RPC limit).
-        streams.run(streams.stub.StartInstance(pb.CreateInstanceRequest(instanceId="after", name="wf")))
-    finally:
-        streams.close()
-        emu.stop()
-
-
 @pytest.mark.xfail(strict=True, reason="the dashboard's instance view parses the whole history and builds its "
                    "JSON on the engine's loop (app.py: instance), unbounded: 10,000 events stall every gRPC "
                    "call for 4 s")
@@ -224,9 +202,6 @@ def test_an_answer_that_cannot_be_applied_fails_the_instance_whatever_it_raises(
         streams.close()
 
 
-@pytest.mark.xfail(strict=True, reason="Backend.wait_for leaves its asyncio.Event in _watchers when the wait "
-                   "times out or is cancelled; it goes only when that instance changes again (never, for an "
-                   "instance that waits forever)")
 def test_waits_that_time_out_leave_nothing_behind(emu):
     create(emu, "waited", 50)
     streams = Streams(emu.address)
@@ -289,9 +264,6 @@ def test_payloads_on_disk_are_not_also_kept_in_memory_without_a_byte_bound(tmp_p
         emu.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="guard.py checks Sec-Fetch-Site only for POST: any web page can make the "
-                   "browser GET /api/... (an <img> tag), which runs on the engine's loop; with a long history the "
-                   "instance view stalls every gRPC call for seconds per request")
 def test_a_foreign_page_cannot_make_the_dashboard_api_work_for_it():
     port = free_port()
     emu = InProcessEmulator(None, dashboard_port=port).start()
@@ -305,9 +277,6 @@ def test_a_foreign_page_cannot_make_the_dashboard_api_work_for_it():
         emu.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="Backend.wait_for checks the waiter limit before it looks at the instance: "
-                   "at the limit, a wait on an instance that already finished (no wait at all) is refused "
-                   "with RESOURCE_EXHAUSTED")
 def test_at_the_waiter_limit_a_wait_that_need_not_wait_still_answers():
     emu = InProcessEmulator(None, max_waiters=2).start()
     streams = Streams(emu.address)

@@ -192,6 +192,7 @@ def test_worker_streams_beyond_the_limit_are_refused_with_a_clear_error():
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "2 worker streams" in refused.value.details()
         assert emu.backend.dispatch.open_streams() == 2  # the admitted ones are untouched
+        assert stub.StartInstance(pb.CreateInstanceRequest(instanceId="after", name="wf")).instanceId == "after"
         for stream in admitted:
             stream.cancel()
         wait_until(lambda: emu.backend.dispatch.open_streams() == 0, message="cancelled streams closed")

@@ -125,6 +125,10 @@ class Guard:
             return 413, f"the request body is larger than the dashboard's limit of {self.max_body} bytes"
         if method == "POST":
             return self._change_refusal(scope)
+        sites = _header(scope, b"sec-fetch-site")
+        if scope["path"].startswith("/api/") and sites and sites[0].lower() not in OWN_FETCH_SITES:
+            # An <img> or <script> on another page must not make the dashboard do work for it.
+            return 403, f"the dashboard's API answers only its own page, not a {sites[0]} page"
         return None
 
     def _change_refusal(self, scope: Scope) -> tuple[int, str] | None:
