@@ -430,6 +430,10 @@ class Backend:
             return query(self.reads)
         return await asyncio.get_running_loop().run_in_executor(self._reader, query, self.reads)
 
+    async def offload(self, work: Callable[[], T]) -> T:
+        """Run CPU work that touches no engine state (building a long view) on the reader's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._reader, work)
+
     # -- worker streams -------------------------------------------------------------
 
     def open_stream(self) -> int:

@@ -135,9 +135,6 @@ def test_streams_at_their_limit_are_not_woken_by_work_they_cannot_take(emu, monk
         streams.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the dashboard's instance view parses the whole history and builds its "
-                   "JSON on the engine's loop (app.py: instance), unbounded: 10,000 events stall every gRPC "
-                   "call for 4 s")
 def test_the_dashboard_does_not_build_a_long_history_on_the_engines_loop():
     EVENTS = 2_000
     port = free_port()

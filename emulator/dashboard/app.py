@@ -137,7 +137,9 @@ def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
 
     async def instance(request: Request):
         row = instance_of(request)
-        history = views.history([ev.parse(b) for b in backend.history(row.hub, row.instance_id)])
+        blobs = backend.history(row.hub, row.instance_id)  # from the engine's memory: cheap
+        # Parsing and describing every event is not: it runs off the engine's loop.
+        history = await backend.offload(lambda: views.history([ev.parse(b) for b in blobs]))
         return JSONResponse({"instance": views.instance_detail(row), "history": history})
 
     async def instance_action(request: Request):
