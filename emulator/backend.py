@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
-from .dispatch import Dispatcher, Lease, resolve
+from .dispatch import Dispatcher, Lease, Name, resolve
 from .store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, MessageRow, StorageError, Store
 
 log = logging.getLogger("emulator")
@@ -131,6 +131,7 @@ class _Completing:
 
 class Backend:
     def __init__(self, store: Store, hubs: list[str], entity_rules: EntityRules,
+                 namer: Callable[[Backend, str, str, str], Name],
                  entity_state_limit: int = 1024 * 1024, max_waiters: int = 10_000, max_streams: int = 1_000):
         self.store = store
         self.hubs = list(hubs)
@@ -138,7 +139,10 @@ class Backend:
         self.entity_state_limit = entity_state_limit
         self.max_waiters = max_waiters
         self.max_streams = max_streams
-        self.dispatch = Dispatcher()
+        self.dispatch = Dispatcher(lambda hub, kind, target: namer(self, hub, kind, target))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due_timer: asyncio.TimerHandle | None = None
+        self._due_at: float | None = None
         self.closed = False
         self._depth = 0
         self._effects: list[Callable[[], None]] = []
@@ -176,7 +180,7 @@ class Backend:
         delay = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
         if isinstance(error, STORAGE_ERRORS):
             self.storage_failed(error)
-        self.dispatch.schedule(hub, kind, key, ev.now() + delay)
+        self.schedule(hub, kind, key, ev.now() + delay)
 
     def storage_failed(self, error: BaseException) -> None:
         """Log a storage error once per interval: it repeats for as long as the disk is full."""
@@ -202,7 +206,7 @@ class Backend:
         message_id = self.store.add_message(hub, kind, target, payload, at, sender, execution_id)
         key = str(message_id) if kind == ACTIVITY else target
         if at > ev.now():
-            self.after_commit(lambda: self.dispatch.schedule(hub, kind, key, at))
+            self.after_commit(lambda: self.schedule(hub, kind, key, at))
         else:
             self.wake(hub, kind, key)
         return message_id
@@ -249,6 +253,32 @@ class Backend:
             self.dispatch.mark_ready(m.hub, ACTIVITY, str(m.id))
         with self.tx():
             pass  # runs the entity pumps queued above
+
+    # -- due times --------------------------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start keeping time on the engine's loop: delayed messages become ready when due."""
+        self._loop = loop
+        self._arm()
+
+    def schedule(self, hub: str, kind: str, key: str, at: float) -> None:
+        self.dispatch.schedule(hub, kind, key, at)
+        self._arm()
+
+    def _arm(self) -> None:
+        """One timer, for the earliest due time (not a wake-up of every stream)."""
+        due = self.dispatch.next_due()
+        if self._loop is None or due is None or (self._due_at is not None and self._due_at <= due):
+            return
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+        self._due_at = due
+        self._due_timer = self._loop.call_later(max(due - ev.now(), 0.0), self._on_due)
+
+    def _on_due(self) -> None:
+        self._due_timer = self._due_at = None
+        self.promote_due()
+        self._arm()  # the next one (or this one again, if the wall clock lagged the loop's)
 
     def promote_due(self) -> None:
         keys = self.dispatch.pop_due(ev.now())
@@ -365,9 +395,6 @@ class Backend:
         self._watching[key] += 1
         try:
             while True:
-                row = self.store.peek_instance(hub, instance_id)
-                if row is None or predicate(row):
-                    return row
                 if self.closed:
                     raise ShuttingDown("the emulator is stopping")
                 remaining = None if deadline is None else deadline - loop.time()
@@ -377,6 +404,9 @@ class Backend:
                 if woken is None:
                     woken = self._watchers[key] = loop.create_future()
                 await asyncio.wait((woken,), timeout=remaining)  # shared: a timeout here leaves it to the others
+                row = self.store.peek_instance(hub, instance_id)
+                if row is None or predicate(row):
+                    return row
         finally:
             self._waiting -= 1
             self._watching[key] -= 1
@@ -493,6 +523,8 @@ class Backend:
     def shutdown(self) -> None:
         """Stop handing out work and wake everything that waits, so that it can end."""
         self.closed = True
+        if self._due_timer is not None:
+            self._due_timer.cancel()
         self._reader.shutdown(wait=False, cancel_futures=True)
         self.dispatch.wake_all()
         for key in list(self._watchers):

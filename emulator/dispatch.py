@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Key = tuple[str, str, str]  # (hub, kind, target)
+Name = tuple[str, "str | None"]  # what a worker's filters match: (name, version)
+Namer = Callable[[str, str, str], Name]  # (hub, kind, target) -> its name
 
 
 @dataclass
@@ -43,15 +45,19 @@ class _Due:
 
 
 class Dispatcher:
-    """Ready targets per (hub, kind), leases by token, and a heap of due times.
+    """Ready targets per (hub, kind) with their names, leases by token, and a heap of due times.
 
-    Used from the engine's event loop only. Idle worker streams sleep on an event of
-    their own, and only the streams of the hub that gained work are woken.
+    Used from the engine's event loop only. An idle worker stream sleeps on a future of its
+    own and says what it wants (its filters, and room under its concurrency limit): new work
+    wakes only the streams that want it, and a filtered stream matches names kept here,
+    never the store.
     """
 
-    def __init__(self):
-        self._sleepers: dict[str, dict[int, asyncio.Future]] = {}  # hub -> idle stream -> its wake-up
-        self._ready: dict[tuple[str, str], OrderedDict[str, None]] = {}
+    def __init__(self, namer: Namer):
+        self._namer = namer
+        # hub -> idle stream -> (its wake-up, what it wants)
+        self._sleepers: dict[str, dict[int, tuple[asyncio.Future, Callable[[str, Name], bool]]]] = {}
+        self._ready: dict[tuple[str, str], OrderedDict[str, Name]] = {}
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
         self._streams: dict[int, set[str]] = {}
@@ -69,8 +75,14 @@ class Dispatcher:
         """The target has deliverable messages; leased targets wait for release."""
         if (hub, kind, target) in self._leased:
             return
-        self._ready.setdefault((hub, kind), OrderedDict())[target] = None
-        self.wake_hub(hub)
+        queue = self._ready.setdefault((hub, kind), OrderedDict())
+        if target in queue:
+            return  # already ready: whoever wants it was woken then
+        name = queue[target] = self._namer(hub, kind, target)
+        sleepers = self._sleepers.get(hub)
+        if sleepers:
+            for stream in [s for s, (_, wants) in sleepers.items() if wants(kind, name)]:
+                resolve(sleepers.pop(stream)[0])
 
     def is_ready(self, hub: str, kind: str, target: str) -> bool:
         return target in self._ready.get((hub, kind), ())
@@ -79,8 +91,8 @@ class Dispatcher:
         self._ready.get((hub, kind), OrderedDict()).pop(target, None)
 
     def schedule(self, hub: str, kind: str, target: str, at: float) -> None:
+        """Make the target ready at ``at`` (the backend's due timer promotes it)."""
         heapq.heappush(self._due, _Due(at, (hub, kind, target)))
-        self.wake_hub(hub)  # an idle stream may need to wake up earlier than it planned
 
     def pop_due(self, now: float) -> list[Key]:
         keys = []
@@ -91,34 +103,39 @@ class Dispatcher:
     def next_due(self) -> float | None:
         return self._due[0].at if self._due else None
 
-    def take(self, hub: str, kind: str, accept: Callable[[str], bool]) -> str | None:
-        """Remove and return the first ready target of ``kind`` that ``accept`` likes."""
+    def take(self, hub: str, kind: str, accept: Callable[[Name], bool] | None = None) -> str | None:
+        """Remove and return the first ready target of ``kind`` whose name ``accept`` likes (None: any)."""
         queue = self._ready.get((hub, kind))
         if not queue:
             return None
-        found = next((target for target in queue if accept(target)), None)
+        if accept is None:
+            found = next(iter(queue))
+        else:
+            found = next((target for target, name in queue.items() if accept(name)), None)
         if found is not None:
             del queue[found]
         return found
 
     # -- sleeping streams ----------------------------------------------------------
 
-    def sleep(self, hub: str, stream: int) -> asyncio.Future:
-        """A future that is resolved when the hub may have work for an idle stream.
+    def sleep(self, hub: str, stream: int, wants: Callable[[str, Name], bool]) -> asyncio.Future:
+        """A future resolved when work the stream ``wants`` (kind, name) becomes ready, or it may take more.
 
         A bare future (not an Event behind ``asyncio.wait_for``, which costs a task per
         sleep): streams sleep and wake for every work item.
         """
         woken = asyncio.get_running_loop().create_future()
-        self._sleepers.setdefault(hub, {})[stream] = woken
+        self._sleepers.setdefault(hub, {})[stream] = (woken, wants)
         return woken
 
     def wake_hub(self, hub: str) -> None:
-        for woken in self._sleepers.pop(hub, {}).values():
+        for woken, _ in self._sleepers.pop(hub, {}).values():
             resolve(woken)
 
     def wake_stream(self, hub: str, stream: int) -> None:
-        resolve(self._sleepers.get(hub, {}).pop(stream, None))
+        sleeper = self._sleepers.get(hub, {}).pop(stream, None)
+        if sleeper is not None:
+            resolve(sleeper[0])
 
     def wake_all(self) -> None:
         for hub in list(self._sleepers):
@@ -175,7 +192,9 @@ class Dispatcher:
         """Release every lease the stream held, for the next worker to take."""
         tokens = self._streams.pop(stream, set())
         for sleepers in self._sleepers.values():
-            resolve(sleepers.pop(stream, None))  # its feeder wakes up and sees the stream closed
+            sleeper = sleepers.pop(stream, None)
+            if sleeper is not None:
+                resolve(sleeper[0])  # its feeder wakes up and sees the stream closed
         return [lease for token in tokens if (lease := self.release(token)) is not None]
 
     def clear_hub(self, hub: str) -> None:

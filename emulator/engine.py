@@ -1,4 +1,4 @@
-"""Assemble the engine: the core (``backend.py``) with the entity rules plugged in.
+"""Assemble the engine: the core (``backend.py``) with the entity rules and work-item names plugged in.
 
 The core does not import the modules that build on it; this is where they meet.
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 from . import entities
 from .backend import Backend
 from .store import Store
+from .workitems import name_of
 
 
 def create_backend(store: Store, hubs: list[str], **options) -> Backend:
-    return Backend(store, hubs, entity_rules=entities, **options)
+    return Backend(store, hubs, entity_rules=entities, namer=name_of, **options)

@@ -154,6 +154,7 @@ class EmulatorServer:
         """Bind, report the port (or the failure), serve until stopped, then shut down."""
         o = self.options
         self._stopped = asyncio.Event()
+        self.backend.attach(asyncio.get_running_loop())
         try:
             server = grpc.aio.server(options=grpc_options(o))
             pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)

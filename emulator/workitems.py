@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import activities, entities, orchestrations
-from . import events as ev
 from .backend import Backend
-from .dispatch import resolve
+from .dispatch import Name, resolve
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .validation import entity_name
 
@@ -33,6 +32,10 @@ class Filters:
     activities: dict[str, set[str]] | None = None
     entities: set[str] | None = None
 
+    @property
+    def serves_everything(self) -> bool:
+        return self.orchestrations is None and self.activities is None and self.entities is None
+
     @classmethod
     def from_request(cls, request: pb.GetWorkItemsRequest) -> Filters:
         if not request.HasField("workItemFilters"):
@@ -52,6 +55,16 @@ def _versioned_match(rules: dict[str, set[str]] | None, name: str, version: str 
         return True
     versions = rules.get(name)
     return versions is not None and (not versions or (version or "") in versions)
+
+
+def name_of(backend: Backend, hub: str, kind: str, target: str) -> Name:
+    """What a worker's filters match a ready target by (looked up once, when it becomes ready)."""
+    if kind == ORCHESTRATION:
+        row = backend.store.peek_instance(hub, target)
+        return (row.name, row.version) if row is not None else ("", None)
+    if kind == ACTIVITY:
+        return activities.name_of(backend, target)
+    return entity_name(target), None
 
 
 def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
@@ -80,16 +93,17 @@ class Feeder:
         limit = self.limits.get(kind, 0)
         return not limit or self.backend.dispatch.held(self.stream, kind) < limit
 
-    def _accepts(self, kind: str, key: str) -> bool:
-        f, store = self.filters, self.backend.store
-        if kind == ORCHESTRATION and f.orchestrations is not None:
-            row = store.peek_instance(self.hub, key)
-            return row is not None and _versioned_match(f.orchestrations, row.name, row.version)
-        if kind == ACTIVITY and f.activities is not None:
-            return _versioned_match(f.activities, *activities.name_of(self.backend, key))
-        if kind == ENTITY and f.entities is not None:
-            return entity_name(key) in f.entities
-        return True
+    def _accepts(self, kind: str, name: Name) -> bool:
+        f = self.filters
+        if kind == ORCHESTRATION:
+            return _versioned_match(f.orchestrations, *name)
+        if kind == ACTIVITY:
+            return _versioned_match(f.activities, *name)
+        return f.entities is None or name[0] in f.entities
+
+    def _wants(self, kind: str, name: Name) -> bool:
+        """What wakes this stream while it sleeps: work it serves, with room to take it."""
+        return self._accepts(kind, name) and self._has_room(kind)
 
     def take(self) -> pb.WorkItem | None:
         """The next work item this stream may have now, or None."""
@@ -99,7 +113,8 @@ class Feeder:
             kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
             if not self._has_room(kind):
                 continue
-            while (key := backend.dispatch.take(self.hub, kind, lambda k, kind=kind: self._accepts(kind, k))):
+            accept = None if self.filters.serves_everything else (lambda name, kind=kind: self._accepts(kind, name))
+            while (key := backend.dispatch.take(self.hub, kind, accept)):
                 item = _BUILDERS[kind](backend, self.hub, key, self.stream)
                 if item is not None:
                     self._turn = (self._turn + i + 1) % 3
@@ -109,8 +124,8 @@ class Feeder:
     async def next(self, timeout: float) -> pb.WorkItem | None:
         """The next work item, or None after ``timeout`` seconds idle or when closed.
 
-        While idle it sleeps until its hub gains work, it may take more, or a delayed
-        message comes due: no polling, and no thread.
+        While idle it sleeps until work it serves becomes ready (delayed messages too: the
+        backend's due timer makes them ready) or it may take more: no polling, no thread.
         """
         backend = self.backend
         loop = asyncio.get_running_loop()
@@ -122,10 +137,7 @@ class Feeder:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            due = backend.dispatch.next_due()
-            if due is not None:
-                remaining = min(remaining, max(due - ev.now(), 0.001))
-            woken = backend.dispatch.sleep(self.hub, self.stream)
+            woken = backend.dispatch.sleep(self.hub, self.stream, self._wants)
             timer = loop.call_later(remaining, resolve, woken)
             try:
                 await woken

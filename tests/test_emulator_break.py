@@ -87,9 +87,6 @@ class Streams:
         self.thread.join(10)
 
 
-@pytest.mark.xfail(strict=True, reason="every new work item wakes every idle stream of its hub, and each woken "
-                   "stream runs its filters over the whole ready queue (Dispatcher.take): S streams x B backlog "
-                   "accept() calls per new item; 200 streams and a 2,000 backlog: 914 -> 1 StartInstance/s")
 def test_filtered_streams_do_not_rescan_the_backlog_for_every_new_work_item(emu, monkeypatch):
     STREAMS, BACKLOG, NEW = 20, 300, 10
     create(emu, "backlog", BACKLOG)
@@ -111,9 +108,6 @@ def test_filtered_streams_do_not_rescan_the_backlog_for_every_new_work_item(emu,
         streams.close()
 
 
-@pytest.mark.xfail(strict=True, reason="Dispatcher.mark_ready -> wake_hub wakes every sleeping stream of the hub, "
-                   "also those at their concurrency limit that cannot take anything: 1,000 such streams cut "
-                   "StartInstance from 914/s to 44/s")
 def test_streams_at_their_limit_are_not_woken_by_work_they_cannot_take(emu, monkeypatch):
     STREAMS, NEW = 20, 10
     create(emu, "held", STREAMS)
