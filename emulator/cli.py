@@ -13,6 +13,7 @@ from pathlib import Path
 from .dashboard.guard import check_host_name
 from .server import EmulatorServer, Options, PortInUse
 from .store import DataFileError, DataInUse, SchemaError
+from .validation import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("emulator.cli")
 
@@ -59,8 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--in-memory", action="store_true", help="keep state in memory only; gone at exit")
     p.add_argument("--task-hubs", type=_hubs, default=os.environ.get("DTS_TASK_HUB_NAMES") or "default",
                    help="comma-separated task hub names (default: env DTS_TASK_HUB_NAMES, else 'default')")
-    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
-                   help="largest gRPC message accepted (default: 16 MiB)")
+    p.add_argument("--max-request-bytes", type=int, default=MAX_MESSAGE_BYTES,
+                   help="largest gRPC message accepted, and largest work item sent; workers must receive "
+                        "this much (default: 4 MiB, what the SDK's worker receives)")
     p.add_argument("--liveness-timeout", type=_positive, default=30.0, metavar="SECONDS",
                    help="a worker that does not answer the emulator's pings for this long is disconnected and "
                         "its work goes to other workers (default: 30)")

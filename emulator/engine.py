@@ -5,10 +5,11 @@ The core does not import the modules that build on it; this is where they meet.
 
 from __future__ import annotations
 
-from . import entities
+from . import activities, entities, orchestrations
 from .backend import Backend
-from .store import Store
+from .store import ACTIVITY, ENTITY, ORCHESTRATION, Store
 
 
 def create_backend(store: Store, hubs: list[str], **options) -> Backend:
-    return Backend(store, hubs, entity_rules=entities, **options)
+    give_up = {ORCHESTRATION: orchestrations.fail, ACTIVITY: activities.fail, ENTITY: entities.fail}
+    return Backend(store, hubs, entity_rules=entities, give_up=give_up, **options)

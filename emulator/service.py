@@ -25,7 +25,7 @@ from .backend import STORAGE_ERRORS, Backend, ShuttingDown, StaleWorkItem, TooMa
 from .control import InvalidState, NotFound
 from .paging import instance_token, parse_instance_token, split_page
 from .store import InstanceRow
-from .validation import check_entity_id, check_instance_id
+from .validation import check_entity_id, check_instance_id, check_name, field_size, message_size
 from .workitems import Feeder, Filters, limits_from_request
 
 log = logging.getLogger("emulator.service")
@@ -154,8 +154,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         hub = self._hub(context)
         instance_id = request.instanceId or ev.new_id()
         _require(check_instance_id(instance_id))
-        if not request.name:
-            raise BadRequest("orchestration name must not be empty")
+        _require(check_name("orchestration name", request.name))
         existing = self.backend.instance(hub, instance_id)
         if existing is not None:
             replaceable = set(request.orchestrationIdReusePolicy.replaceableStatus)
@@ -198,8 +197,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
 
     @_rpc
     async def RaiseEvent(self, request: pb.RaiseEventRequest, context):
-        if not request.name:
-            raise BadRequest("event name must not be empty")
+        _require(check_name("event name", request.name))
         control.raise_event(self.backend, self._hub(context), request.instanceId, request.name,
                             ev.optional_string(request, "input"))
         return pb.RaiseEventResponse()
@@ -301,9 +299,17 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         hub = self._hub(context)
         if self.backend.instance(hub, request.instanceId) is None:
             raise NotFound(f"no orchestration instance '{request.instanceId}' in task hub '{hub}'")
-        blobs = self.backend.history(hub, request.instanceId)
-        for i in range(0, len(blobs), HISTORY_CHUNK):
-            yield pb.HistoryChunk(events=[ev.parse(b) for b in blobs[i:i + HISTORY_CHUNK]])
+        chunk: list[bytes] = []
+        size = empty = message_size(())
+        for blob in self.backend.history(hub, request.instanceId):
+            # Chunks by count and by size: a client receives 4 MiB per message by default.
+            if chunk and (len(chunk) == HISTORY_CHUNK or size + field_size(blob) > self.backend.max_message_bytes):
+                yield pb.HistoryChunk(events=[ev.parse(b) for b in chunk])
+                chunk, size = [], empty
+            chunk.append(blob)
+            size += field_size(blob)
+        if chunk:
+            yield pb.HistoryChunk(events=[ev.parse(b) for b in chunk])
 
     # -- task hubs ----------------------------------------------------------------
 
@@ -388,8 +394,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
     async def SignalEntity(self, request: pb.SignalEntityRequest, context):
         hub = self._hub(context)
         _require(check_entity_id(request.instanceId))
-        if not request.name:
-            raise BadRequest("entity operation name must not be empty")
+        _require(check_name("entity operation name", request.name))
         entities.signal(self.backend, hub, request)
         return pb.SignalEntityResponse()
 
