@@ -8,8 +8,11 @@ loops: the instance ends, and other work goes on.
 from __future__ import annotations
 
 import json
+import logging
 import queue
+import sqlite3
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,8 +23,10 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
+from emulator import events as ev
 from emulator import orchestrations
-from emulator.backend import MAX_ATTEMPTS
+from emulator.backend import FIRST_RETRY_SECONDS, MAX_ATTEMPTS
+from emulator.store import Store
 from tests.helpers import InProcessEmulator, free_port, wait_until
 
 HUB = "default"
@@ -299,3 +304,135 @@ def test_whatever_is_accepted_the_dashboard_shows_and_acts_on(dash):
         assert not stub.QueryInstances(pb.QueryInstancesRequest()).orchestrationState
     finally:
         channel.close()
+
+
+# -- storage errors: one log line, a clear code, redelivery with backoff, nothing lost ------
+
+
+class FailingCommits:
+    """Every connection the Store opens, made to fail each COMMIT while ``failing`` is set."""
+
+    def __init__(self, error: sqlite3.Error):
+        self.error = error
+        self.failing = False
+        self.failed = 0
+
+    def connect(self, *args, **kwargs):
+        return _Failing(sqlite3.connect(*args, **kwargs), self)
+
+
+class _Failing:
+    def __init__(self, db: sqlite3.Connection, switch: FailingCommits):
+        self._db, self._switch = db, switch
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def execute(self, sql: str, params=()):
+        if sql == "COMMIT" and self._switch.failing:
+            self._switch.failed += 1
+            raise self._switch.error
+        return self._db.execute(sql, params)
+
+
+def disk_full() -> sqlite3.Error:
+    error = sqlite3.OperationalError("database or disk is full")
+    error.sqlite_errorcode = sqlite3.SQLITE_FULL
+    return error
+
+
+@pytest.mark.parametrize("error, code", [
+    (sqlite3.OperationalError("disk I/O error"), grpc.StatusCode.UNAVAILABLE),
+    (disk_full(), grpc.StatusCode.RESOURCE_EXHAUSTED),
+])
+def test_storage_errors_are_one_line_a_clear_code_and_retried_with_backoff(tmp_path, caplog, error, code):
+    switch = FailingCommits(error)
+    path = tmp_path / "failing.db"
+    emu = InProcessEmulator(path, store=Store(path, connect=switch.connect)).start()
+    channel = grpc.insecure_channel(emu.address)
+    stub = pb_grpc.TaskHubSidecarServiceStub(channel)
+    worker = RawWorker(stub)
+    try:
+        item = started(stub, worker, "survivor")
+        caplog.set_level(logging.ERROR, logger="emulator")
+        switch.failing = True
+        err = refused(stub.StartInstance, pb.CreateInstanceRequest(instanceId="refused", name="orch"))
+        assert err.code() == code and str(path) in err.details(), err.details()
+        # The worker keeps answering; every answer fails to commit, and the item comes back later each time.
+        arrivals = [time.monotonic()]
+        for _ in range(MAX_ATTEMPTS + 1):  # more than the attempts after which other failures give up
+            err = refused(stub.CompleteOrchestratorTask, answer(item, complete(pb.ORCHESTRATION_STATUS_COMPLETED)))
+            assert err.code() == code and str(path) in err.details()
+            item = worker.next()
+            arrivals.append(time.monotonic())
+        gaps = [b - a for a, b in zip(arrivals[1:], arrivals[2:], strict=False)]
+        assert all(gap >= FIRST_RETRY_SECONDS for gap in gaps), gaps
+        assert gaps[-1] > 2 * gaps[0], gaps  # the delay grows: no hot loop
+        assert switch.failed >= MAX_ATTEMPTS + 2
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1, lines  # logged once per interval, not once per failure
+        assert str(path) in lines[0] and "\n" not in lines[0]
+        assert status_of(stub, "survivor").orchestrationStatus == pb.ORCHESTRATION_STATUS_PENDING
+
+        switch.failing = False
+        stub.CompleteOrchestratorTask(answer(item, complete(pb.ORCHESTRATION_STATUS_COMPLETED)))
+        assert status_of(stub, "survivor").orchestrationStatus == pb.ORCHESTRATION_STATUS_COMPLETED
+        assert not stub.GetInstance(pb.GetInstanceRequest(instanceId="refused")).exists
+    finally:
+        worker.close()
+        channel.close()
+        emu.stop()
+
+
+# -- recursion: instance trees are walked with a list ----------------------------------------
+
+DEPTH = 10_000
+
+
+async def _build_chain(emu, ids: list[str]) -> None:
+    """A chain of running sub-orchestrations, built through the engine (a worker would need minutes)."""
+    backend, store = emu.backend, emu.backend.store
+    started = ev.event(executionStarted=pb.ExecutionStartedEvent(name="chain")).SerializeToString()
+    with backend.tx():
+        for n, instance_id in enumerate(ids):
+            parent = None
+            if n:
+                up = store.peek_instance(HUB, ids[n - 1])
+                parent = pb.ParentInstanceInfo(taskScheduledId=1, name=text("chain"), orchestrationInstance=(
+                    pb.OrchestrationInstance(instanceId=up.instance_id, executionId=text(up.execution_id))))
+            row = backend.create_instance(HUB, instance_id, "chain", parent=parent)
+            # As if a worker had run it once: started, and waiting for its child.
+            store.delete_messages([m.id for m in store.messages_for(HUB, "orchestration", instance_id)])
+            store.append_history(HUB, instance_id, [started])
+            row.status = pb.ORCHESTRATION_STATUS_RUNNING
+            store.put_instance(row)
+
+
+async def _terminations_queued(emu, ids: list[str]) -> int:
+    store = emu.backend.store
+    return sum(any(ev.parse(m.payload).HasField("executionTerminated")
+                   for m in store.messages_for(HUB, "orchestration", i)) for i in ids)
+
+
+async def _end_all(emu, ids: list[str]) -> None:
+    """What a worker does with each termination: the instance ends as TERMINATED."""
+    backend = emu.backend
+    with backend.tx():
+        for instance_id in ids:
+            row = backend.store.get_instance(HUB, instance_id)
+            row.status = pb.ORCHESTRATION_STATUS_TERMINATED
+            backend.finish_instance(row)
+
+
+def test_a_10000_deep_chain_terminates_and_purges(emu, stub):
+    ids = [f"chain-{n}" for n in range(DEPTH)]
+    emu.call(_build_chain(emu, ids), timeout=120)
+    assert status_of(stub, ids[-1]).parentInstanceId.value == ids[-2]  # the precondition: one chain
+
+    stub.TerminateInstance(pb.TerminateRequest(instanceId=ids[0], recursive=True), timeout=120)
+    assert emu.call(_terminations_queued(emu, ids), timeout=120) == DEPTH
+
+    emu.call(_end_all(emu, ids), timeout=120)
+    purged = stub.PurgeInstances(pb.PurgeInstancesRequest(instanceId=ids[0], recursive=True), timeout=120)
+    assert purged.deletedInstanceCount == DEPTH
+    assert not stub.GetInstance(pb.GetInstanceRequest(instanceId=ids[-1])).exists
