@@ -132,6 +132,7 @@ class _Completing:
         backend, lease = self.backend, self.lease
         if kind is None or isinstance(exc, Refused):
             backend._failures.pop((lease.hub, lease.kind, lease.target), None)
+            backend._attempts.pop((lease.hub, lease.kind, lease.target), None)
             if kind is not None:  # refused, but committed: what follows it may run at once
                 backend.requeue_now(lease)
         else:
@@ -157,6 +158,7 @@ class Backend:
         self._watchers: dict[tuple[str, str], asyncio.Event] = {}  # instances clients wait on
         self._waiting = 0
         self._failures: dict[tuple[str, str, str], int] = {}  # targets whose last apply failed
+        self._attempts: dict[tuple[str, str, str], int] = {}  # failures in a row that were not storage errors
         self._storage_logged_at = float("-inf")
         # The store's reader and one thread to run it on (its connection serves one thread at a time).
         self.reads = store.reads()
@@ -193,24 +195,31 @@ class Backend:
         Storage errors are always retried (nothing is wrong with the work, and nothing is lost).
         """
         key = (lease.hub, lease.kind, lease.target)
+        if isinstance(error, STORAGE_ERRORS):
+            self.retry_later(lease.hub, lease.kind, lease.target, error)
+            return
+        attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
         give_up = self.give_up.get(lease.kind)
-        if isinstance(error, STORAGE_ERRORS) or give_up is None or self._failures.get(key, 0) + 1 < MAX_ATTEMPTS:
+        if attempts < MAX_ATTEMPTS or give_up is None:
             if isinstance(error, BaseException):
                 self.retry_later(lease.hub, lease.kind, lease.target, error)
-            else:
-                self._failures[key] = self._failures.get(key, 0) + 1
+            else:  # its worker went away: another may take it at once
                 self.requeue_now(lease)
             return
         reason = f"the emulator gave up on this work item after {MAX_ATTEMPTS} failed attempts; the last: {error}"
-        log.error("%s '%s' in hub %s: %s", lease.kind, lease.target, lease.hub, reason)
         try:
             with self.tx():
                 give_up(self, lease, reason)
+        except STORAGE_ERRORS as exc:
+            self.retry_later(lease.hub, lease.kind, lease.target, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - keep retrying, with backoff, rather than lose the work
             log.exception("could not fail %s '%s'", lease.kind, lease.target)
             self.retry_later(lease.hub, lease.kind, lease.target, exc)
             return
+        log.error("%s '%s' in hub %s failed: %s", lease.kind, lease.target, lease.hub, reason)
         self._failures.pop(key, None)
+        self._attempts.pop(key, None)
         self.requeue_now(lease)
 
     def storage_failed(self, error: BaseException) -> None:

@@ -373,8 +373,11 @@ def test_storage_errors_are_one_line_a_clear_code_and_retried_with_backoff(tmp_p
         assert len(lines) == 1, lines  # logged once per interval, not once per failure
         assert str(path) in lines[0] and "\n" not in lines[0]
         assert status_of(stub, "survivor").orchestrationStatus == pb.ORCHESTRATION_STATUS_PENDING
-
         switch.failing = False
+        # Its worker goes away: one failure that is not storage's, not the last of many failures.
+        worker.close()
+        worker = RawWorker(stub)
+        item = worker.next()
         stub.CompleteOrchestratorTask(answer(item, complete(pb.ORCHESTRATION_STATUS_COMPLETED)))
         assert status_of(stub, "survivor").orchestrationStatus == pb.ORCHESTRATION_STATUS_COMPLETED
         assert not stub.GetInstance(pb.GetInstanceRequest(instanceId="refused")).exists
