@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -29,10 +31,14 @@ from .validation import check_entity_id, check_instance_id, check_name, field_si
 from .workitems import Feeder, Filters, limits_from_request
 
 log = logging.getLogger("emulator.service")
+T = TypeVar("T")
 
 HEALTH_PING_SECONDS = 20.0
 DEFAULT_PAGE_SIZE = 100
 HISTORY_CHUNK = 500
+# What a response carries besides its instances or entities (a continuation token), and each one's header.
+RESPONSE_ENVELOPE_BYTES = 256
+FIELD_HEADER_BYTES = 6
 
 
 class BadRequest(Exception):
@@ -47,12 +53,17 @@ class UnknownHub(Exception):
     pass
 
 
+class ResponseTooLarge(Exception):
+    """One instance or entity with its payloads is more than a client receives in a message."""
+
+
 _CODES = [
     (BadRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (UnknownHub, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (entities.EntityStateTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TooManyWaiters, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (ResponseTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ShuttingDown, grpc.StatusCode.UNAVAILABLE),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -134,6 +145,23 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         self.backend = backend
         self.health_ping_seconds = health_ping_seconds
 
+    def _fitting(self, items: list[T], what: Callable[[T], str]) -> tuple[list[T], bool]:
+        """The leading items that fit in one response (and whether some were left for the next page).
+
+        Clients receive 4 MiB per message by default: a page of instances with their
+        inputs and outputs, or of entities with their states, can be far more.
+        """
+        limit, size = self.backend.max_message_bytes, RESPONSE_ENVELOPE_BYTES
+        for n, item in enumerate(items):
+            size += item.ByteSize() + FIELD_HEADER_BYTES
+            if size > limit:
+                if n == 0:
+                    raise ResponseTooLarge(
+                        f"{what(item)} is {size - RESPONSE_ENVELOPE_BYTES} bytes with its payloads; a response may be "
+                        f"at most {limit} bytes (--max-request-bytes): ask without inputs and outputs (or state)")
+                return items[:n], True
+        return items, False
+
     def _hub(self, context: grpc.aio.ServicerContext) -> str:
         hub = next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
         if hub not in self.backend.hubs:
@@ -173,19 +201,21 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         )
         return pb.CreateInstanceResponse(instanceId=instance_id)
 
-    @_rpc
-    async def GetInstance(self, request: pb.GetInstanceRequest, context):
-        row = self.backend.instance(self._hub(context), request.instanceId)
+    def _found(self, row: InstanceRow | None, request: pb.GetInstanceRequest) -> pb.GetInstanceResponse:
         if row is None:
             return pb.GetInstanceResponse(exists=False)
-        return pb.GetInstanceResponse(exists=True, orchestrationState=instance_state(row, request.getInputsAndOutputs))
+        state, _ = self._fitting([instance_state(row, request.getInputsAndOutputs)],
+                                 lambda s: f"instance '{s.instanceId}'")
+        return pb.GetInstanceResponse(exists=True, orchestrationState=state[0])
+
+    @_rpc
+    async def GetInstance(self, request: pb.GetInstanceRequest, context):
+        return self._found(self.backend.instance(self._hub(context), request.instanceId), request)
 
     async def _wait(self, request: pb.GetInstanceRequest, context, predicate) -> pb.GetInstanceResponse:
         hub = self._hub(context)
-        row = await self.backend.wait_for(hub, request.instanceId, predicate, context.time_remaining())
-        if row is None:
-            return pb.GetInstanceResponse(exists=False)
-        return pb.GetInstanceResponse(exists=True, orchestrationState=instance_state(row, request.getInputsAndOutputs))
+        return self._found(await self.backend.wait_for(hub, request.instanceId, predicate, context.time_remaining()),
+                           request)
 
     @_rpc
     async def WaitForInstanceStart(self, request, context):
@@ -271,9 +301,11 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
             limit=limit + 1,
         )
         rows, more = split_page(await self.backend.read(lambda r: r.query_instances(hub, **query)), limit)
+        states, cut = self._fitting([instance_state(r, q.fetchInputsAndOutputs) for r in rows],
+                                    lambda s: f"instance '{s.instanceId}'")
         return pb.QueryInstancesResponse(
-            orchestrationState=[instance_state(r, q.fetchInputsAndOutputs) for r in rows],
-            continuationToken=ev.string(instance_token(rows[-1])) if more else None,
+            orchestrationState=states,
+            continuationToken=ev.string(instance_token(rows[len(states) - 1])) if more or cut else None,
         )
 
     @_rpc
@@ -405,7 +437,9 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         row = self.backend.entity(hub, request.instanceId)
         if row is None or row.state is None:
             return pb.GetEntityResponse(exists=False)
-        return pb.GetEntityResponse(exists=True, entity=entities.metadata(self.backend, row, request.includeState))
+        found, _ = self._fitting([entities.metadata(self.backend, row, request.includeState)],
+                                 lambda e: f"entity '{e.instanceId}'")
+        return pb.GetEntityResponse(exists=True, entity=found[0])
 
     @_rpc
     async def QueryEntities(self, request: pb.QueryEntitiesRequest, context):
@@ -422,10 +456,10 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         last = rows[-1].instance_id if more else None
         if not q.includeTransient:
             rows = [r for r in rows if r.state is not None]
-        return pb.QueryEntitiesResponse(
-            entities=[entities.metadata(self.backend, r, q.includeState) for r in rows],
-            continuationToken=ev.string(last),
-        )
+        found, cut = self._fitting([entities.metadata(self.backend, r, q.includeState) for r in rows],
+                                   lambda e: f"entity '{e.instanceId}'")
+        return pb.QueryEntitiesResponse(entities=found, continuationToken=ev.string(
+            found[-1].instanceId if cut else last))
 
     @_rpc
     async def CleanEntityStorage(self, request: pb.CleanEntityStorageRequest, context):

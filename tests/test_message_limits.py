@@ -11,6 +11,8 @@ import grpc
 import pytest
 from durabletask import client as dt_client
 from durabletask import entities, task
+from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 from emulator.validation import MAX_MESSAGE_BYTES
 from tests.helpers import wait_until
@@ -127,3 +129,36 @@ def test_an_operation_too_large_to_deliver_with_its_entity_state_fails_its_calle
     assert f"the SDK's worker receives at most {LIMIT} bytes per message" in state.serialized_output
     assert client.get_entity(entity).get_typed_state(dict)["taken"] == 1  # the state is as it was
     unrelated_completes(client)
+
+
+def test_query_pages_fit_in_what_a_client_receives(emu, client):
+    """Six instances with 1 MB inputs: 6 MB that one page cannot carry, so it comes in pages that fit."""
+    ids = {client.schedule_new_orchestration("not-registered", input="i" * 1_000_000) for _ in range(6)}
+    channel = grpc.insecure_channel(emu.address)
+    stub = pb_grpc.TaskHubSidecarServiceStub(channel)
+    try:
+        seen, pages, token = [], 0, None
+        while True:
+            query = pb.InstanceQuery(fetchInputsAndOutputs=True, maxInstanceCount=100, continuationToken=token)
+            page = stub.QueryInstances(pb.QueryInstancesRequest(query=query))
+            assert page.ByteSize() <= MAX_MESSAGE_BYTES
+            seen += [(s.instanceId, len(s.input.value)) for s in page.orchestrationState]
+            pages += 1
+            if not page.HasField("continuationToken"):
+                break
+            token = page.continuationToken
+        assert sorted(seen) == sorted((i, 1_000_002) for i in ids) and pages >= 2
+    finally:
+        channel.close()
+
+
+def test_an_instance_too_large_to_return_with_its_payloads_says_so(emu, client, start_worker):
+    start_worker(emu.address, orchestrators=[echo])
+    instance_id = client.schedule_new_orchestration(echo, input="x" * 2_500_000)
+    state = client.wait_for_orchestration_completion(instance_id, timeout=30, fetch_payloads=False)
+    assert state.runtime_status == dt_client.OrchestrationStatus.COMPLETED  # 2.5 MB in, 2.5 MB out
+    with pytest.raises(grpc.RpcError) as err:
+        client.get_orchestration_state(instance_id)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"a response may be at most {LIMIT} bytes" in err.value.details()
+    assert client.get_orchestration_state(instance_id, fetch_payloads=False).instance_id == instance_id
