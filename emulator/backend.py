@@ -199,27 +199,28 @@ class Backend:
             self.retry_later(lease.hub, lease.kind, lease.target, error)
             return
         attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
-        give_up = self.give_up.get(lease.kind)
-        if attempts < MAX_ATTEMPTS or give_up is None:
+        if attempts < MAX_ATTEMPTS or lease.kind not in self.give_up:
             if isinstance(error, BaseException):
                 self.retry_later(lease.hub, lease.kind, lease.target, error)
             else:  # its worker went away: another may take it at once
                 self.requeue_now(lease)
             return
-        reason = f"the emulator gave up on this work item after {MAX_ATTEMPTS} failed attempts; the last: {error}"
+        self.fail_work(lease, f"the emulator gave up on this work item after {MAX_ATTEMPTS} failed attempts; "
+                              f"the last: {error}")
+
+    def fail_work(self, lease: Lease, reason: str) -> None:
+        """End a lease's work for good: its instance, its activity task or its entity operations fail."""
         try:
             with self.tx():
-                give_up(self, lease, reason)
-        except STORAGE_ERRORS as exc:
-            self.retry_later(lease.hub, lease.kind, lease.target, exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - keep retrying, with backoff, rather than lose the work
-            log.exception("could not fail %s '%s'", lease.kind, lease.target)
+                self.give_up[lease.kind](self, lease, reason)
+        except Exception as exc:  # keep retrying, with backoff, rather than lose the work
+            if not isinstance(exc, STORAGE_ERRORS):
+                log.exception("could not fail %s '%s'", lease.kind, lease.target)
             self.retry_later(lease.hub, lease.kind, lease.target, exc)
             return
         log.error("%s '%s' in hub %s failed: %s", lease.kind, lease.target, lease.hub, reason)
-        self._failures.pop(key, None)
-        self._attempts.pop(key, None)
+        self._failures.pop((lease.hub, lease.kind, lease.target), None)
+        self._attempts.pop((lease.hub, lease.kind, lease.target), None)
         self.requeue_now(lease)
 
     def storage_failed(self, error: BaseException) -> None:

@@ -84,7 +84,9 @@ def grpc_options(o: Options) -> list[tuple[str, int]]:
     """
     half_ms = max(int(o.liveness_timeout * 500), 100)
     return [
-        ("grpc.max_receive_message_length", o.max_request_bytes),
+        # Up to this, the service refuses a request beyond --max-request-bytes itself, with a clear message,
+        # and fails a worker's answer that large; gRPC refuses only what is larger still.
+        ("grpc.max_receive_message_length", max(o.max_request_bytes * 4, 64 * 1024 * 1024)),
         ("grpc.max_send_message_length", o.max_request_bytes),
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", half_ms),

@@ -53,6 +53,10 @@ class UnknownHub(Exception):
     pass
 
 
+class RequestTooLarge(Exception):
+    """A request beyond --max-request-bytes (gRPC itself refuses only far larger ones)."""
+
+
 class ResponseTooLarge(Exception):
     """One instance or entity with its payloads is more than a client receives in a message."""
 
@@ -64,6 +68,7 @@ _CODES = [
     (entities.EntityStateTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TooManyWaiters, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ResponseTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ShuttingDown, grpc.StatusCode.UNAVAILABLE),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -103,6 +108,7 @@ def _rpc(method):
     @functools.wraps(method)
     async def unary(self, request, context):
         try:
+            self._check_size(method.__name__, request)
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
@@ -144,6 +150,21 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
     def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS):
         self.backend = backend
         self.health_ping_seconds = health_ping_seconds
+
+    def _check_size(self, name: str, request) -> None:
+        """Refuse a request beyond the limit; a worker's answer that large also fails its work item.
+
+        Otherwise a worker whose result is too large (the SDK's worker sends any size) would
+        hold its work item until it disconnects, and get it again, forever.
+        """
+        size, limit = request.ByteSize(), self.backend.max_message_bytes
+        if size <= limit:
+            return
+        problem = (f"the {name} request is {size} bytes; the emulator accepts at most {limit} bytes per message "
+                   "(--max-request-bytes)")
+        if name.startswith("Complete"):
+            self.backend.fail_work(self.backend.release(request.completionToken), problem)
+        raise RequestTooLarge(problem)
 
     def _fitting(self, items: list[T], what: Callable[[T], str]) -> tuple[list[T], bool]:
         """The leading items that fit in one response (and whether some were left for the next page).

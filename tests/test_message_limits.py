@@ -162,3 +162,35 @@ def test_an_instance_too_large_to_return_with_its_payloads_says_so(emu, client, 
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"a response may be at most {LIMIT} bytes" in err.value.details()
     assert client.get_orchestration_state(instance_id, fetch_payloads=False).instance_id == instance_id
+
+
+def five_megabytes(ctx: task.ActivityContext, _):
+    return "x" * 5_000_000
+
+
+def catches(ctx: task.OrchestrationContext, _):
+    try:
+        yield ctx.call_activity(five_megabytes)
+    except task.TaskFailedError as exc:
+        return str(exc)
+    return "delivered"
+
+
+def test_an_activity_result_too_large_to_accept_fails_the_task(emu, client, start_worker):
+    start_worker(emu.address, orchestrators=[catches, echo], activities=[five_megabytes])
+    state = client.wait_for_orchestration_completion(client.schedule_new_orchestration(catches), timeout=30)
+    assert state.runtime_status == dt_client.OrchestrationStatus.COMPLETED
+    assert f"bytes; the emulator accepts at most {LIMIT} bytes per message" in state.serialized_output
+    unrelated_completes(client)
+
+
+def grows(ctx: task.OrchestrationContext, _):
+    return "x" * 5_000_000
+
+
+def test_an_orchestration_output_too_large_to_accept_fails_the_instance(emu, client, start_worker):
+    start_worker(emu.address, orchestrators=[grows, echo])
+    state = client.wait_for_orchestration_completion(client.schedule_new_orchestration(grows), timeout=30)
+    assert state.runtime_status == dt_client.OrchestrationStatus.FAILED
+    assert f"the emulator accepts at most {LIMIT} bytes per message" in state.failure_details.message
+    unrelated_completes(client)
