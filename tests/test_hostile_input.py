@@ -172,7 +172,7 @@ async def _queued(emu, instance_id: str) -> int:
     return emu.backend.store.count_messages(HUB, "orchestration", instance_id)
 
 
-def test_lock_entities_through_a_real_completion_still_work(emu, stub, worker, uid):
+def test_a_well_formed_lock_request_is_still_granted(emu, stub, worker, uid):
     """The checks refuse only what is malformed: a well-formed lock request is granted."""
     instance_id = f"locker-{uid}"
     item = started(stub, worker, instance_id)
