@@ -16,6 +16,8 @@ MAX_NAME_LENGTH = 256
 """Orchestration, activity, event and operation names; DTS documents none, and real names are short."""
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """What the SDK's worker receives per message (gRPC's default, which durabletask 1.12 keeps)."""
+MIN_MESSAGE_BYTES = 64 * 1024
+"""The smallest --max-request-bytes: below it, ordinary work items would not fit."""
 
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 

@@ -194,3 +194,13 @@ def test_an_orchestration_output_too_large_to_accept_fails_the_instance(emu, cli
     assert state.runtime_status == dt_client.OrchestrationStatus.FAILED
     assert f"the emulator accepts at most {LIMIT} bytes per message" in state.failure_details.message
     unrelated_completes(client)
+
+
+def test_a_message_limit_too_small_for_any_work_item_is_a_usage_error(capsys):
+    from emulator.cli import parse_args
+
+    assert parse_args([]).max_request_bytes == MAX_MESSAGE_BYTES == 4 * 1024 * 1024
+    assert parse_args(["--max-request-bytes", "65536"]).max_request_bytes == 65536
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--max-request-bytes", "1000"])
+    assert exit_.value.code == 2 and "must be at least 65536 bytes (64 KiB)" in capsys.readouterr().err
