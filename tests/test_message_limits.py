@@ -152,7 +152,7 @@ def test_query_pages_fit_in_what_a_client_receives(emu, client):
         channel.close()
 
 
-def test_an_instance_too_large_to_return_with_its_payloads_says_so(emu, client, start_worker):
+def test_an_instance_too_large_to_return_with_its_payloads_says_so_and_its_history_streams(emu, client, start_worker):
     start_worker(emu.address, orchestrators=[echo])
     instance_id = client.schedule_new_orchestration(echo, input="x" * 2_500_000)
     state = client.wait_for_orchestration_completion(instance_id, timeout=30, fetch_payloads=False)
@@ -162,6 +162,8 @@ def test_an_instance_too_large_to_return_with_its_payloads_says_so(emu, client, 
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"a response may be at most {LIMIT} bytes" in err.value.details()
     assert client.get_orchestration_state(instance_id, fetch_payloads=False).instance_id == instance_id
+    # Its 5 MB history (started with the input, completed with the output) streams in chunks that fit.
+    assert len(client.get_orchestration_history(instance_id)) >= 4
 
 
 def five_megabytes(ctx: task.ActivityContext, _):
