@@ -28,6 +28,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from . import events as ev
 from .dispatch import Dispatcher, Lease, Name, resolve
 from .store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, MessageRow, StorageError, Store
+from .validation import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("emulator")
 T = TypeVar("T")
@@ -39,6 +40,10 @@ MAX_RETRY_SECONDS = 10.0
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (StorageError, sqlite3.Error)
 # How often the same storage error is logged at most (it repeats while the disk is full).
 STORAGE_LOG_INTERVAL = 10.0
+# A target whose work failed this many times in a row for any reason but storage (its completion
+# did not apply, or its worker's stream ended while holding it) is given up on: its instance or
+# operations fail, and the rest of the hub's work flows.
+MAX_ATTEMPTS = 5
 
 
 class StaleWorkItem(Exception):
@@ -63,6 +68,10 @@ class EntityRules(Protocol):
     def pump(self, backend: Backend, hub: str, entity_id: str) -> None: ...
 
     def release_locks_of(self, backend: Backend, hub: str, owner: str) -> int: ...
+
+
+# How each kind of work item fails for good (plugged in by ``engine.py``): called in a transaction.
+GiveUp = Callable[["Backend", Lease, str], None]
 
 
 class _Tx:
@@ -123,22 +132,26 @@ class _Completing:
         backend, lease = self.backend, self.lease
         if kind is None or isinstance(exc, Refused):
             backend._failures.pop((lease.hub, lease.kind, lease.target), None)
+            backend._attempts.pop((lease.hub, lease.kind, lease.target), None)
             if kind is not None:  # refused, but committed: what follows it may run at once
                 backend.requeue_now(lease)
         else:
-            backend.retry_later(lease.hub, lease.kind, lease.target, exc)
+            backend.work_failed(lease, exc)
 
 
 class Backend:
     def __init__(self, store: Store, hubs: list[str], entity_rules: EntityRules,
                  namer: Callable[[Backend, str, str, str], Name],
-                 entity_state_limit: int = 1024 * 1024, max_waiters: int = 10_000, max_streams: int = 1_000):
+                 entity_state_limit: int = 1024 * 1024, max_waiters: int = 10_000, max_streams: int = 1_000,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, give_up: dict[str, GiveUp] | None = None):
         self.store = store
         self.hubs = list(hubs)
         self.entities = entity_rules
         self.entity_state_limit = entity_state_limit
         self.max_waiters = max_waiters
         self.max_streams = max_streams
+        self.max_message_bytes = max_message_bytes  # the largest work item a worker is sent
+        self.give_up = dict(give_up or {})
         self.dispatch = Dispatcher(lambda hub, kind, target: namer(self, hub, kind, target))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due_timer: asyncio.TimerHandle | None = None
@@ -152,6 +165,7 @@ class Backend:
         self._watching: Counter[tuple[str, str]] = Counter()
         self._waiting = 0
         self._failures: dict[tuple[str, str, str], int] = {}  # targets whose last apply failed
+        self._attempts: dict[tuple[str, str, str], int] = {}  # failures in a row that were not storage errors
         self._storage_logged_at = float("-inf")
         # The store's reader and one thread to run it on (its connection serves one thread at a time).
         self.reads = store.reads()
@@ -181,6 +195,40 @@ class Backend:
         if isinstance(error, STORAGE_ERRORS):
             self.storage_failed(error)
         self.schedule(hub, kind, key, ev.now() + delay)
+
+    def work_failed(self, lease: Lease, error: BaseException | str) -> None:
+        """A lease's work failed: retry it after a delay, or after MAX_ATTEMPTS in a row, fail it for good.
+
+        Storage errors are always retried (nothing is wrong with the work, and nothing is lost).
+        """
+        key = (lease.hub, lease.kind, lease.target)
+        if isinstance(error, STORAGE_ERRORS):
+            self.retry_later(lease.hub, lease.kind, lease.target, error)
+            return
+        attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
+        if attempts < MAX_ATTEMPTS or lease.kind not in self.give_up:
+            if isinstance(error, BaseException):
+                self.retry_later(lease.hub, lease.kind, lease.target, error)
+            else:  # its worker went away: another may take it at once
+                self.requeue_now(lease)
+            return
+        self.fail_work(lease, f"the emulator gave up on this work item after {MAX_ATTEMPTS} failed attempts; "
+                              f"the last: {error}")
+
+    def fail_work(self, lease: Lease, reason: str) -> None:
+        """End a lease's work for good: its instance, its activity task or its entity operations fail."""
+        try:
+            with self.tx():
+                self.give_up[lease.kind](self, lease, reason)
+        except Exception as exc:  # keep retrying, with backoff, rather than lose the work
+            if not isinstance(exc, STORAGE_ERRORS):
+                log.exception("could not fail %s '%s'", lease.kind, lease.target)
+            self.retry_later(lease.hub, lease.kind, lease.target, exc)
+            return
+        log.error("%s '%s' in hub %s failed: %s", lease.kind, lease.target, lease.hub, reason)
+        self._failures.pop((lease.hub, lease.kind, lease.target), None)
+        self._attempts.pop((lease.hub, lease.kind, lease.target), None)
+        self.requeue_now(lease)
 
     def storage_failed(self, error: BaseException) -> None:
         """Log a storage error once per interval: it repeats for as long as the disk is full."""
@@ -479,13 +527,9 @@ class Backend:
         if not leases:
             return
         log.info("worker stream %d ended holding %d work item(s); re-queued", stream, len(leases))
-        try:
-            with self.tx():
-                for lease in leases:
-                    self.requeue(lease.hub, lease.kind, lease.target)
-        except STORAGE_ERRORS as exc:
-            for lease in leases:
-                self.retry_later(lease.hub, lease.kind, lease.target, exc)
+        for lease in leases:  # a work item that its worker cannot take (too large?) must not come back forever
+            self.work_failed(lease, "the worker's stream ended while it held this work item (a message larger "
+                                    "than the worker receives, or a worker that crashes on it?)")
 
     def stream_closed(self, stream: int) -> bool:
         return self.closed or not self.dispatch.is_open(stream)

@@ -13,6 +13,7 @@ from pathlib import Path
 from .dashboard.guard import check_host_name
 from .server import EmulatorServer, Options, PortInUse
 from .store import DataFileError, DataInUse, SchemaError
+from .validation import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
 
 log = logging.getLogger("emulator.cli")
 
@@ -31,6 +32,17 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
+
+
+def _message_bytes(text: str) -> int:
+    """A message limit: below 64 KiB, ordinary work items (IDs, events, the envelope) would not fit."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of bytes") from None
+    if value < MIN_MESSAGE_BYTES:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_MESSAGE_BYTES} bytes (64 KiB)")
     return value
 
 
@@ -59,8 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--in-memory", action="store_true", help="keep state in memory only; gone at exit")
     p.add_argument("--task-hubs", type=_hubs, default=os.environ.get("DTS_TASK_HUB_NAMES") or "default",
                    help="comma-separated task hub names (default: env DTS_TASK_HUB_NAMES, else 'default')")
-    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
-                   help="largest gRPC message accepted (default: 16 MiB)")
+    p.add_argument("--max-request-bytes", type=_message_bytes, default=MAX_MESSAGE_BYTES, metavar="BYTES",
+                   help="largest gRPC message accepted, and largest work item sent; workers must receive "
+                        "this much (default: 4 MiB, what the SDK's worker receives)")
     p.add_argument("--liveness-timeout", type=_positive, default=30.0, metavar="SECONDS",
                    help="a worker that does not answer the emulator's pings for this long is disconnected and "
                         "its work goes to other workers (default: 30)")

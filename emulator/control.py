@@ -37,22 +37,37 @@ def raise_event(backend: Backend, hub: str, instance_id: str, name: str, data: s
             eventRaised=pb.EventRaisedEvent(name=name, input=ev.string(data))))
 
 
+def _children(backend: Backend, hub: str, instance_id: str) -> list[str]:
+    return [child.instance_id for child in backend.store.query_instances(hub, parent=instance_id)]
+
+
 def terminate(backend: Backend, hub: str, instance_id: str, output: str | None, recursive: bool) -> None:
-    """Ask the instance (and, if recursive, its running children) to stop."""
+    """Ask the instance (and, if recursive, its running descendants) to stop.
+
+    The tree is walked with a list, not by recursion: a chain of sub-orchestrations
+    may be deeper than Python's stack.
+    """
     with backend.tx():
-        row = backend.store.get_instance(hub, instance_id)
-        if row is None or row.status in ev.TERMINAL:
-            return
-        if row.status == pb.ORCHESTRATION_STATUS_PENDING and not backend.store.history(hub, instance_id):
-            # No worker has run it yet (it may be scheduled for later): end it here.
-            row.status, row.output = pb.ORCHESTRATION_STATUS_TERMINATED, output
-            backend.finish_instance(row)
-            return
-        backend.send_to_instance(hub, instance_id, ev.event(
-            executionTerminated=pb.ExecutionTerminatedEvent(input=ev.string(output), recurse=recursive)))
-        if recursive:
-            for child in backend.store.query_instances(hub, parent=instance_id):
-                terminate(backend, hub, child.instance_id, output, True)
+        pending = [instance_id]
+        while pending:
+            current = pending.pop()
+            if _terminate_one(backend, hub, current, output, recursive) and recursive:
+                pending.extend(_children(backend, hub, current))
+
+
+def _terminate_one(backend: Backend, hub: str, instance_id: str, output: str | None, recursive: bool) -> bool:
+    """True if the instance was running and was asked to stop (its children may have work to stop too)."""
+    row = backend.store.get_instance(hub, instance_id)
+    if row is None or row.status in ev.TERMINAL:
+        return False
+    if row.status == pb.ORCHESTRATION_STATUS_PENDING and not backend.store.history(hub, instance_id):
+        # No worker has run it yet (it may be scheduled for later): end it here.
+        row.status, row.output = pb.ORCHESTRATION_STATUS_TERMINATED, output
+        backend.finish_instance(row)
+        return False
+    backend.send_to_instance(hub, instance_id, ev.event(
+        executionTerminated=pb.ExecutionTerminatedEvent(input=ev.string(output), recurse=recursive)))
+    return True
 
 
 def suspend(backend: Backend, hub: str, instance_id: str, reason: str | None) -> None:
@@ -77,16 +92,20 @@ def _state_change(backend: Backend, hub: str, instance_id: str, reason: str | No
 
 
 def purge(backend: Backend, hub: str, instance_ids: list[str], recursive: bool) -> int:
-    """Delete ended instances (and their children when recursive); running ones are kept."""
+    """Delete ended instances (and their descendants when recursive); running ones are kept.
+
+    Walked with a list, not by recursion (see ``terminate``).
+    """
     deleted = 0
     with backend.tx():
-        for instance_id in instance_ids:
+        pending = list(reversed(instance_ids))
+        while pending:
+            instance_id = pending.pop()
             row = backend.store.get_instance(hub, instance_id)
             if row is None or row.status not in ev.TERMINAL:
                 continue
             if recursive:
-                children = [c.instance_id for c in backend.store.query_instances(hub, parent=instance_id)]
-                deleted += purge(backend, hub, children, True)
+                pending.extend(reversed(_children(backend, hub, instance_id)))
             backend.store.delete_instance(hub, instance_id)
             backend.notify_changed(hub, instance_id)
             deleted += 1

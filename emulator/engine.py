@@ -5,11 +5,12 @@ The core does not import the modules that build on it; this is where they meet.
 
 from __future__ import annotations
 
-from . import entities
+from . import activities, entities, orchestrations
 from .backend import Backend
-from .store import Store
+from .store import ACTIVITY, ENTITY, ORCHESTRATION, Store
 from .workitems import name_of
 
 
 def create_backend(store: Store, hubs: list[str], **options) -> Backend:
-    return Backend(store, hubs, entity_rules=entities, namer=name_of, **options)
+    give_up = {ORCHESTRATION: orchestrations.fail, ACTIVITY: activities.fail, ENTITY: entities.fail}
+    return Backend(store, hubs, entity_rules=entities, namer=name_of, give_up=give_up, **options)

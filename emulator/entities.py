@@ -19,8 +19,9 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
 from .backend import Backend, Refused
+from .dispatch import Lease
 from .store import ENTITY, EntityRow, MessageRow
-from .validation import check_entity_id, check_instance_id
+from .validation import check_entity_id, check_instance_id, check_name, field_size, message_size, too_large
 
 log = logging.getLogger("emulator.entities")
 
@@ -116,22 +117,34 @@ def release_locks_of(backend: Backend, hub: str, owner: str) -> int:
 
 
 def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkItem | None:
-    """Lease the entity's deliverable operations, up to the next lock message."""
+    """Lease the entity's deliverable operations, up to the next lock message.
+
+    A batch holds at most MAX_BATCH operations and fits in one message the worker
+    receives; an operation that cannot fit even alone fails (its caller learns why).
+    """
     row = _row(backend, hub, entity_id)
     operations: list[Operation] = []
     item = pb.WorkItem()  # filled in place: constructors would copy every operation again
     request = item.entityRequest
+    size = message_size([row.state.encode()] if row.state is not None else [])
     for message, e in _deliverable(row, backend.store.iter_messages(hub, ENTITY, entity_id, visible_by=ev.now())):
         kind = ev.kind_of(e)
         if kind not in OPERATIONS or len(operations) == MAX_BATCH:
             break
         op = getattr(e, kind)
         called = kind == "entityOperationCalled"
-        operations.append(Operation(
+        operation = Operation(
             message.id, op.requestId,
             op.parentInstanceId.value if called else None,
             op.parentExecutionId.value if called and op.HasField("parentExecutionId") else None,
-        ))
+        )
+        size += field_size(message.payload)  # the event is larger than the operation it carries
+        if size > backend.max_message_bytes:
+            if operations:
+                break  # the next batch starts with it
+            _refuse_oversized(backend, hub, entity_id, operation, op.operation, size)
+            return None
+        operations.append(operation)
         added = request.operations.add(operation=op.operation, requestId=op.requestId)
         if op.HasField("input"):
             added.input.value = op.input.value
@@ -145,6 +158,29 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
     return item
 
 
+def _refuse_oversized(backend: Backend, hub: str, entity_id: str, operation: Operation, name: str,
+                      size: int) -> None:
+    """One operation (with the entity's state) is more than a worker receives: it fails, the rest flows."""
+    problem = too_large(f"operation '{name}' on entity '{entity_id}' (with the entity's state)", size,
+                        backend.max_message_bytes)
+    log.warning("failing an operation: %s", problem)
+    with backend.tx():
+        _fail_operations(backend, hub, entity_id, [operation], ev.failure(problem, "MessageTooLarge"))
+        backend.wake(hub, ENTITY, entity_id)
+
+
+def fail(backend: Backend, lease: Lease, reason: str) -> None:
+    """The batch cannot be applied: its operations fail, the state stays as it was."""
+    _fail_operations(backend, lease.hub, lease.target, lease.data, ev.failure(reason))
+
+
+def _fail_operations(backend: Backend, hub: str, entity_id: str, operations: list[Operation],
+                     failure: pb.TaskFailureDetails) -> None:
+    _apply(backend, hub, entity_id, operations, pb.EntityBatchResult(
+        results=[pb.OperationResult(failure=pb.OperationResultFailure(failureDetails=failure))
+                 for _ in operations]), keep_state=True)
+
+
 def complete(backend: Backend, result: pb.EntityBatchResult) -> None:
     """Commit a batch: new state, results to callers, signals and starts it sent."""
     with backend.completing(result.completionToken) as lease:
@@ -156,10 +192,7 @@ def complete(backend: Backend, result: pb.EntityBatchResult) -> None:
         except EntityStateTooLarge as exc:
             # The batch is consumed with its state unchanged; callers learn why.
             with backend.tx():
-                failure = ev.failure(str(exc), "EntityStateTooLarge")
-                _apply(backend, hub, entity_id, operations, pb.EntityBatchResult(
-                    results=[pb.OperationResult(failure=pb.OperationResultFailure(failureDetails=failure))
-                             for _ in operations]), keep_state=True)
+                _fail_operations(backend, hub, entity_id, operations, ev.failure(str(exc), "EntityStateTooLarge"))
             raise
 
 
@@ -204,7 +237,7 @@ def _apply(backend: Backend, hub: str, entity_id: str, operations: list[Operatio
 def _side_effect(backend: Backend, hub: str, entity_id: str, action: pb.OperationAction) -> None:
     if action.HasField("sendSignal"):
         s = action.sendSignal
-        problem = check_entity_id(s.instanceId)
+        problem = check_entity_id(s.instanceId) or check_name("operation name", s.name)
         if problem:
             log.warning("entity %s signalled an invalid entity: %s", entity_id, problem)
             return
@@ -217,7 +250,7 @@ def _side_effect(backend: Backend, hub: str, entity_id: str, action: pb.Operatio
     elif action.HasField("startNewOrchestration"):
         s = action.startNewOrchestration
         instance_id = s.instanceId or ev.new_id()
-        problem = check_instance_id(instance_id)
+        problem = check_instance_id(instance_id) or check_name("orchestration name", s.name)
         existing = backend.store.get_instance(hub, instance_id)
         if problem is None and existing is not None and existing.status not in ev.TERMINAL:
             problem = f"instance '{instance_id}' already exists and is running"

@@ -9,16 +9,18 @@ exactly what the worker decided.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
+from . import actions
 from . import events as ev
 from .backend import Backend, Refused
 from .control import prepare_rewind, terminate
 from .dispatch import Lease
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
-from .validation import check_entity_id, check_instance_id
+from .validation import check_entity_id, check_instance_id, message_size, too_large
 
 log = logging.getLogger("emulator.orchestrations")
 
@@ -57,6 +59,16 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
         started = ev.event(orchestratorStarted=pb.OrchestratorStartedEvent())
         new_events.insert(0, started)
         raw.insert(0, started.SerializeToString())
+    history = store.history(hub, instance_id)
+    size = message_size(itertools.chain(history, raw))
+    if size > backend.max_message_bytes:
+        # The SDK's worker (1.12) ignores requiresHistoryStreaming: the history must fit in one message.
+        problem = too_large(f"the work item of instance '{instance_id}' (its history and new events)",
+                            size, backend.max_message_bytes)
+        log.warning("failing instance %s: %s", instance_id, problem)
+        with backend.tx():
+            _fail_instance(backend, hub, instance_id, [m.id for m in messages], problem)
+        return None
     lease = backend.dispatch.lease(
         hub, ORCHESTRATION, instance_id, stream,
         Batch([m.id for m in messages], new_events, raw, row.execution_id),
@@ -67,7 +79,7 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
     request.instanceId = instance_id
     request.executionId.value = row.execution_id
     past = request.pastEvents
-    for blob in store.history(hub, instance_id):
+    for blob in history:
         past.add().MergeFromString(blob)
     request.newEvents.extend(new_events)
     return item
@@ -81,6 +93,7 @@ def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
                 raise ValueError(
                     f"completion token belongs to instance '{lease.target}', not '{response.instanceId}'"
                 )
+            actions.check(response, lease.target)
             with backend.tx():
                 _apply(backend, lease, response)
                 backend.requeue(lease.hub, ORCHESTRATION, lease.target)
@@ -88,13 +101,19 @@ def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
             # A response the emulator cannot apply fails the instance rather than
             # leaving it stuck: the problem is in the worker's output, not transient.
             with backend.tx():
-                _fail(backend, lease, f"the worker's response could not be applied: {exc}")
+                fail(backend, lease, f"the worker's response could not be applied: {exc}")
             raise Refused(str(exc)) from exc
 
 
-def _fail(backend: Backend, lease: Lease, message: str) -> None:
-    row = backend.store.get_instance(lease.hub, lease.target)
-    backend.store.delete_messages(lease.data.message_ids)
+def fail(backend: Backend, lease: Lease, message: str) -> None:
+    """The work item cannot be applied: the instance ends as FAILED with ``message``."""
+    _fail_instance(backend, lease.hub, lease.target, lease.data.message_ids, message)
+
+
+def _fail_instance(backend: Backend, hub: str, instance_id: str, message_ids: list[int], message: str) -> None:
+    """End the instance as FAILED with ``message``, consuming the messages it was given."""
+    row = backend.store.get_instance(hub, instance_id)
+    backend.store.delete_messages(message_ids)
     if row is None or row.status in ev.TERMINAL:
         return
     row.status = pb.ORCHESTRATION_STATUS_FAILED
@@ -108,8 +127,8 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     store.delete_messages(batch.message_ids)
     if row is None or row.execution_id != batch.execution_id:
         return  # purged or replaced while the worker was busy
-    actions = [(a, a.WhichOneof("orchestratorActionType")) for a in response.actions]
-    rewinds = [a.rewindOrchestration for a, kind in actions if kind == "rewindOrchestration"]
+    taken = [(a, a.WhichOneof("orchestratorActionType")) for a in response.actions]
+    rewinds = [a.rewindOrchestration for a, kind in taken if kind == "rewindOrchestration"]
     if rewinds:
         _rewind(backend, row, rewinds[-1])
         return
@@ -126,7 +145,7 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     row.updated_at = ev.now()
 
     finished = None
-    for action, kind in actions:
+    for action, kind in taken:
         if kind == "completeOrchestration":
             finished = action.completeOrchestration
             continue
@@ -272,11 +291,9 @@ def _send_entity_message(backend: Backend, hub: str, row, action: pb.Orchestrato
     kind = message.WhichOneof("EntityMessageType")
     inner = getattr(message, kind)
     recorded = ev.event(action.id, **{kind: inner})
-    if kind == "entityLockRequested":
-        target = inner.lockSet[inner.position] if inner.position < len(inner.lockSet) else None
-    else:
-        target = inner.targetInstanceId.value
-    problem = "lock request names no entity" if target is None else check_entity_id(target)
+    # A lock request's set was checked (actions.check): it starts at its first entity.
+    target = inner.lockSet[0] if kind == "entityLockRequested" else inner.targetInstanceId.value
+    problem = check_entity_id(target)
     if problem is not None:
         log.warning("instance %s sent an entity message that cannot be delivered: %s", row.instance_id, problem)
         if kind == "entityOperationCalled":

@@ -28,6 +28,7 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from .engine import create_backend
 from .service import TaskHubService
 from .store import Store
+from .validation import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("emulator")
 
@@ -51,7 +52,7 @@ class Options:
     dashboard_allow_hosts: tuple[str, ...] = ()  # Host names it serves besides loopback and `host`
     data: Path | None = Path(".emulator") / "emulator.db"
     task_hubs: tuple[str, ...] = ("default",)
-    max_request_bytes: int = 16 * 1024 * 1024
+    max_request_bytes: int = MAX_MESSAGE_BYTES  # also the largest work item sent: what the SDK's worker receives
     liveness_timeout: float = 30.0  # a worker that does not answer pings for this long loses its work
     max_waiters: int = 10_000  # clients waiting on instances at once; more get RESOURCE_EXHAUSTED
     max_streams: int = 1_000  # worker streams at once
@@ -83,7 +84,9 @@ def grpc_options(o: Options) -> list[tuple[str, int]]:
     """
     half_ms = max(int(o.liveness_timeout * 500), 100)
     return [
-        ("grpc.max_receive_message_length", o.max_request_bytes),
+        # Up to this, the service refuses a request beyond --max-request-bytes itself, with a clear message,
+        # and fails a worker's answer that large; gRPC refuses only what is larger still.
+        ("grpc.max_receive_message_length", max(o.max_request_bytes * 4, 64 * 1024 * 1024)),
         ("grpc.max_send_message_length", o.max_request_bytes),
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", half_ms),
@@ -104,11 +107,12 @@ class EmulatorServer:
     ``start`` and ``stop`` are called from any thread; the engine lives on its own loop.
     """
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, store: Store | None = None):
+        """``store``: one already open (tests give one whose commits fail); by default ``options.data``'s."""
         self.options = options
-        self.store = Store(options.data)
+        self.store = store if store is not None else Store(options.data)
         self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
-                                      max_streams=options.max_streams)
+                                      max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

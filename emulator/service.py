@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -25,14 +27,18 @@ from .backend import STORAGE_ERRORS, Backend, ShuttingDown, StaleWorkItem, TooMa
 from .control import InvalidState, NotFound
 from .paging import instance_token, parse_instance_token, split_page
 from .store import InstanceRow
-from .validation import check_entity_id, check_instance_id
+from .validation import check_entity_id, check_instance_id, check_name, field_size, message_size
 from .workitems import Feeder, Filters, limits_from_request
 
 log = logging.getLogger("emulator.service")
+T = TypeVar("T")
 
 HEALTH_PING_SECONDS = 20.0
 DEFAULT_PAGE_SIZE = 100
 HISTORY_CHUNK = 500
+# What a response carries besides its instances or entities (a continuation token), and each one's header.
+RESPONSE_ENVELOPE_BYTES = 256
+FIELD_HEADER_BYTES = 6
 
 
 class BadRequest(Exception):
@@ -47,12 +53,22 @@ class UnknownHub(Exception):
     pass
 
 
+class RequestTooLarge(Exception):
+    """A request beyond --max-request-bytes (gRPC itself refuses only far larger ones)."""
+
+
+class ResponseTooLarge(Exception):
+    """One instance or entity with its payloads is more than a client receives in a message."""
+
+
 _CODES = [
     (BadRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (UnknownHub, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (entities.EntityStateTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TooManyWaiters, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (ResponseTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ShuttingDown, grpc.StatusCode.UNAVAILABLE),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -92,6 +108,7 @@ def _rpc(method):
     @functools.wraps(method)
     async def unary(self, request, context):
         try:
+            self._check_size(method.__name__, request)
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
@@ -134,6 +151,38 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         self.backend = backend
         self.health_ping_seconds = health_ping_seconds
 
+    def _check_size(self, name: str, request) -> None:
+        """Refuse a request beyond the limit; a worker's answer that large also fails its work item.
+
+        Otherwise a worker whose result is too large (the SDK's worker sends any size) would
+        hold its work item until it disconnects, and get it again, forever.
+        """
+        size, limit = request.ByteSize(), self.backend.max_message_bytes
+        if size <= limit:
+            return
+        problem = (f"the {name} request is {size} bytes; the emulator accepts at most {limit} bytes per message "
+                   "(--max-request-bytes)")
+        if name.startswith("Complete"):
+            self.backend.fail_work(self.backend.release(request.completionToken), problem)
+        raise RequestTooLarge(problem)
+
+    def _fitting(self, items: list[T], what: Callable[[T], str]) -> tuple[list[T], bool]:
+        """The leading items that fit in one response (and whether some were left for the next page).
+
+        Clients receive 4 MiB per message by default: a page of instances with their
+        inputs and outputs, or of entities with their states, can be far more.
+        """
+        limit, size = self.backend.max_message_bytes, RESPONSE_ENVELOPE_BYTES
+        for n, item in enumerate(items):
+            size += item.ByteSize() + FIELD_HEADER_BYTES
+            if size > limit:
+                if n == 0:
+                    raise ResponseTooLarge(
+                        f"{what(item)} is {size - RESPONSE_ENVELOPE_BYTES} bytes with its payloads; a response may be "
+                        f"at most {limit} bytes (--max-request-bytes): ask without inputs and outputs (or state)")
+                return items[:n], True
+        return items, False
+
     def _hub(self, context: grpc.aio.ServicerContext) -> str:
         hub = next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
         if hub not in self.backend.hubs:
@@ -154,8 +203,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         hub = self._hub(context)
         instance_id = request.instanceId or ev.new_id()
         _require(check_instance_id(instance_id))
-        if not request.name:
-            raise BadRequest("orchestration name must not be empty")
+        _require(check_name("orchestration name", request.name))
         existing = self.backend.instance(hub, instance_id)
         if existing is not None:
             replaceable = set(request.orchestrationIdReusePolicy.replaceableStatus)
@@ -174,19 +222,21 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         )
         return pb.CreateInstanceResponse(instanceId=instance_id)
 
-    @_rpc
-    async def GetInstance(self, request: pb.GetInstanceRequest, context):
-        row = self.backend.instance(self._hub(context), request.instanceId)
+    def _found(self, row: InstanceRow | None, request: pb.GetInstanceRequest) -> pb.GetInstanceResponse:
         if row is None:
             return pb.GetInstanceResponse(exists=False)
-        return pb.GetInstanceResponse(exists=True, orchestrationState=instance_state(row, request.getInputsAndOutputs))
+        state, _ = self._fitting([instance_state(row, request.getInputsAndOutputs)],
+                                 lambda s: f"instance '{s.instanceId}'")
+        return pb.GetInstanceResponse(exists=True, orchestrationState=state[0])
+
+    @_rpc
+    async def GetInstance(self, request: pb.GetInstanceRequest, context):
+        return self._found(self.backend.instance(self._hub(context), request.instanceId), request)
 
     async def _wait(self, request: pb.GetInstanceRequest, context, predicate) -> pb.GetInstanceResponse:
         hub = self._hub(context)
-        row = await self.backend.wait_for(hub, request.instanceId, predicate, context.time_remaining())
-        if row is None:
-            return pb.GetInstanceResponse(exists=False)
-        return pb.GetInstanceResponse(exists=True, orchestrationState=instance_state(row, request.getInputsAndOutputs))
+        return self._found(await self.backend.wait_for(hub, request.instanceId, predicate, context.time_remaining()),
+                           request)
 
     @_rpc
     async def WaitForInstanceStart(self, request, context):
@@ -198,8 +248,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
 
     @_rpc
     async def RaiseEvent(self, request: pb.RaiseEventRequest, context):
-        if not request.name:
-            raise BadRequest("event name must not be empty")
+        _require(check_name("event name", request.name))
         control.raise_event(self.backend, self._hub(context), request.instanceId, request.name,
                             ev.optional_string(request, "input"))
         return pb.RaiseEventResponse()
@@ -273,9 +322,11 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
             limit=limit + 1,
         )
         rows, more = split_page(await self.backend.read(lambda r: r.query_instances(hub, **query)), limit)
+        states, cut = self._fitting([instance_state(r, q.fetchInputsAndOutputs) for r in rows],
+                                    lambda s: f"instance '{s.instanceId}'")
         return pb.QueryInstancesResponse(
-            orchestrationState=[instance_state(r, q.fetchInputsAndOutputs) for r in rows],
-            continuationToken=ev.string(instance_token(rows[-1])) if more else None,
+            orchestrationState=states,
+            continuationToken=ev.string(instance_token(rows[len(states) - 1])) if more or cut else None,
         )
 
     @_rpc
@@ -301,9 +352,17 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         hub = self._hub(context)
         if self.backend.instance(hub, request.instanceId) is None:
             raise NotFound(f"no orchestration instance '{request.instanceId}' in task hub '{hub}'")
-        blobs = self.backend.history(hub, request.instanceId)
-        for i in range(0, len(blobs), HISTORY_CHUNK):
-            yield pb.HistoryChunk(events=[ev.parse(b) for b in blobs[i:i + HISTORY_CHUNK]])
+        chunk: list[bytes] = []
+        size = empty = message_size(())
+        for blob in self.backend.history(hub, request.instanceId):
+            # Chunks by count and by size: a client receives 4 MiB per message by default.
+            if chunk and (len(chunk) == HISTORY_CHUNK or size + field_size(blob) > self.backend.max_message_bytes):
+                yield pb.HistoryChunk(events=[ev.parse(b) for b in chunk])
+                chunk, size = [], empty
+            chunk.append(blob)
+            size += field_size(blob)
+        if chunk:
+            yield pb.HistoryChunk(events=[ev.parse(b) for b in chunk])
 
     # -- task hubs ----------------------------------------------------------------
 
@@ -388,8 +447,7 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
     async def SignalEntity(self, request: pb.SignalEntityRequest, context):
         hub = self._hub(context)
         _require(check_entity_id(request.instanceId))
-        if not request.name:
-            raise BadRequest("entity operation name must not be empty")
+        _require(check_name("entity operation name", request.name))
         entities.signal(self.backend, hub, request)
         return pb.SignalEntityResponse()
 
@@ -400,7 +458,9 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         row = self.backend.entity(hub, request.instanceId)
         if row is None or row.state is None:
             return pb.GetEntityResponse(exists=False)
-        return pb.GetEntityResponse(exists=True, entity=entities.metadata(self.backend, row, request.includeState))
+        found, _ = self._fitting([entities.metadata(self.backend, row, request.includeState)],
+                                 lambda e: f"entity '{e.instanceId}'")
+        return pb.GetEntityResponse(exists=True, entity=found[0])
 
     @_rpc
     async def QueryEntities(self, request: pb.QueryEntitiesRequest, context):
@@ -417,10 +477,10 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         last = rows[-1].instance_id if more else None
         if not q.includeTransient:
             rows = [r for r in rows if r.state is not None]
-        return pb.QueryEntitiesResponse(
-            entities=[entities.metadata(self.backend, r, q.includeState) for r in rows],
-            continuationToken=ev.string(last),
-        )
+        found, cut = self._fitting([entities.metadata(self.backend, r, q.includeState) for r in rows],
+                                   lambda e: f"entity '{e.instanceId}'")
+        return pb.QueryEntitiesResponse(entities=found, continuationToken=ev.string(
+            found[-1].instanceId if cut else last))
 
     @_rpc
     async def CleanEntityStorage(self, request: pb.CleanEntityStorageRequest, context):

@@ -18,6 +18,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import settings  # noqa: E402
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -58,6 +62,8 @@ def take(output: Path) -> list[Path]:
     worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        if not settings.load(env).answers(30.0, wait=True):  # the emulator is still starting
+            raise RuntimeError(f"the emulator did not answer at {env['ENDPOINT']}")
         subprocess.run([sys.executable, "client.py"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         output.mkdir(parents=True, exist_ok=True)
         base = f"http://127.0.0.1:{web_port}"

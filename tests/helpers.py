@@ -137,11 +137,11 @@ class InProcessEmulator:
     point. Same attributes as ``Emulator``; ``server`` gives the engine for assertions on its state."""
 
     def __init__(self, data: Path | None = None, hubs: tuple[str, ...] = ("default",), dashboard_port: int = 0,
-                 **options):
+                 store=None, **options):
         from emulator.server import EmulatorServer, Options
 
         self.server = EmulatorServer(Options(host="127.0.0.1", port=0, dashboard_port=dashboard_port, data=data,
-                                             task_hubs=hubs, **options))
+                                             task_hubs=hubs, **options), store=store)
         self.dashboard_port = dashboard_port
         self.port: int | None = None
 

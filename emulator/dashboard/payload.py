@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from starlette.responses import JSONResponse as _StarletteJSON
+
+from ..validation import MAX_NAME_LENGTH, unprintable
 
 MAX_DEPTH = 64
 """How deeply a request body may nest; hand-typed inputs come nowhere near it."""
 MAX_STORED_DEPTH = 200
 """Deeper stored payloads are shown as text: the response encoder recurses once per level."""
-MAX_NAME_LENGTH = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BadJson(ValueError):
@@ -91,8 +90,8 @@ def name_problem(field: str, value: str) -> str | None:
     """Why ``value`` cannot be an operation or event name, or None."""
     if len(value) > MAX_NAME_LENGTH:
         return f"'{field}' is {len(value)} characters; the limit is {MAX_NAME_LENGTH}"
-    if _CONTROL.search(value):
-        return f"'{field}' must not contain control characters"
+    if bad := unprintable(value):
+        return f"'{field}' must not contain {bad}"
     return None
 
 
