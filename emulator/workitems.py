@@ -67,12 +67,18 @@ def name_of(backend: Backend, hub: str, kind: str, target: str) -> Name:
     return entity_name(target), None
 
 
+# Work items of a kind a stream is sent at once when its worker names no limit for that kind
+# (SDK 1.12 names none for entities). Above the SDK's thread pool (cores + 4), so a lone worker
+# never waits; low enough that a second worker gets a share of a backlog instead of none.
+UNSTATED_LIMIT = 32
+
+
 def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
-    """How many work items of each kind the worker takes at once (0: no limit)."""
+    """How many work items of each kind the worker takes at once."""
     return {
-        ORCHESTRATION: request.maxConcurrentOrchestrationWorkItems,
-        ACTIVITY: request.maxConcurrentActivityWorkItems,
-        ENTITY: request.maxConcurrentEntityWorkItems,
+        ORCHESTRATION: request.maxConcurrentOrchestrationWorkItems or UNSTATED_LIMIT,
+        ACTIVITY: request.maxConcurrentActivityWorkItems or UNSTATED_LIMIT,
+        ENTITY: request.maxConcurrentEntityWorkItems or UNSTATED_LIMIT,
     }
 
 

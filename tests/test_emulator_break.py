@@ -287,9 +287,6 @@ def test_at_the_waiter_limit_a_wait_that_need_not_wait_still_answers():
         emu.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the SDK (1.12) sends no maxConcurrentEntityWorkItems, and a limit of 0 "
-                   "means 'no limit' to the Feeder: the first worker is sent every ready entity batch (196 of 200) "
-                   "and a second worker runs none of them")
 def test_a_backlog_of_entity_batches_is_shared_between_sdk_workers(emu):
     N = 100
     ran = {"A": 0, "B": 0}
