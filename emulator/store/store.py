@@ -51,6 +51,23 @@ from .writes import Writer
 # Bounds of the read caches (entries); the message mirror is bounded by pending work.
 CACHED_ROWS = 20_000
 CACHED_HISTORIES = 2_000
+# Payload bytes each cache may hold besides (inputs, outputs, states, history events): past
+# it, the least recently used go, and are read from SQLite when asked for again.
+CACHED_BYTES = 8 * 1024 * 1024
+
+
+def _instance_bytes(row) -> int:
+    if row is None:
+        return 0
+    return sum(len(v) for v in (row.input, row.output, row.custom_status, row.failure) if v)
+
+
+def _entity_bytes(row) -> int:
+    return len(row.state) if row is not None and row.state else 0
+
+
+def _history_bytes(events) -> int:
+    return sum(len(e) for e in events)
 
 # An upsert updates the row in place, so the created_at index is left alone.
 _UPSERT_INSTANCE = (
@@ -109,9 +126,9 @@ class Store:
         if self.path is not None:
             self._checkpointer = Checkpointer(Path(target))
         self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None)
-        self._instances = Cache(CACHED_ROWS, self._undo)
-        self._entities = Cache(CACHED_ROWS, self._undo)
-        self._histories = Cache(CACHED_HISTORIES, self._undo)
+        self._instances = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _instance_bytes)
+        self._entities = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _entity_bytes)
+        self._histories = Cache(CACHED_HISTORIES, self._undo, CACHED_BYTES, _history_bytes)
         used = db.execute("SELECT max(seq) FROM sqlite_sequence WHERE name = 'messages'").fetchone()[0]
         self._messages = MessageMirror(
             self._undo, (MessageRow(*r) for r in db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY id")),

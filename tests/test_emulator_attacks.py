@@ -1,8 +1,7 @@
-"""Attacks on the emulator's core that it does not withstand yet (issue 11's review).
+"""Attacks on the emulator's core found by a review of issue 11's redesign, each now withstood.
 
-Each test is xfail(strict=True) with the cause in its reason: it passes (and so fails the suite)
-as soon as the engine is fixed, and the marker must then go. Repro scripts and figures:
-bench/break/README.md.
+Each was a strict xfail that failed against the code of its day (the figures are in
+bench/break/README.md, with a script per attack); the marker went with its fix.
 """
 
 from __future__ import annotations
@@ -225,9 +224,6 @@ def test_a_huge_query_page_is_capped_rather_than_failing_after_the_work():
         emu.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the store's caches are bounded by count (20,000 instance rows, 2,000 "
-                   "histories), not by bytes, so large payloads stay in memory after they are on disk: 200 x 1 MB "
-                   "inputs took `python -m emulator` from 47 to 520 MB RSS")
 def test_payloads_on_disk_are_not_also_kept_in_memory_without_a_byte_bound(tmp_path):
     COUNT, SIZE = 40, 1_000_000
     emu = InProcessEmulator(tmp_path / "e.db").start()
