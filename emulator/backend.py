@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
+from . import clock as clocks
 from . import events as ev
 from .dispatch import Dispatcher, Lease, Name, resolve
 from .store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, MessageRow, StorageError, Store
@@ -156,6 +157,7 @@ class Backend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at: float | None = None
+        self._skip_pending: asyncio.Handle | None = None
         self.closed = False
         self._depth = 0
         self._effects: list[Callable[[], None]] = []
@@ -167,10 +169,12 @@ class Backend:
         self._failures: dict[tuple[str, str, str], int] = {}  # targets whose last apply failed
         self._attempts: dict[tuple[str, str, str], int] = {}  # failures in a row that were not storage errors
         self._storage_logged_at = float("-inf")
+        self.clock = clocks.Clock()  # this emulator's time (see clock.py); the server binds it to the engine's thread
         # The store's reader and one thread to run it on (its connection serves one thread at a time).
         self.reads = store.reads()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-reader")
-        self._recover()
+        with ev.clock_bound(self.clock):  # built on the caller's thread, before the engine's own starts
+            self._recover()
 
     # -- transactions -------------------------------------------------------------
 
@@ -308,10 +312,12 @@ class Backend:
         """Start keeping time on the engine's loop: delayed messages become ready when due."""
         self._loop = loop
         self._arm()
+        self.consider_skipping()
 
     def schedule(self, hub: str, kind: str, key: str, at: float) -> None:
         self.dispatch.schedule(hub, kind, key, at)
         self._arm()
+        self.consider_skipping()
 
     def _arm(self) -> None:
         """One timer, for the earliest due time (not a wake-up of every stream)."""
@@ -339,6 +345,66 @@ class Backend:
         except STORAGE_ERRORS as exc:  # an entity pump could not store its lock changes
             for hub, kind, key in keys:
                 self.retry_later(hub, kind, key, exc)
+
+    # -- time -----------------------------------------------------------------------
+
+    def consider_skipping(self) -> None:
+        """With time skipping on, look (once the current change is over) whether the clock may jump.
+
+        Called where the engine may have become idle: a lease ended, a due time was added,
+        skipping was turned on. One jump per callback, so other work runs between jumps.
+        """
+        if self.clock.skipping and self._loop is not None and self._skip_pending is None and not self.closed:
+            self._skip_pending = self._loop.call_soon(self._skip_if_idle)
+
+    def _skip_if_idle(self) -> None:
+        self._skip_pending = None
+        if not self.closed and self.skip_time():
+            self.consider_skipping()  # what came due may have been stale: maybe the next one
+
+    def skip_time(self) -> bool:
+        """With time skipping on, jump to the next due time while nothing runs and nothing can.
+
+        Nothing runs: no work item is leased to a worker. Nothing can: none is ready,
+        whether or not a connected worker would take it. Returns whether it jumped.
+        """
+        if not self.clock.skipping or self.dispatch.leases_held() or self.dispatch.any_ready():
+            return False
+        due = self.dispatch.next_due()
+        if due is None:
+            return False
+        if due > self.clock.now():
+            log.debug("time skipping: %.3f s ahead to the next due time", due - self.clock.now())
+            self.clock.advance_to(due)
+        self.promote_due()
+        self._rearm()
+        return True
+
+    def _rearm(self) -> None:
+        """The clock moved: the due timer's wall-clock delay is wrong now."""
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+        self._due_timer = self._due_at = None
+        self._arm()
+
+    def set_time_skipping(self, on: bool) -> None:
+        self.clock.skipping = bool(on)
+        self.consider_skipping()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the clock forward (a test asked to): what came due becomes ready now."""
+        self.clock.advance(seconds)
+        self.promote_due()
+        self._rearm()
+        self.consider_skipping()
+
+    def reset(self, time_skipping: bool = False) -> None:
+        """Empty every task hub and go back to the wall clock: a fresh emulator for the next test."""
+        for hub in self.hubs:
+            self.delete_hub(hub)
+        self._failures.clear()
+        self.clock.reset(time_skipping)
+        self._rearm()
 
     # -- instances ----------------------------------------------------------------
 
@@ -526,6 +592,7 @@ class Backend:
         leases = self.dispatch.close_stream(stream)
         if not leases:
             return
+        self.consider_skipping()
         log.info("worker stream %d ended holding %d work item(s); re-queued", stream, len(leases))
         for lease in leases:  # a work item that its worker cannot take (too large?) must not come back forever
             self.work_failed(lease, "the worker's stream ended while it held this work item (a message larger "
@@ -548,6 +615,7 @@ class Backend:
                 f"work item '{token}' is not leased (it completed already, was abandoned, "
                 "or was re-dispatched after its worker disconnected)"
             )
+        self.consider_skipping()  # the last work running may have ended
         return lease
 
     def completing(self, token: str) -> _Completing:

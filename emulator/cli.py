@@ -6,8 +6,8 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
-import threading
 from pathlib import Path
 
 from .dashboard.guard import check_host_name
@@ -16,6 +16,7 @@ from .store import DataFileError, DataInUse, SchemaError
 from .validation import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
 
 log = logging.getLogger("emulator.cli")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _hubs(text: str) -> tuple[str, ...]:
@@ -53,9 +54,9 @@ def _allowed_hosts(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m emulator") -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m emulator",
+        prog=prog,
         description="A Docker-free, persistent Durable Task Scheduler emulator (gRPC, plain text).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
@@ -79,20 +80,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "its work goes to other workers (default: 30)")
     p.add_argument("--max-waiters", type=int, default=10_000, metavar="N",
                    help="clients waiting on instances at once; more get RESOURCE_EXHAUSTED (default: 10000)")
+    p.add_argument("--time-skipping", action="store_true",
+                   help="for tests: whenever no work item is running or ready, the clock jumps to the next timer, "
+                        "delayed message or scheduled start (default: off, the wall clock)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="log level for the emulator's own logs (default: warning)")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+class StopSignals:
+    """SIGINT and SIGTERM, caught from ``with`` on; ``wait()`` sleeps until one arrives and returns it.
+
+    Not ``Event.wait`` with handlers that set the event: the kernel may hand a process's
+    signal to any thread, and when it picks one of the engine's or gRPC's, the main
+    thread sleeps on in its lock and never runs the handler (seen: about one SIGTERM in
+    30 ignored until SIGKILL). The wake-up fd is written by whichever thread gets the
+    signal, so the main thread wakes, and Python runs the handler there.
+    """
+
+    def __enter__(self) -> StopSignals:
+        self.received: list[int] = []
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._previous = {sig: signal.signal(sig, lambda number, _: self.received.append(number))
+                          for sig in STOP_SIGNALS}
+        return self
+
+    def wait(self) -> int:
+        while not self.received:
+            self._reader.recv(64)  # a byte per signal; the handler runs as soon as this returns
+        return self.received[0]
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._reader.close()
+        self._writer.close()
+
+
+def wait_for_stop_signal() -> int:
+    """Sleep until SIGINT or SIGTERM arrives, and return it."""
+    with StopSignals() as signals:
+        return signals.wait()
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int:
+    args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     options = Options(host=args.host, port=args.port, dashboard_port=args.dashboard_port,
                       dashboard_allow_hosts=tuple(args.dashboard_allow_host),
                       data=None if args.in_memory else args.data,
                       task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes,
-                      liveness_timeout=args.liveness_timeout, max_waiters=args.max_waiters)
+                      liveness_timeout=args.liveness_timeout, max_waiters=args.max_waiters,
+                      time_skipping=args.time_skipping)
     try:
         server = EmulatorServer(options)
         port = server.start()
@@ -106,17 +149,24 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    data = "in memory (gone at exit)" if options.data is None else str(options.data.resolve())
-    log.info(
-        "Durable Task Scheduler emulator ready\n"
-        "  gRPC endpoint: http://%s:%d\n  dashboard:     %s\n  task hubs:     %s\n  data:          %s",
-        args.host, port, server.dashboard_url or "off (--dashboard-port 0)", ", ".join(options.task_hubs), data,
-    )
-    sys.stderr.flush()
-    stop.wait()
-    log.info("stopping")
-    server.stop()
+    with StopSignals() as signals:  # before the banner: a caller may signal as soon as it reads it
+        data = "in memory (gone at exit)" if options.data is None else str(options.data.resolve())
+        log.info(
+            "Durable Task Scheduler emulator ready\n"
+            "  gRPC endpoint: http://%s:%d\n  dashboard:     %s\n  task hubs:     %s\n  data:          %s%s",
+            args.host, port, server.dashboard_url or "off (--dashboard-port 0)", ", ".join(options.task_hubs), data,
+            "\n  time:          skipping (--time-skipping)" if options.time_skipping else "",
+        )
+        if options.time_skipping and options.data is not None:
+            log.warning("time skipping with a data file: skipped time is not stored, so what was stamped ahead of "
+                        "the wall clock stays ahead after a restart (--in-memory avoids this)")
+        sys.stderr.flush()
+        signals.wait()
+        log.info("stopping")
+        server.stop()  # still caught: a second signal does not cut the stop short
     return 0
+
+
+def console() -> int:
+    """The ``dts-emulator`` command of the installed package: the same as ``python -m emulator``."""
+    return main(prog="dts-emulator")

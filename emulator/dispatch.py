@@ -84,6 +84,10 @@ class Dispatcher:
             for stream in [s for s, (_, wants) in sleepers.items() if wants(kind, name)]:
                 resolve(sleepers.pop(stream)[0])
 
+    def any_ready(self) -> bool:
+        """Whether any target of any hub waits for a worker."""
+        return any(self._ready.values())
+
     def is_ready(self, hub: str, kind: str, target: str) -> bool:
         return target in self._ready.get((hub, kind), ())
 
@@ -127,6 +131,10 @@ class Dispatcher:
         woken = asyncio.get_running_loop().create_future()
         self._sleepers.setdefault(hub, {})[stream] = (woken, wants)
         return woken
+
+    def sleeping(self) -> int:
+        """How many idle worker streams wait for work."""
+        return sum(len(sleepers) for sleepers in self._sleepers.values())
 
     def wake_hub(self, hub: str) -> None:
         for woken, _ in self._sleepers.pop(hub, {}).values():

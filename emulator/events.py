@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import timestamp_pb2, wrappers_pb2
@@ -18,8 +21,34 @@ TERMINAL = frozenset(
 )
 
 
+# The clock of the emulator whose engine runs on this thread (see ``clock.py``); the
+# wall clock where none is bound (tools and tests that use the engine directly).
+_bound = threading.local()
+
+
+def bind_clock(clock) -> None:
+    """Make ``clock`` the time of everything the engine does on this thread."""
+    _bound.clock = clock
+
+
+@contextmanager
+def clock_bound(clock) -> Iterator[None]:
+    """``clock`` for the duration of a block (the engine built on another thread)."""
+    previous = getattr(_bound, "clock", None)
+    _bound.clock = clock
+    try:
+        yield
+    finally:
+        _bound.clock = previous
+
+
 def now() -> float:
-    return time.time()
+    return _now_ns() / 1e9
+
+
+def _now_ns() -> int:
+    clock = getattr(_bound, "clock", None)
+    return time.time_ns() if clock is None else clock.now_ns()
 
 
 def timestamp(seconds: float | None = None) -> timestamp_pb2.Timestamp:
@@ -30,7 +59,7 @@ def timestamp(seconds: float | None = None) -> timestamp_pb2.Timestamp:
 
 def _stamp(ts: timestamp_pb2.Timestamp, seconds: float | None) -> None:
     """Set ``ts`` in place (to now when ``seconds`` is None): no message to copy."""
-    nanos = time.time_ns() if seconds is None else int(seconds * 1e9)
+    nanos = _now_ns() if seconds is None else int(seconds * 1e9)
     ts.seconds, ts.nanos = divmod(nanos, 1_000_000_000)
 
 

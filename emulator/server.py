@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
+from . import events as ev
 from .engine import create_backend
 from .service import TaskHubService
 from .store import Store
@@ -57,6 +58,7 @@ class Options:
     max_waiters: int = 10_000  # clients waiting on instances at once; more get RESOURCE_EXHAUSTED
     max_streams: int = 1_000  # worker streams at once
     grace: float = 3.0  # how long a stop lets in-flight calls finish
+    time_skipping: bool = False  # an idle emulator's clock jumps to the next due time (for tests)
 
 
 def _check_port(host: str, port: int, flag: str = "--port") -> None:
@@ -114,6 +116,7 @@ class EmulatorServer:
         self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
                                       max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None
+        self.backend.clock.skipping = options.time_skipping
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: grpc.aio.Server | None = None
@@ -133,6 +136,7 @@ class EmulatorServer:
         outcome: list = []
 
         def run() -> None:
+            ev.bind_clock(self.backend.clock)  # everything the engine stamps is on this emulator's clock
             loop = asyncio.new_event_loop()
             self.loop = loop
             asyncio.set_event_loop(loop)

@@ -16,11 +16,14 @@ from durabletask import worker as dt_worker
 
 from tests.helpers import Emulator, InProcessEmulator
 
+# The package's pytest plugin (dts_emulator), as an installed package's entry point would load it.
+pytest_plugins = ["emulator.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     """A shared emulator with a persistent file, in this process; tests use their own uuid-based IDs."""
-    emu = InProcessEmulator(tmp_path_factory.mktemp("emulator") / "shared.db", hubs=("default", "other")).start()
+    emu = InProcessEmulator(tmp_path_factory.mktemp("emulator") / "shared.db", task_hubs=("default", "other")).start()
     yield emu
     emu.stop()
 

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+# The emulator served from this process on a free port (the package's own test API), for tests where the
+# process itself is not the point; ``backend``, ``call`` and ``on_loop`` reach the engine for assertions.
+from emulator.testing import Emulator as InProcessEmulator  # noqa: F401 (re-exported for the tests)
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -130,49 +134,6 @@ class Emulator:
     def restart(self) -> Emulator:
         """Start again on the same port and the same data file."""
         return self.start()
-
-
-class InProcessEmulator:
-    """The emulator served from this process on a free port: for tests where the process itself is not the
-    point. Same attributes as ``Emulator``; ``server`` gives the engine for assertions on its state."""
-
-    def __init__(self, data: Path | None = None, hubs: tuple[str, ...] = ("default",), dashboard_port: int = 0,
-                 store=None, **options):
-        from emulator.server import EmulatorServer, Options
-
-        self.server = EmulatorServer(Options(host="127.0.0.1", port=0, dashboard_port=dashboard_port, data=data,
-                                             task_hubs=hubs, **options), store=store)
-        self.dashboard_port = dashboard_port
-        self.port: int | None = None
-
-    def start(self) -> InProcessEmulator:
-        self.port = self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def call(self, coroutine, timeout: float = 30.0):
-        """Run a coroutine on the engine's event loop (where the engine may be touched) and return its result."""
-        import asyncio
-
-        return asyncio.run_coroutine_threadsafe(coroutine, self.server.loop).result(timeout)
-
-    @property
-    def backend(self):
-        return self.server.backend
-
-    @property
-    def dashboard(self) -> str:
-        return f"http://127.0.0.1:{self.dashboard_port}"
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
 
 def serve_in_memory_backend():

@@ -232,18 +232,18 @@ def test_audit_workflow_reviews_then_records_its_verdict():
 
 # -- end to end on the built-in emulator -------------------------------------------------------
 
-HUB = [("taskhub", "other")]  # no worker serves it between tests, so work can be queued before one starts
+HUB = [("taskhub", "default")]  # dts_emulator empties it before each test, so work is queued before a worker starts
 
 
 @pytest.fixture
-def hub_client(emulator):
-    c = dt_client.TaskHubGrpcClient(host_address=emulator.address, metadata=HUB)
+def hub_client(dts_emulator):
+    c = dt_client.TaskHubGrpcClient(host_address=dts_emulator.address, metadata=HUB)
     yield c
     c.close()
 
 
-def sample_worker(emulator, start_worker):
-    w = TaskHubGrpcWorker(host_address=emulator.address, metadata=HUB)
+def sample_worker(dts_emulator, start_worker):
+    w = TaskHubGrpcWorker(host_address=dts_emulator.address, metadata=HUB)
     worker.register(w)
     w.start()
     start_worker.workers.append(w)
@@ -255,7 +255,7 @@ def balance(client, key):
     return meta.get_typed_state(int) if meta else None
 
 
-def test_concurrent_transfers_conserve_the_total_under_the_lock(emulator, start_worker, hub_client, uid):
+def test_concurrent_transfers_conserve_the_total_under_the_lock(dts_emulator, start_worker, hub_client, uid):
     """Transfers both ways, all queued before the worker starts, so they contend for the same two locks.
 
     Without lock_entities in transfer_funds (tried: its `with` replaced by `if True:`), this test fails: a
@@ -273,7 +273,7 @@ def test_concurrent_transfers_conserve_the_total_under_the_lock(emulator, start_
     ids = [hub_client.schedule_new_orchestration("transfer_funds", input={"from": x, "to": y, "amount": amount})
            for x, y, amount in moves]
     assert all(hub_client.get_orchestration_state(i).runtime_status == PENDING for i in ids), "none ran yet"
-    sample_worker(emulator, start_worker)
+    sample_worker(dts_emulator, start_worker)
     states = [hub_client.wait_for_orchestration_completion(i, timeout=60) for i in ids]
     assert [s.runtime_status for s in states] == [COMPLETED] * len(ids), [s.failure_details for s in states]
     transfers = [(s.get_input(), s.get_output()) for s in states]
@@ -290,9 +290,9 @@ def test_concurrent_transfers_conserve_the_total_under_the_lock(emulator, start_
     assert min(final.values()) >= 0
 
 
-def test_overdraft_is_refused_end_to_end(emulator, start_worker, hub_client, uid):
+def test_overdraft_is_refused_end_to_end(dts_emulator, start_worker, hub_client, uid):
     a, b = f"{uid}-A", f"{uid}-B"
-    sample_worker(emulator, start_worker)
+    sample_worker(dts_emulator, start_worker)
     hub_client.signal_entity(entities.EntityInstanceId("account", a), "deposit", 50)
     # A withdrawal signalled directly fails in the entity; the next signal from the same sender proves it
     # changed nothing (signals from one sender arrive in order).

@@ -48,10 +48,24 @@ def test_every_make_target_in_the_readme_exists():
         assert target in targets, f"README mentions make {target}, which the Makefile lacks"
 
 
+TESTING_SECTION = "## Testing your own orchestrations and entities"
+
+
 def test_code_excerpts_are_the_real_code():
+    """worker.py's excerpts are in worker.py; the testing section's recipes are lines of its tests.
+
+    (Its marked example is a whole file, which tests/test_package.py runs in a throwaway project.)
+    """
+    before, testing = README.split(TESTING_SECTION, 1)
+    testing, after = testing.split("\n## ", 1)
     worker_source = (ROOT / "worker.py").read_text()
-    for block in re.findall(r"```python\n(.*?)```", README, re.S):
+    for block in re.findall(r"```python\n(.*?)```", before + after, re.S):
         assert block in worker_source, f"README excerpt no longer matches worker.py:\n{block}"
+    tests_source = (ROOT / "tests" / "test_time_skipping.py").read_text()
+    recipes = re.findall(r"(?<!-->\n)```python\n(.*?)```", testing, re.S)
+    assert recipes, "the testing section lost its recipe"
+    for line in (line for block in recipes for line in block.splitlines() if not line.startswith("...")):
+        assert line.strip() in tests_source, f"README recipe line not in tests/test_time_skipping.py: {line}"
 
 
 def test_azure_examples_parse_as_settings():

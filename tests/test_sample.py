@@ -1,4 +1,7 @@
-"""worker.py and client.py as real processes against a real emulator, as a user runs them."""
+"""worker.py and client.py as real processes against a real emulator, as a user runs them.
+
+The emulator is the package's ``dts_emulator`` fixture: served from the test process, emptied before each test.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ def run_client(endpoint: str, *args: str, timeout: float = 90) -> subprocess.Com
 
 
 @pytest.fixture
-def sample_worker(emulator):
-    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": emulator.endpoint})
+def sample_worker(dts_emulator):
+    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": dts_emulator.endpoint})
     p.wait_for_line("worker started")
     yield p
     assert p.stop() == 0, "the worker exits 0 on SIGTERM"
@@ -74,15 +77,15 @@ def broken_counter_workflow():
     return counter_workflow
 
 
-def test_failing_orchestration_exits_1_with_details(emulator, start_worker, uid, capsys):
+def test_failing_orchestration_exits_1_with_details(dts_emulator, start_worker, uid, capsys):
     from durabletask.worker import TaskHubGrpcWorker
 
-    w = TaskHubGrpcWorker(host_address=emulator.address, metadata=[("taskhub", "other")])
+    w = TaskHubGrpcWorker(host_address=dts_emulator.address, metadata=[("taskhub", dts_emulator.taskhub)])
     w.add_orchestrator(broken_counter_workflow())
     w.add_entity(counter)
     w.start()
     start_worker.workers.append(w)
-    c = dt_client.TaskHubGrpcClient(host_address=emulator.address, metadata=[("taskhub", "other")])
+    c = dt_client.TaskHubGrpcClient(host_address=dts_emulator.address, metadata=[("taskhub", dts_emulator.taskhub)])
     code = sample_client.main([uid, "--orchestrations", "1"], client=c)
     out = capsys.readouterr().out
     assert code == 1
@@ -90,8 +93,8 @@ def test_failing_orchestration_exits_1_with_details(emulator, start_worker, uid,
     assert out.endswith("Summary: 0 of 1 orchestrations completed successfully\n"), "the demo stops at Part 1"
 
 
-def test_worker_stops_cleanly_on_sigint(emulator):
-    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": emulator.endpoint})
+def test_worker_stops_cleanly_on_sigint(dts_emulator):
+    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": dts_emulator.endpoint})
     p.wait_for_line("worker started")
     p.signal(signal.SIGINT)
     assert p.wait() == 0
@@ -107,13 +110,13 @@ def test_worker_rejects_bad_settings():
     assert "not a URL" in p.output
 
 
-def test_readme_client_command_with_options(emulator, sample_worker):
+def test_readme_client_command_with_options(dts_emulator, sample_worker):
     """The README's command with every option; its accounts are its own, so it is their first run."""
     readme = (ROOT / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith(".venv/bin/python client.py "))
     args = line.split()[2:]
     assert "--accounts" in args
-    result = run_client(emulator.endpoint, *args)
+    result = run_client(dts_emulator.endpoint, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "Starting entity operations demo - 3 orchestrations"
