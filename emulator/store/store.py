@@ -223,25 +223,9 @@ class Store:
             for kind in (ORCHESTRATION, ACTIVITY):
                 self.delete_messages([m.id for m in self.messages_for(hub, kind, instance_id)])
 
-    def query_instances(
-        self,
-        hub: str,
-        statuses: Sequence[int] = (),
-        created_from: float | None = None,
-        created_to: float | None = None,
-        completed_from: float | None = None,
-        completed_to: float | None = None,
-        prefix: str | None = None,
-        after: tuple[float, str] | None = None,
-        limit: int | None = None,
-        parent: str | None = None,
-        search: str | None = None,
-        newest_first: bool = False,
-    ) -> list[InstanceRow]:
-        """See queries.query_instances (``search`` covers the newest SEARCH_WINDOW instances)."""
-        return queries.query_instances(
-            self._rows, hub, statuses, created_from, created_to, completed_from, completed_to, prefix, after, limit,
-            parent, search, newest_first)
+    def query_instances(self, hub: str, **filters) -> list[InstanceRow]:
+        """See queries.query_instances for the filters (``search`` covers the newest SEARCH_WINDOW instances)."""
+        return queries.query_instances(self._rows, hub, **filters)
 
     def count_instances_by_status(self, hub: str) -> dict[int, int]:
         """{status: instances}, kept in memory: no scan."""
@@ -365,20 +349,9 @@ class Store:
             )
             self._entities.set(key, copy_entity(row))
 
-    def query_entities(
-        self,
-        hub: str,
-        prefix: str | None = None,
-        modified_from: float | None = None,
-        modified_to: float | None = None,
-        after: str | None = None,
-        limit: int | None = None,
-        locked_only: bool = False,
-        name_or_key: str | None = None,
-    ) -> list[EntityRow]:
-        """See queries.query_entities."""
-        return queries.query_entities(
-            self._rows, hub, prefix, modified_from, modified_to, after, limit, locked_only, name_or_key)
+    def query_entities(self, hub: str, **filters) -> list[EntityRow]:
+        """See queries.query_entities for the filters."""
+        return queries.query_entities(self._rows, hub, **filters)
 
     def entities_locked_by(self, hub: str, owner: str) -> list[EntityRow]:
         return [row for entity_id in self.locks_held_by(hub, owner) if (row := self.get_entity(hub, entity_id))]
