@@ -217,7 +217,10 @@ def main() -> int:
         signal.signal(sig, lambda *_: stop.set())
     worker.start()
     log.info("worker started; press Ctrl-C to stop")
-    stop.wait()
+    # Python runs signal handlers on the main thread, and one the kernel hands to another thread
+    # does not wake a main thread blocked in a plain wait: wake each second so that it runs.
+    while not stop.wait(1.0):
+        pass
     log.info("stopping")
     worker.stop()
     return 0
