@@ -322,7 +322,7 @@ class Backend:
     def _arm(self) -> None:
         """One timer, for the earliest due time (not a wake-up of every stream)."""
         due = self.dispatch.next_due()
-        if self._loop is None or due is None or (self._due_at is not None and self._due_at <= due):
+        if self._loop is None or self.closed or due is None or (self._due_at is not None and self._due_at <= due):
             return
         if self._due_timer is not None:
             self._due_timer.cancel()
