@@ -12,14 +12,10 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, ".")
+from bench.common import rss_mb  # noqa: E402
 from tests.helpers import InProcessEmulator  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-
-
-def rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
 
 
 def main():
@@ -38,7 +34,7 @@ def main():
         async def run():
             async with grpc.aio.insecure_channel(emu.address) as ch:
                 stub = pb_grpc.TaskHubSidecarServiceStub(ch)
-                print("start", snapshot(), f"rss {rss_mb():.0f} MB", flush=True)
+                print("start", snapshot(), f"rss {rss_mb(os.getpid()):.0f} MB", flush=True)
                 # streams that connect, take one item, and vanish without completing it
                 for i in range(ROUNDS // 4):
                     await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"c{i}", name="wf"))
@@ -50,7 +46,7 @@ def main():
                         await call.initial_metadata()
                     call.cancel()
                 await asyncio.sleep(1)
-                print("after stream churn", snapshot(), f"rss {rss_mb():.0f} MB", flush=True)
+                print("after stream churn", snapshot(), f"rss {rss_mb(os.getpid()):.0f} MB", flush=True)
                 # waits with short deadlines on instances that never finish
                 for i in range(ROUNDS):
                     with contextlib.suppress(grpc.aio.AioRpcError):
@@ -62,7 +58,7 @@ def main():
                     await asyncio.sleep(0)
                     call.cancel()
                 await asyncio.sleep(1)
-                print("after wait churn", snapshot(), f"rss {rss_mb():.0f} MB", flush=True)
+                print("after wait churn", snapshot(), f"rss {rss_mb(os.getpid()):.0f} MB", flush=True)
         asyncio.run(run())
     finally:
         emu.stop()

@@ -15,6 +15,9 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import Probe  # noqa: E402
+
 from tests.helpers import InProcessEmulator  # noqa: E402
 
 MODE = os.environ.get("MODE", "filtered")
@@ -46,30 +49,17 @@ def main():
                 for c in calls:
                     await c.initial_metadata()
             await asyncio.sleep(1)
-            stalls = []
-            stop = False
-
-            async def probe():
-                while not stop:
+            async with Probe(stub, "backlog0", interval=0.01) as probe:
+                t0 = time.perf_counter()
+                lat = []
+                for i in range(K):
                     t = time.perf_counter()
-                    await stub.GetInstance(pb.GetInstanceRequest(instanceId="backlog0"))
-                    stalls.append(time.perf_counter() - t)
-                    await asyncio.sleep(0.01)
-
-            prober = asyncio.ensure_future(probe())
-            t0 = time.perf_counter()
-            lat = []
-            for i in range(K):
-                t = time.perf_counter()
-                await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"new{i}", name="unserved"))
-                lat.append(time.perf_counter() - t)
-            elapsed = time.perf_counter() - t0
-            stop = True
-            await prober
+                    await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"new{i}", name="unserved"))
+                    lat.append(time.perf_counter() - t)
+                elapsed = time.perf_counter() - t0
             print(f"{MODE} streams={S} backlog={B}: {K} StartInstance in {elapsed:.2f} s ({K / elapsed:.0f}/s), "
                   f"StartInstance p50 {statistics.median(lat) * 1e3:.1f} ms max {max(lat) * 1e3:.1f} ms; "
-                  f"concurrent GetInstance p50 {statistics.median(stalls) * 1e3:.1f} ms "
-                  f"max {max(stalls) * 1e3:.1f} ms", flush=True)
+                  f"{probe.summary()}", flush=True)
             for c in calls:
                 c.cancel()
             await ch.close()

@@ -9,18 +9,11 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
+from bench.common import rss_mb  # noqa: E402
 from tests.helpers import InProcessEmulator  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 SIZE = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-
-
-def rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main():
@@ -34,18 +27,18 @@ def main():
             ch = grpc.aio.insecure_channel(emu.address, options=[("grpc.max_send_message_length", 32 << 20)])
             stub = pb_grpc.TaskHubSidecarServiceStub(ch)
             big = '"' + "x" * SIZE + '"'
-            before = rss_mb()
+            before = rss_mb(os.getpid())
             for i in range(N):
                 await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"i{i}", name="wf",
                                                                   input=wrappers_pb2.StringValue(value=big)))
-            after_start = rss_mb()
+            after_start = rss_mb(os.getpid())
             ch2 = grpc.aio.insecure_channel(emu.address, options=[("grpc.max_receive_message_length", 32 << 20)])
             call = pb_grpc.TaskHubSidecarServiceStub(ch2).GetWorkItems(pb.GetWorkItemsRequest())
             await call.initial_metadata()
             await asyncio.sleep(5)
             n = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(held(), emu.server.loop))
             print(f"process RSS: {before:.0f} MB before, {after_start:.0f} MB after {N} x {SIZE} B starts, "
-                  f"{rss_mb():.0f} MB with a never-reading stream holding {n} leases", flush=True)
+                  f"{rss_mb(os.getpid()):.0f} MB with a never-reading stream holding {n} leases", flush=True)
             call.cancel()
             await ch2.close()
             await ch.close()

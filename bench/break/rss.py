@@ -12,15 +12,11 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, ".")
+from bench.common import rss_mb  # noqa: E402
 from tests.helpers import Emulator  # noqa: E402
 
 WAITERS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 STREAMS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
 
 
 def main():

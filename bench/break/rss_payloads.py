@@ -14,15 +14,11 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
+from bench.common import rss_mb  # noqa: E402
 from tests.helpers import Emulator  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 SIZE = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
 
 
 def main():

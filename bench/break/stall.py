@@ -5,10 +5,8 @@ latency of a small GetInstance probe while (a) StreamInstanceHistory and (b) the
 instance view read that history. usage: stall.py [EVENTS]
 """
 import asyncio
-import statistics
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +16,9 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import measure  # noqa: E402
+
 from tests.helpers import InProcessEmulator, free_port  # noqa: E402
 
 EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
@@ -38,29 +39,6 @@ async def build(stub):
     call.cancel()
 
 
-async def measure(stub, label, work):
-    lat = []
-    done = False
-
-    async def probe():
-        while not done:
-            t = time.perf_counter()
-            await stub.GetInstance(pb.GetInstanceRequest(instanceId="long"))
-            lat.append(time.perf_counter() - t)
-            await asyncio.sleep(0.002)
-
-    p = asyncio.ensure_future(probe())
-    await asyncio.sleep(0.3)
-    t = time.perf_counter()
-    await work()
-    took = time.perf_counter() - t
-    await asyncio.sleep(0.1)
-    done = True
-    await p
-    print(f"{label}: took {took * 1e3:.0f} ms; concurrent GetInstance p50 {statistics.median(lat) * 1e3:.1f} ms, "
-          f"max {max(lat) * 1e3:.0f} ms", flush=True)
-
-
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         dash = free_port()
@@ -71,7 +49,7 @@ def main():
                     stub = pb_grpc.TaskHubSidecarServiceStub(ch)
                     await build(stub)
                     loop = asyncio.get_running_loop()
-                    await measure(stub, "idle", lambda: asyncio.sleep(0.5))
+                    await measure(stub, "long", "idle", lambda: asyncio.sleep(0.5))
 
                     async def history():
                         n = 0
@@ -79,7 +57,7 @@ def main():
                                 pb.StreamInstanceHistoryRequest(instanceId="long")):
                             n += len(chunk.events)
                         assert n > EVENTS, n
-                    await measure(stub, f"StreamInstanceHistory ({EVENTS} events)", history)
+                    await measure(stub, "long", f"StreamInstanceHistory ({EVENTS} events)", history)
 
                     def get():
                         with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instances/long") as r:
@@ -89,7 +67,7 @@ def main():
                         size = await loop.run_in_executor(None, get)
                         assert size > EVENTS * 1000, size
 
-                    await measure(stub, "dashboard instance view", dashboard)
+                    await measure(stub, "long", "dashboard instance view", dashboard)
             asyncio.run(run())
         finally:
             emu.stop()

@@ -1,4 +1,4 @@
-"""How long one large request (StartInstance with a 15 MB input, file store) stalls other calls.
+"""How long one large request (StartInstance with a 3.5 MB input, file store; the default request limit is 4 MiB) stalls other calls.
 
 usage: stall_big.py [MB] [COUNT]
 """
@@ -15,9 +15,12 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import Probe  # noqa: E402
+
 from tests.helpers import InProcessEmulator  # noqa: E402
 
-MB = float(sys.argv[1]) if len(sys.argv) > 1 else 15
+MB = float(sys.argv[1]) if len(sys.argv) > 1 else 3.5
 COUNT = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 OPTS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
@@ -31,28 +34,16 @@ def main():
                         grpc.aio.insecure_channel(emu.address) as probe_ch:
                     stub, probe_stub = (pb_grpc.TaskHubSidecarServiceStub(c) for c in (ch, probe_ch))
                     await stub.StartInstance(pb.CreateInstanceRequest(instanceId="small", name="wf"))
-                    lat, done = [], False
-
-                    async def probe():
-                        while not done:
-                            t = time.perf_counter()
-                            await probe_stub.GetInstance(pb.GetInstanceRequest(instanceId="small"))
-                            lat.append(time.perf_counter() - t)
-                            await asyncio.sleep(0.002)
-
-                    p = asyncio.ensure_future(probe())
                     data = wrappers_pb2.StringValue(value='"' + "x" * int(MB * 1e6) + '"')
                     took = []
-                    for i in range(COUNT):
-                        t = time.perf_counter()
-                        await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"big{i}", name="wf",
-                                                                          input=data))
-                        took.append(time.perf_counter() - t)
-                    done = True
-                    await p
-                    print(f"{COUNT} StartInstance of {MB} MB: each {statistics.median(took) * 1e3:.0f} ms; concurrent "
-                          f"GetInstance p50 {statistics.median(lat) * 1e3:.1f} ms, max {max(lat) * 1e3:.0f} ms",
-                          flush=True)
+                    async with Probe(probe_stub, "small") as probe:
+                        for i in range(COUNT):
+                            t = time.perf_counter()
+                            await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"big{i}", name="wf",
+                                                                              input=data))
+                            took.append(time.perf_counter() - t)
+                    print(f"{COUNT} StartInstance of {MB} MB: each {statistics.median(took) * 1e3:.0f} ms; "
+                          f"{probe.summary()}", flush=True)
             asyncio.run(run())
         finally:
             emu.stop()

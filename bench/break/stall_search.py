@@ -11,10 +11,12 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import Probe  # noqa: E402
+
 from tests.helpers import InProcessEmulator, free_port  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
@@ -33,30 +35,17 @@ def main():
             async def run():
                 async with grpc.aio.insecure_channel(emu.address) as ch:
                     stub = pb_grpc.TaskHubSidecarServiceStub(ch)
-                    lat, done = [], False
-
-                    async def probe():
-                        while not done:
-                            t = time.perf_counter()
-                            await stub.GetInstance(pb.GetInstanceRequest(instanceId="inst-000000"))
-                            lat.append(time.perf_counter() - t)
-                            await asyncio.sleep(0.002)
-
-                    p = asyncio.ensure_future(probe())
-                    await asyncio.sleep(0.3)
-
                     def search():
                         url = f"{emu.dashboard}/api/hubs/default/instances?q=nomatch&page_size=200"
                         t = time.perf_counter()
                         with urllib.request.urlopen(url) as r:
                             r.read()
                         return time.perf_counter() - t
-                    took = [await asyncio.get_running_loop().run_in_executor(None, search) for _ in range(5)]
-                    done = True
-                    await p
+                    async with Probe(stub, "inst-000000") as probe:
+                        await asyncio.sleep(0.3)
+                        took = [await asyncio.get_running_loop().run_in_executor(None, search) for _ in range(5)]
                     print(f"dashboard search over {N} instances ({'memory' if MEMORY else 'file'}): "
-                          f"{statistics.median(took) * 1e3:.0f} ms each; concurrent GetInstance p50 "
-                          f"{statistics.median(lat) * 1e3:.1f} ms, max {max(lat) * 1e3:.0f} ms", flush=True)
+                          f"{statistics.median(took) * 1e3:.0f} ms each; {probe.summary()}", flush=True)
             asyncio.run(run())
         finally:
             emu.stop()
