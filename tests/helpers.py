@@ -155,6 +155,20 @@ def serve_in_memory_backend():
     return server, f"127.0.0.1:{port}"
 
 
+def entity_value(client, eid) -> int | None:
+    """An entity's state as an int, or None when it has none."""
+    meta = client.get_entity(eid)
+    return meta.get_typed_state(int) if meta else None
+
+
+def entity_backlog(client, eid) -> int:
+    """How many operations wait in an entity's inbox (-1: no such entity), from the raw GetEntity call."""
+    from durabletask.internal import orchestrator_service_pb2 as pb
+
+    response = client._stub.GetEntity(pb.GetEntityRequest(instanceId=str(eid)))
+    return response.entity.backlogQueueSize if response.exists else -1
+
+
 def free_port() -> int:
     """A port that was free a moment ago, for servers that cannot pick their own."""
     import socket

@@ -13,23 +13,13 @@ from durabletask import entities, task
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from emulator.store import EntityRow, Store
-from tests.helpers import Emulator, Process, wait_until
+from tests.helpers import Emulator, Process, entity_backlog, entity_value, wait_until
 
 SIGNALS = 200
 
 
 def slow_id(key: str) -> entities.EntityInstanceId:
     return entities.EntityInstanceId("slow_counter", key)
-
-
-def state_of(client, eid) -> int | None:
-    meta = client.get_entity(eid)
-    return meta.get_typed_state(int) if meta else None
-
-
-def backlog(client, eid) -> int:
-    response = client._stub.GetEntity(pb.GetEntityRequest(instanceId=str(eid)))
-    return response.entity.backlogQueueSize if response.exists else -1
 
 
 @pytest.fixture
@@ -85,16 +75,16 @@ def test_worker_killed_while_holding_a_batch_loses_nothing(fresh_emulator, worke
     first = workers()
     eid = slow_id(uid)
     assert send_signals(client, eid, SIGNALS) == (SIGNALS, 0)
-    wait_until(lambda: (state_of(client, eid) or 0) >= 20, message="the first worker to be busy")
+    wait_until(lambda: (entity_value(client, eid) or 0) >= 20, message="the first worker to be busy")
     first.signal(signal.SIGKILL)
     first.wait()
     # The precondition: it died holding work (the emulator says how much it took back).
     held = fresh_emulator.process.wait_for_line(r"worker stream \d+ ended holding (\d+) work item")
     assert int(held.group(1)) >= 1
     workers()
-    wait_until(lambda: state_of(client, eid) == SIGNALS, timeout=60, message=f"counter == {SIGNALS}")
-    assert backlog(client, eid) == 0
-    assert state_of(client, eid) == SIGNALS
+    wait_until(lambda: entity_value(client, eid) == SIGNALS, timeout=60, message=f"counter == {SIGNALS}")
+    assert entity_backlog(client, eid) == 0
+    assert entity_value(client, eid) == SIGNALS
     client.close()
 
 
@@ -105,8 +95,8 @@ def test_two_workers_share_entities_without_double_processing(fresh_emulator, wo
     for _ in range(25):
         for key in keys:
             client.signal_entity(slow_id(key), "add", 1)
-    wait_until(lambda: all(state_of(client, slow_id(k)) == 25 for k in keys), timeout=60, message="all counters")
-    assert all(backlog(client, slow_id(k)) == 0 for k in keys)
+    wait_until(lambda: all(entity_value(client, slow_id(k)) == 25 for k in keys), timeout=60, message="all counters")
+    assert all(entity_backlog(client, slow_id(k)) == 0 for k in keys)
     assert "applied" in a.output and "applied" in b.output  # both took a share
     client.close()
 
@@ -117,7 +107,7 @@ def test_emulator_restart_keeps_everything_acknowledged(fresh_emulator, workers,
     workers()
     eid = slow_id(uid)
     acked, ambiguous = send_signals(client, eid, SIGNALS // 2)
-    wait_until(lambda: (state_of(client, eid) or 0) >= 10, message="processing under way")
+    wait_until(lambda: (entity_value(client, eid) or 0) >= 10, message="processing under way")
     if how == "kill":
         fresh_emulator.kill()
     else:  # under load, SIGTERM ends it cleanly within 5 s (else it is killed and the status is -9)
@@ -127,9 +117,9 @@ def test_emulator_restart_keeps_everything_acknowledged(fresh_emulator, workers,
     client = reconnected(fresh_emulator.address)
     more, unsure = send_signals(client, eid, SIGNALS // 2)
     acked, ambiguous = acked + more, ambiguous + unsure
-    wait_until(lambda: backlog(client, eid) == 0 and (state_of(client, eid) or 0) >= acked, timeout=60,
+    wait_until(lambda: entity_backlog(client, eid) == 0 and (entity_value(client, eid) or 0) >= acked, timeout=60,
                message=f"at least {acked} applied")
-    assert acked <= state_of(client, eid) <= acked + ambiguous
+    assert acked <= entity_value(client, eid) <= acked + ambiguous
     client.close()
 
 
@@ -170,7 +160,7 @@ def test_overdue_delayed_signal_fires_at_once_after_restart(fresh_emulator, star
     client.close()
     client = reconnected(fresh_emulator.address)
     start_worker(fresh_emulator.address, entities=[counter])
-    wait_until(lambda: state_of(client, eid) == 9, timeout=30, message="the delayed signal after restart")
+    wait_until(lambda: entity_value(client, eid) == 9, timeout=30, message="the delayed signal after restart")
     client.close()
 
 

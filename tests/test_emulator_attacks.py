@@ -25,22 +25,15 @@ from emulator.dashboard import views
 from tests.helpers import InProcessEmulator, free_port, wait_until
 
 
-def on_loop(emu: InProcessEmulator, fn):
-    """Run a plain engine function on the engine's loop."""
-    async def run():
-        return fn()
-    return emu.call(run())
-
-
 def create(emu: InProcessEmulator, prefix: str, count: int, name: str = "unserved") -> None:
     def go():
         for i in range(count):
             emu.backend.create_instance("default", f"{prefix}{i}", name)
-    on_loop(emu, go)
+    emu.on_loop(go)
 
 
 def sleeping(emu: InProcessEmulator) -> int:
-    return on_loop(emu, lambda: sum(len(s) for s in emu.backend.dispatch._sleepers.values()))
+    return emu.on_loop(lambda: sum(len(s) for s in emu.backend.dispatch._sleepers.values()))
 
 
 @pytest.fixture
@@ -94,7 +87,7 @@ def test_filtered_streams_do_not_rescan_the_backlog_for_every_new_work_item(emu,
         only_other = pb.WorkItemFilters(orchestrations=[pb.OrchestrationFilter(name="other")])
         streams.open(STREAMS, pb.GetWorkItemsRequest(workItemFilters=only_other))
         wait_until(lambda: sleeping(emu) == STREAMS, message="every stream idle")
-        assert on_loop(emu, lambda: len(emu.backend.dispatch._ready[("default", "orchestration")])) == BACKLOG
+        assert emu.on_loop(lambda: len(emu.backend.dispatch._ready[("default", "orchestration")])) == BACKLOG
         calls = []
         original = workitems.Feeder._accepts
         monkeypatch.setattr(workitems.Feeder, "_accepts", lambda self, *a: calls.append(1) or original(self, *a))
@@ -116,7 +109,7 @@ def test_streams_at_their_limit_are_not_woken_by_work_they_cannot_take(emu, monk
                                                      maxConcurrentActivityWorkItems=1,
                                                      maxConcurrentEntityWorkItems=1), first_item=True)
         wait_until(lambda: sleeping(emu) == STREAMS, message="every stream idle at its limit")
-        assert on_loop(emu, emu.backend.dispatch.leases_held) == STREAMS
+        assert emu.on_loop(emu.backend.dispatch.leases_held) == STREAMS
         takes = []
         original = workitems.Feeder.take
         monkeypatch.setattr(workitems.Feeder, "take", lambda self: takes.append(1) or original(self))
@@ -200,8 +193,8 @@ def test_waits_that_time_out_leave_nothing_behind(emu):
                         pb.GetInstanceRequest(instanceId=f"waited{i}"), timeout=0.05)
                 assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         streams.run(go())
-        wait_until(lambda: on_loop(emu, lambda: emu.backend.waiting) == 0, message="no waiter left")
-        assert on_loop(emu, lambda: len(emu.backend._watchers)) == 0
+        wait_until(lambda: emu.on_loop(lambda: emu.backend.waiting) == 0, message="no waiter left")
+        assert emu.on_loop(lambda: len(emu.backend._watchers)) == 0
     finally:
         streams.close()
 
@@ -211,7 +204,7 @@ def test_a_huge_query_page_is_capped_rather_than_failing_after_the_work():
     streams = Streams(emu.address)
     try:
         data = '"' + "x" * 4000 + '"'
-        on_loop(emu, lambda: [emu.backend.create_instance("default", f"q{i}", "wf", input=data)
+        emu.on_loop(lambda: [emu.backend.create_instance("default", f"q{i}", "wf", input=data)
                               for i in range(400)])  # 1.6 MB of inputs, more than one 1 MB message holds
 
         async def go():
@@ -229,7 +222,7 @@ def test_payloads_on_disk_are_not_also_kept_in_memory_without_a_byte_bound(tmp_p
     emu = InProcessEmulator(tmp_path / "e.db").start()
     try:
         data = '"' + "x" * SIZE + '"'
-        on_loop(emu, lambda: [emu.backend.create_instance("default", f"big{i}", "wf", input=data)
+        emu.on_loop(lambda: [emu.backend.create_instance("default", f"big{i}", "wf", input=data)
                               for i in range(COUNT)])
         store = emu.backend.store
 
@@ -238,9 +231,9 @@ def test_payloads_on_disk_are_not_also_kept_in_memory_without_a_byte_bound(tmp_p
             histories = sum(len(b) for h in store._histories._entries.values() for b in h)
             return rows + histories
 
-        stored = on_loop(emu, lambda: store.peek_instance("default", "big0"))
+        stored = emu.on_loop(lambda: store.peek_instance("default", "big0"))
         assert stored is not None and len(stored.input) == len(data)  # the precondition: large inputs stored
-        assert on_loop(emu, cached_bytes) <= 16 * SIZE, "more than 16 MB of payloads cached besides the queue"
+        assert emu.on_loop(cached_bytes) <= 16 * SIZE, "more than 16 MB of payloads cached besides the queue"
     finally:
         emu.stop()
 
@@ -264,13 +257,13 @@ def test_at_the_waiter_limit_a_wait_that_need_not_wait_still_answers():
     try:
         create(emu, "parked", 1)
         create(emu, "done", 1)
-        on_loop(emu, lambda: control.terminate(emu.backend, "default", "done0", None, False))
+        emu.on_loop(lambda: control.terminate(emu.backend, "default", "done0", None, False))
 
         async def hold():
             return [asyncio.ensure_future(streams.stub.WaitForInstanceCompletion(
                 pb.GetInstanceRequest(instanceId="parked0"))) for _ in range(2)]
         held = streams.run(hold())
-        wait_until(lambda: on_loop(emu, lambda: emu.backend.waiting) == 2, message="two waiters at the limit")
+        wait_until(lambda: emu.on_loop(lambda: emu.backend.waiting) == 2, message="two waiters at the limit")
 
         async def wait_done():
             return await streams.stub.WaitForInstanceCompletion(pb.GetInstanceRequest(instanceId="done0"))
@@ -308,7 +301,7 @@ def test_a_backlog_of_entity_batches_is_shared_between_sdk_workers(emu):
             workers.append(w)
             if who == "A":
                 wait_until(lambda: ran["A"] > 0, message="worker A at work")
-                held = on_loop(emu, emu.backend.dispatch.leases_held)
+                held = emu.on_loop(emu.backend.dispatch.leases_held)
         wait_until(lambda: ran["A"] + ran["B"] == N, timeout=60, message="every batch run")
         assert held < N // 2, f"worker A held {held} of {N} batches when worker B connected"
         assert ran["B"] > 0

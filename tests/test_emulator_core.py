@@ -10,14 +10,11 @@ import signal
 import sys
 from datetime import datetime, timedelta, timezone
 
-import grpc
-import pytest
 from durabletask import client as dt_client
 from durabletask import entities
 from durabletask.internal import orchestrator_service_pb2 as pb
-from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from tests.helpers import InProcessEmulator, Process, wait_until
+from tests.helpers import InProcessEmulator, Process, entity_backlog, entity_value, wait_until
 from worker import counter, counter_workflow
 
 # More waiters than any thread pool a gRPC server keeps (the old emulator had 64 threads).
@@ -89,7 +86,7 @@ def test_a_change_wakes_only_the_clients_waiting_on_that_instance(engine_emulato
     emu = engine_emulator
     backend = emu.backend
     for instance_id in ("watched", "other"):
-        backend_call(emu, lambda i=instance_id: backend.create_instance("default", i, "nobody_serves_this"))
+        emu.on_loop(lambda i=instance_id: backend.create_instance("default", i, "nobody_serves_this"))
     checks = {"watched": 0, "other": 0}
 
     def counted(instance_id: str):
@@ -107,10 +104,10 @@ def test_a_change_wakes_only_the_clients_waiting_on_that_instance(engine_emulato
     on_watched, on_other = emu.call(start_waiters())
     wait_until(lambda: backend.waiting == 51, message="51 waiters")
     assert checks == {"watched": 50, "other": 1}  # each looked once
-    backend_call(emu, lambda: _touch(backend, "other"))  # a change to another watched instance...
+    emu.on_loop(lambda: _touch(backend, "other"))  # a change to another watched instance...
     wait_until(on_other.done, message="the other instance's waiter")
     assert checks == {"watched": 50, "other": 2}  # ...woke its own waiter and none of the 50
-    backend_call(emu, lambda: _touch(backend, "watched"))
+    emu.on_loop(lambda: _touch(backend, "watched"))
     wait_until(lambda: all(w.done() for w in on_watched), message="the watched instance's waiters")
     assert checks["watched"] == 100  # each looked once more, and returned
 
@@ -122,13 +119,6 @@ def _touch(backend, instance_id: str) -> None:
         row.status = pb.ORCHESTRATION_STATUS_RUNNING
         backend.store.put_instance(row)
         backend.notify_changed("default", instance_id)
-
-
-def backend_call(emu: InProcessEmulator, fn):
-    """Run a plain engine function on the engine's loop."""
-    async def run():
-        return fn()
-    return emu.call(run())
 
 
 SIGNALS = 200
@@ -152,50 +142,19 @@ def test_a_frozen_worker_loses_its_work_to_the_others_and_its_late_answers_are_r
         assert held > 0  # the precondition: it froze while holding work
         healthy = Process([sys.executable, "tests/slow_worker.py", emu.address])
         healthy.wait_for_line(r"slow worker \d+ ready")
-        wait_until(lambda: all(_value(client, i) == SIGNALS // KEYS for i in ids), timeout=60,
+        wait_until(lambda: all(entity_value(client, i) == SIGNALS // KEYS for i in ids), timeout=60,
                    message="every signal applied by the healthy worker")
         assert any("ended holding" in r.getMessage() for r in caplog.records)
         streams = emu.backend.dispatch.streams_opened
         os.kill(frozen.proc.pid, signal.SIGCONT)
         wait_until(lambda: emu.backend.dispatch.streams_opened > streams, timeout=30,
                    message="the thawed worker to reconnect")
-        assert [_value(client, i) for i in ids] == [SIGNALS // KEYS] * KEYS  # nothing applied twice
-        assert all(_backlog(client, i) == 0 for i in ids)
+        assert [entity_value(client, i) for i in ids] == [SIGNALS // KEYS] * KEYS  # nothing applied twice
+        assert all(entity_backlog(client, i) == 0 for i in ids)
     finally:
         for p in (frozen, healthy):
             if p is not None:
                 p.signal(signal.SIGCONT)
                 p.stop()
         client.close()
-        emu.stop()
-
-
-def _value(client, eid) -> int | None:
-    meta = client.get_entity(eid)
-    return meta.get_typed_state(int) if meta else None
-
-
-def _backlog(client, eid) -> int:
-    response = client._stub.GetEntity(pb.GetEntityRequest(instanceId=str(eid)))
-    return response.entity.backlogQueueSize if response.exists else -1
-
-
-def test_worker_streams_beyond_the_limit_are_refused_with_a_clear_error():
-    emu = InProcessEmulator(None, max_streams=2).start()
-    channel = grpc.insecure_channel(emu.address)
-    try:
-        stub = pb_grpc.TaskHubSidecarServiceStub(channel)
-        admitted = [stub.GetWorkItems(pb.GetWorkItemsRequest()) for _ in range(2)]
-        wait_until(lambda: emu.backend.dispatch.open_streams() == 2, message="two streams at the server")
-        with pytest.raises(grpc.RpcError) as refused:
-            next(stub.GetWorkItems(pb.GetWorkItemsRequest()))
-        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "2 worker streams" in refused.value.details()
-        assert emu.backend.dispatch.open_streams() == 2  # the admitted ones are untouched
-        assert stub.StartInstance(pb.CreateInstanceRequest(instanceId="after", name="wf")).instanceId == "after"
-        for stream in admitted:
-            stream.cancel()
-        wait_until(lambda: emu.backend.dispatch.open_streams() == 0, message="cancelled streams closed")
-    finally:
-        channel.close()
         emu.stop()

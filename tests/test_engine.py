@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
@@ -105,12 +103,7 @@ def test_a_worker_gets_no_more_than_it_takes_at_once(engine):
 
 @pytest.fixture
 def failing_engine(tmp_path):
-    connections: list[FailingConnection] = []
-
-    def connect(*args, **kwargs):
-        connections.append(FailingConnection(sqlite3.connect(*args, **kwargs)))
-        return connections[-1]
-
+    connect, connections = FailingConnection.connector()
     backend = create_backend(Store(tmp_path / "failing.db", connect=connect), ["default"])
     yield backend, Feeder(backend, "default", backend.open_stream(), Filters()), connections[0]
     backend.store.close()

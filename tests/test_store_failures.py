@@ -45,6 +45,17 @@ class FailingConnection:
         self._writes = 0
         self.failed: list[str] = []
 
+    @classmethod
+    def connector(cls):
+        """A ``connect`` for ``Store(connect=...)``, and the list of the connections it made."""
+        made: list[FailingConnection] = []
+
+        def connect(*args, **kwargs):
+            made.append(cls(sqlite3.connect(*args, **kwargs)))
+            return made[-1]
+
+        return connect, made
+
     def __getattr__(self, name):
         return getattr(self._db, name)
 
@@ -146,12 +157,7 @@ def assert_memory_equals_disk(store: Store, path: Path) -> None:
 
 @pytest.fixture
 def failing(tmp_path):
-    conns: list[FailingConnection] = []
-
-    def connect(*args, **kwargs):
-        conns.append(FailingConnection(sqlite3.connect(*args, **kwargs)))
-        return conns[-1]
-
+    connect, conns = FailingConnection.connector()
     path = tmp_path / "f.db"
     store = Store(path, connect=connect)
     fill(store)
