@@ -55,8 +55,8 @@ class Refused(ValueError):
     """A worker's answer could not be applied; its work was consumed and the failure recorded."""
 
 
-class TooManyWaiters(Exception):
-    """More clients wait (or worker streams are open) than the emulator admits."""
+class OverLimit(Exception):
+    """More clients wait, or more worker streams are open, than the emulator admits."""
 
 
 class ShuttingDown(Exception):
@@ -132,8 +132,7 @@ class _Completing:
     def __exit__(self, kind, exc, tb) -> None:
         backend, lease = self.backend, self.lease
         if kind is None or isinstance(exc, Refused):
-            backend._failures.pop((lease.hub, lease.kind, lease.target), None)
-            backend._attempts.pop((lease.hub, lease.kind, lease.target), None)
+            backend.forget_failures(lease)
             if kind is not None:  # refused, but committed: what follows it may run at once
                 backend.requeue_now(lease)
         else:
@@ -219,6 +218,12 @@ class Backend:
         self.fail_work(lease, f"the emulator gave up on this work item after {MAX_ATTEMPTS} failed attempts; "
                               f"the last: {error}")
 
+    def forget_failures(self, lease: Lease) -> None:
+        """The lease's work is done with (applied, refused, or failed for good): forget its failures."""
+        key = (lease.hub, lease.kind, lease.target)
+        self._failures.pop(key, None)
+        self._attempts.pop(key, None)
+
     def fail_work(self, lease: Lease, reason: str) -> None:
         """End a lease's work for good: its instance, its activity task or its entity operations fail."""
         try:
@@ -230,8 +235,7 @@ class Backend:
             self.retry_later(lease.hub, lease.kind, lease.target, exc)
             return
         log.error("%s '%s' in hub %s failed: %s", lease.kind, lease.target, lease.hub, reason)
-        self._failures.pop((lease.hub, lease.kind, lease.target), None)
-        self._attempts.pop((lease.hub, lease.kind, lease.target), None)
+        self.forget_failures(lease)
         self.requeue_now(lease)
 
     def storage_failed(self, error: BaseException) -> None:
@@ -499,7 +503,7 @@ class Backend:
         if row is None or predicate(row):
             return row  # no wait at all, so no limit applies
         if self._waiting >= self.max_waiters:
-            raise TooManyWaiters(
+            raise OverLimit(
                 f"{self._waiting} clients are already waiting on instances; the emulator admits "
                 f"{self.max_waiters} (--max-waiters); retry later")
         loop = asyncio.get_running_loop()
@@ -582,7 +586,7 @@ class Backend:
 
     def open_stream(self) -> int:
         if self.dispatch.open_streams() >= self.max_streams:
-            raise TooManyWaiters(
+            raise OverLimit(
                 f"{self.max_streams} worker streams are already connected, as many as the emulator admits; "
                 "stop a worker or retry later")
         return self.dispatch.open_stream()

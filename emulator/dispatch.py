@@ -177,9 +177,6 @@ class Dispatcher:
         self._held[(stream, kind)] = self._held.get((stream, kind), 0) + 1
         return lease
 
-    def get_lease(self, token: str) -> Lease | None:
-        return self._leases.get(token)
-
     def is_leased(self, hub: str, kind: str, target: str) -> bool:
         return (hub, kind, target) in self._leased
 

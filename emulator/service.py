@@ -23,7 +23,7 @@ from google.protobuf import empty_pb2, wrappers_pb2
 
 from . import activities, control, entities, orchestrations
 from . import events as ev
-from .backend import STORAGE_ERRORS, Backend, ShuttingDown, StaleWorkItem, TooManyWaiters
+from .backend import STORAGE_ERRORS, Backend, OverLimit, ShuttingDown, StaleWorkItem
 from .control import InvalidState, NotFound
 from .paging import instance_token, parse_instance_token, split_page
 from .store import InstanceRow
@@ -66,7 +66,7 @@ _CODES = [
     (UnknownHub, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (entities.EntityStateTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (TooManyWaiters, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (OverLimit, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ResponseTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ShuttingDown, grpc.StatusCode.UNAVAILABLE),
