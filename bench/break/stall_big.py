@@ -1,4 +1,6 @@
-"""How long one large request (StartInstance with a 3.5 MB input, file store; the default request limit is 4 MiB) stalls other calls.
+"""How long one large request (StartInstance with a 3.5 MB input, file store) stalls other calls.
+
+The default size stays under the emulator's 4 MiB request limit.
 
 usage: stall_big.py [MB] [COUNT]
 """
