@@ -10,9 +10,12 @@ import signal
 import sys
 from datetime import datetime, timedelta, timezone
 
+import grpc
+import pytest
 from durabletask import client as dt_client
 from durabletask import entities
 from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 from tests.helpers import InProcessEmulator, Process, entity_backlog, entity_value, wait_until
 from worker import counter, counter_workflow
@@ -157,4 +160,25 @@ def test_a_frozen_worker_loses_its_work_to_the_others_and_its_late_answers_are_r
                 p.signal(signal.SIGCONT)
                 p.stop()
         client.close()
+        emu.stop()
+
+
+def test_worker_streams_beyond_the_limit_are_refused_with_a_clear_error():
+    emu = InProcessEmulator(None, max_streams=2).start()
+    channel = grpc.insecure_channel(emu.address)
+    try:
+        stub = pb_grpc.TaskHubSidecarServiceStub(channel)
+        admitted = [stub.GetWorkItems(pb.GetWorkItemsRequest()) for _ in range(2)]
+        wait_until(lambda: emu.backend.dispatch.open_streams() == 2, message="two streams at the server")
+        with pytest.raises(grpc.RpcError) as refused:
+            next(stub.GetWorkItems(pb.GetWorkItemsRequest()))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "2 worker streams" in refused.value.details()
+        assert emu.backend.dispatch.open_streams() == 2  # the admitted ones are untouched
+        assert stub.StartInstance(pb.CreateInstanceRequest(instanceId="after", name="wf")).instanceId == "after"
+        for stream in admitted:
+            stream.cancel()
+        wait_until(lambda: emu.backend.dispatch.open_streams() == 0, message="cancelled streams closed")
+    finally:
+        channel.close()
         emu.stop()
