@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,6 +31,7 @@ class Lease:
     target: str
     stream: int
     data: Any = None
+    started: float = field(default_factory=time.monotonic)
 
 
 def resolve(woken: asyncio.Future | None) -> None:
@@ -61,7 +63,8 @@ class Dispatcher:
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
         self._streams: dict[int, set[str]] = {}
-        self._held: dict[tuple[int, str], int] = {}  # (stream, kind) -> leases outstanding
+        # (stream, kind) -> its leases outstanding, oldest first
+        self._held: dict[tuple[int, str], dict[str, Lease]] = {}
         self._due: list[_Due] = []
         self._stream_ids = itertools.count(1)
         self.streams_opened = 0
@@ -164,7 +167,12 @@ class Dispatcher:
         return len(self._leases)
 
     def held(self, stream: int, kind: str) -> int:
-        return self._held.get((stream, kind), 0)
+        return len(self._held.get((stream, kind), ()))
+
+    def newest(self, stream: int, kind: str) -> Lease | None:
+        """The stream's most recently leased work item of ``kind`` that it still holds."""
+        held = self._held.get((stream, kind))
+        return held[next(reversed(held))] if held else None
 
     def is_open(self, stream: int) -> bool:
         return stream in self._streams
@@ -174,7 +182,7 @@ class Dispatcher:
         self._leases[lease.token] = lease
         self._leased[(hub, kind, target)] = lease
         self._streams.setdefault(stream, set()).add(lease.token)
-        self._held[(stream, kind)] = self._held.get((stream, kind), 0) + 1
+        self._held.setdefault((stream, kind), {})[lease.token] = lease
         return lease
 
     def is_leased(self, hub: str, kind: str, target: str) -> bool:
@@ -187,9 +195,11 @@ class Dispatcher:
             return None
         self._leased.pop((lease.hub, lease.kind, lease.target), None)
         self._streams.get(lease.stream, set()).discard(token)
-        held = self._held.pop((lease.stream, lease.kind), 1) - 1
-        if held:
-            self._held[(lease.stream, lease.kind)] = held
+        held = self._held.get((lease.stream, lease.kind))
+        if held is not None:
+            held.pop(token, None)
+            if not held:
+                del self._held[(lease.stream, lease.kind)]
         self.wake_stream(lease.hub, lease.stream)  # at its concurrency limit, it may take more now
         return lease
 

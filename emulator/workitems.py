@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -73,6 +74,13 @@ def name_of(backend: Backend, hub: str, kind: str, target: str) -> Name:
 UNSTATED_LIMIT = 32
 
 
+# While a stream holds an entity batch leased less than this long ago (seconds), its next
+# entity batch waits: operations that arrive meanwhile gather into fewer, larger batches,
+# each one round trip and one commit. An idle stream is sent an entity's work at once, and
+# a batch that runs longer (slow operations) holds back no other entity after this.
+GATHER_WINDOW = 0.02
+
+
 def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
     """How many work items of each kind the worker takes at once."""
     return {
@@ -97,7 +105,14 @@ class Feeder:
 
     def _has_room(self, kind: str) -> bool:
         limit = self.limits.get(kind, 0)
-        return not limit or self.backend.dispatch.held(self.stream, kind) < limit
+        if limit and self.backend.dispatch.held(self.stream, kind) >= limit:
+            return False
+        return kind != ENTITY or self._gathering_until() <= time.monotonic()
+
+    def _gathering_until(self) -> float:
+        """When the stream's newest entity batch stops holding back its next one (0: none does)."""
+        newest = self.backend.dispatch.newest(self.stream, ENTITY)
+        return newest.started + GATHER_WINDOW if newest is not None else 0.0
 
     def _accepts(self, kind: str, name: Name) -> bool:
         f = self.filters
@@ -131,7 +146,8 @@ class Feeder:
         """The next work item, or None after ``timeout`` seconds idle or when closed.
 
         While idle it sleeps until work it serves becomes ready (delayed messages too: the
-        backend's due timer makes them ready) or it may take more: no polling, no thread.
+        backend's due timer makes them ready) or it may take more (a lease ends, or the
+        entity gathering window closes): no polling, no thread.
         """
         backend = self.backend
         loop = asyncio.get_running_loop()
@@ -144,6 +160,9 @@ class Feeder:
             if remaining <= 0:
                 return None
             woken = backend.dispatch.sleep(self.hub, self.stream, self._wants)
+            gathering = self._gathering_until() - time.monotonic()
+            if gathering > 0:
+                remaining = min(remaining, gathering)
             timer = loop.call_later(remaining, resolve, woken)
             try:
                 await woken

@@ -1,0 +1,119 @@
+"""Entity operations gather into batches while the worker is busy, and never wait long for it.
+
+A raw worker stream (no SDK worker) holds one entity's batch while signals go to a second
+entity, so what the stream is sent, and when, is exactly what the emulator decided.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import grpc
+import pytest
+from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+from google.protobuf import wrappers_pb2
+
+from emulator import workitems
+from emulator.store import ENTITY
+from tests.helpers import InProcessEmulator, wait_until
+
+HUB = "default"
+BUSY, LATER = "@counter@busy", "@counter@later"
+
+
+@pytest.fixture
+def emu():
+    with InProcessEmulator() as emulator:
+        yield emulator
+
+
+class RawWorker:
+    """One GetWorkItems stream read on a thread of its own, so a test can look while nothing arrives."""
+
+    def __init__(self, address: str):
+        self.channel = grpc.insecure_channel(address)
+        self.stub = pb_grpc.TaskHubSidecarServiceStub(self.channel)
+        self.items: list[pb.WorkItem] = []
+        self._stream = self.stub.GetWorkItems(pb.GetWorkItemsRequest())
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self._stream:
+                if not item.HasField("healthPing"):
+                    self.items.append(item)
+        except grpc.RpcError:
+            pass  # the stream is cancelled when the test ends
+
+    def signal(self, entity_id: str, times: int = 1) -> None:
+        for _ in range(times):
+            self.stub.SignalEntity(pb.SignalEntityRequest(
+                instanceId=entity_id, name="add", input=wrappers_pb2.StringValue(value="1"),
+                requestId=uuid.uuid4().hex))
+
+    def batch_for(self, entity_id: str) -> pb.EntityRequest:
+        def found():
+            return next((i.entityRequest for i in self.items if i.entityRequest.instanceId == entity_id), None)
+        return wait_until(found, message=f"a batch for {entity_id}")
+
+    def complete(self, item: pb.WorkItem, state: str) -> None:
+        results = [pb.OperationResult(success=pb.OperationResultSuccess()) for _ in item.entityRequest.operations]
+        self.stub.CompleteEntityTask(pb.EntityBatchResult(
+            completionToken=item.completionToken, results=results, entityState=wrappers_pb2.StringValue(value=state)))
+
+    def close(self) -> None:
+        self._stream.cancel()
+        self.channel.close()
+
+
+@pytest.fixture
+def worker(emu):
+    raw = RawWorker(emu.address)
+    yield raw
+    raw.close()
+
+
+def _waiting_unleased(emu, entity_id: str) -> bool:
+    dispatch = emu.backend.dispatch
+    return emu.on_loop(lambda: dispatch.is_ready(HUB, ENTITY, entity_id)
+                       and not dispatch.is_leased(HUB, ENTITY, entity_id))
+
+
+def test_operations_that_arrive_while_a_batch_is_out_gather_into_one_batch(emu, worker, monkeypatch):
+    monkeypatch.setattr(workitems, "GATHER_WINDOW", 600.0)  # only the held batch's end releases the next
+    worker.signal(BUSY)
+    held = worker.batch_for(BUSY)
+    assert len(held.operations) == 1
+    worker.signal(LATER, times=3)
+    # Precondition: the stream holds BUSY's batch, and LATER's operations wait at the emulator.
+    assert emu.on_loop(emu.backend.dispatch.leases_held) == 1
+    assert _waiting_unleased(emu, LATER)
+    assert [i.entityRequest.instanceId for i in worker.items] == [BUSY]
+
+    worker.complete(next(i for i in worker.items if i.entityRequest.instanceId == BUSY), "1")
+    later = worker.batch_for(LATER)
+    assert len(later.operations) == 3  # one batch, one round trip, for the three signals
+
+
+def test_an_idle_stream_gets_an_entity_operation_at_once(emu, worker, monkeypatch):
+    monkeypatch.setattr(workitems, "GATHER_WINDOW", 600.0)
+    worker.signal(BUSY)  # the stream holds nothing: sent at once, although the window is ten minutes long
+    assert len(worker.batch_for(BUSY).operations) == 1
+    worker.complete(worker.items[0], "1")
+    wait_until(lambda: emu.on_loop(emu.backend.dispatch.leases_held) == 0, message="the batch to complete")
+    worker.signal(BUSY)  # nor after a batch has ended
+    wait_until(lambda: len(worker.items) == 2, message="the second batch")
+    assert len(worker.items[1].entityRequest.operations) == 1
+
+
+def test_a_batch_that_runs_long_holds_back_other_entities_only_for_the_window(emu, worker, monkeypatch):
+    monkeypatch.setattr(workitems, "GATHER_WINDOW", 0.2)
+    worker.signal(BUSY)
+    worker.batch_for(BUSY)  # never completed: a slow operation
+    worker.signal(LATER)
+    later = worker.batch_for(LATER)  # the window closed while BUSY's batch was still out
+    assert len(later.operations) == 1
+    assert emu.on_loop(emu.backend.dispatch.leases_held) == 2
