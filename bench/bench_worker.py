@@ -92,13 +92,18 @@ class FreezingWorker(TaskHubGrpcWorker):
             freeze = kind == self._freeze_on and not self._froze
             self._froze |= freeze
             held = self._held
+            # Received before the thaw: if its completion is sent after it, that completion is late.
+            # An item received after the thaw (on the stream the worker opens again) is not.
+            held_over = not self._thawed
         if freeze:
             print(f"freezing while holding {held} work item(s), among them {kind} {target}", flush=True)
             os.kill(os.getpid(), signal.SIGSTOP)
             self._thawed = True  # not before: another thread may complete its item while this one stops
-        if self._thawed:
-            stub = _ReportingStub(stub, lambda outcome: print(f"late completion of {kind} {target}: {outcome}",
-                                                              flush=True))
+        if held_over:
+            def report(outcome: str) -> None:
+                if self._thawed:
+                    print(f"late completion of {kind} {target}: {outcome}", flush=True)
+            stub = _ReportingStub(stub, report)
         try:
             return execute(req, stub, token)
         finally:
