@@ -34,6 +34,10 @@ class Lease:
     started: float = field(default_factory=time.monotonic)
 
 
+# How long the dispatcher remembers when a target was last leased (see leased_within).
+LEASE_MEMORY = 1.0
+
+
 def resolve(woken: asyncio.Future | None) -> None:
     """Wake a sleeping stream (once: it may have timed out or been cancelled already)."""
     if woken is not None and not woken.done():
@@ -58,7 +62,7 @@ class Dispatcher:
     def __init__(self, namer: Namer):
         self._namer = namer
         # hub -> idle stream -> (its wake-up, what it wants)
-        self._sleepers: dict[str, dict[int, tuple[asyncio.Future, Callable[[str, Name], bool]]]] = {}
+        self._sleepers: dict[str, dict[int, tuple[asyncio.Future, Callable[[str, str, Name], bool]]]] = {}
         self._ready: dict[tuple[str, str], OrderedDict[str, Name]] = {}
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
@@ -66,6 +70,7 @@ class Dispatcher:
         # (stream, kind) -> its leases outstanding, oldest first
         self._held: dict[tuple[int, str], dict[str, Lease]] = {}
         self._due: list[_Due] = []
+        self._last_leased: OrderedDict[Key, float] = OrderedDict()  # within LEASE_MEMORY, oldest first
         self._stream_ids = itertools.count(1)
         self.streams_opened = 0
         # Tokens must never repeat, also across restarts: a random prefix per run.
@@ -84,7 +89,7 @@ class Dispatcher:
         name = queue[target] = self._namer(hub, kind, target)
         sleepers = self._sleepers.get(hub)
         if sleepers:
-            for stream in [s for s, (_, wants) in sleepers.items() if wants(kind, name)]:
+            for stream in [s for s, (_, wants) in sleepers.items() if wants(kind, target, name)]:
                 resolve(sleepers.pop(stream)[0])
 
     def any_ready(self) -> bool:
@@ -110,23 +115,23 @@ class Dispatcher:
     def next_due(self) -> float | None:
         return self._due[0].at if self._due else None
 
-    def take(self, hub: str, kind: str, accept: Callable[[Name], bool] | None = None) -> str | None:
-        """Remove and return the first ready target of ``kind`` whose name ``accept`` likes (None: any)."""
+    def take(self, hub: str, kind: str, accept: Callable[[str, Name], bool] | None = None) -> str | None:
+        """Remove and return the first ready target of ``kind`` that ``accept(target, name)`` likes (None: any)."""
         queue = self._ready.get((hub, kind))
         if not queue:
             return None
         if accept is None:
             found = next(iter(queue))
         else:
-            found = next((target for target, name in queue.items() if accept(name)), None)
+            found = next((target for target, name in queue.items() if accept(target, name)), None)
         if found is not None:
             del queue[found]
         return found
 
     # -- sleeping streams ----------------------------------------------------------
 
-    def sleep(self, hub: str, stream: int, wants: Callable[[str, Name], bool]) -> asyncio.Future:
-        """A future resolved when work the stream ``wants`` (kind, name) becomes ready, or it may take more.
+    def sleep(self, hub: str, stream: int, wants: Callable[[str, str, Name], bool]) -> asyncio.Future:
+        """A future resolved when work the stream ``wants`` (kind, target, name) becomes ready, or it may take more.
 
         A bare future (not an Event behind ``asyncio.wait_for``, which costs a task per
         sleep): streams sleep and wake for every work item.
@@ -183,7 +188,17 @@ class Dispatcher:
         self._leased[(hub, kind, target)] = lease
         self._streams.setdefault(stream, set()).add(lease.token)
         self._held.setdefault((stream, kind), {})[lease.token] = lease
+        recent = self._last_leased
+        recent[(hub, kind, target)] = lease.started
+        recent.move_to_end((hub, kind, target))
+        while recent and next(iter(recent.values())) < lease.started - LEASE_MEMORY:
+            recent.popitem(last=False)
         return lease
+
+    def leased_within(self, hub: str, kind: str, target: str, seconds: float) -> bool:
+        """Whether the target was last leased less than ``seconds`` (at most LEASE_MEMORY) ago."""
+        at = self._last_leased.get((hub, kind, target))
+        return at is not None and time.monotonic() - at < seconds
 
     def is_leased(self, hub: str, kind: str, target: str) -> bool:
         return (hub, kind, target) in self._leased

@@ -74,11 +74,14 @@ def name_of(backend: Backend, hub: str, kind: str, target: str) -> Name:
 UNSTATED_LIMIT = 32
 
 
-# While a stream holds an entity batch leased less than this long ago (seconds), its next
-# entity batch waits: operations that arrive meanwhile gather into fewer, larger batches,
-# each one round trip and one commit. An idle stream is sent an entity's work at once, and
-# a batch that runs longer (slow operations) holds back no other entity after this.
+# Entity batches gather while the worker is busy. An entity that was sent a batch less than
+# ENTITY_RECENT seconds ago (it receives a stream of operations) waits while its stream holds an
+# entity batch sent less than GATHER_WINDOW seconds ago: the operations that arrive meanwhile
+# join its next batch, each batch one round trip and one commit. Any other entity is sent at
+# once (a first call_entity never waits), and a batch that runs long (slow operations) holds
+# back no entity after GATHER_WINDOW.
 GATHER_WINDOW = 0.02
+ENTITY_RECENT = 0.1
 
 
 def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
@@ -105,14 +108,18 @@ class Feeder:
 
     def _has_room(self, kind: str) -> bool:
         limit = self.limits.get(kind, 0)
-        if limit and self.backend.dispatch.held(self.stream, kind) >= limit:
-            return False
-        return kind != ENTITY or self._gathering_until() <= time.monotonic()
+        return not limit or self.backend.dispatch.held(self.stream, kind) < limit
 
     def _gathering_until(self) -> float:
-        """When the stream's newest entity batch stops holding back its next one (0: none does)."""
+        """Until when recent entities wait for the stream's newest entity batch (0: they do not)."""
         newest = self.backend.dispatch.newest(self.stream, ENTITY)
         return newest.started + GATHER_WINDOW if newest is not None else 0.0
+
+    def _may_send(self, kind: str, target: str) -> bool:
+        """Not an entity that gathers operations while the stream's fresh entity batch is out."""
+        if kind != ENTITY or self._gathering_until() <= time.monotonic():
+            return True
+        return not self.backend.dispatch.leased_within(self.hub, kind, target, ENTITY_RECENT)
 
     def _accepts(self, kind: str, name: Name) -> bool:
         f = self.filters
@@ -122,9 +129,9 @@ class Feeder:
             return _versioned_match(f.activities, *name)
         return f.entities is None or name[0] in f.entities
 
-    def _wants(self, kind: str, name: Name) -> bool:
-        """What wakes this stream while it sleeps: work it serves, with room to take it."""
-        return self._accepts(kind, name) and self._has_room(kind)
+    def _wants(self, kind: str, target: str, name: Name) -> bool:
+        """What wakes this stream while it sleeps: work it serves and may be sent, with room to take it."""
+        return self._accepts(kind, name) and self._has_room(kind) and self._may_send(kind, target)
 
     def take(self) -> pb.WorkItem | None:
         """The next work item this stream may have now, or None."""
@@ -134,7 +141,10 @@ class Feeder:
             kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
             if not self._has_room(kind):
                 continue
-            accept = None if self.filters.serves_everything else (lambda name, kind=kind: self._accepts(kind, name))
+            accept = None
+            if not self.filters.serves_everything or (kind == ENTITY and self._gathering_until() > time.monotonic()):
+                def accept(target: str, name: Name, kind: str = kind) -> bool:
+                    return self._accepts(kind, name) and self._may_send(kind, target)
             while (key := backend.dispatch.take(self.hub, kind, accept)):
                 item = _BUILDERS[kind](backend, self.hub, key, self.stream)
                 if item is not None:

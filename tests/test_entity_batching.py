@@ -55,6 +55,7 @@ class RawWorker:
                 requestId=uuid.uuid4().hex))
 
     def batch_for(self, entity_id: str) -> pb.EntityRequest:
+        """The first batch sent for the entity (waiting for it)."""
         def found():
             return next((i.entityRequest for i in self.items if i.entityRequest.instanceId == entity_id), None)
         return wait_until(found, message=f"a batch for {entity_id}")
@@ -82,38 +83,67 @@ def _waiting_unleased(emu, entity_id: str) -> bool:
                        and not dispatch.is_leased(HUB, ENTITY, entity_id))
 
 
+def _windows(monkeypatch, gather: float, recent: float = 600.0) -> None:
+    monkeypatch.setattr(workitems, "GATHER_WINDOW", gather)
+    monkeypatch.setattr(workitems, "ENTITY_RECENT", recent)
+
+
+def _make_recent(worker: RawWorker, entity_id: str) -> None:
+    """One batch for the entity, completed: from now on it counts as receiving a stream of operations."""
+    before = len(worker.items)
+    worker.signal(entity_id)
+    wait_until(lambda: len(worker.items) == before + 1, message=f"a batch for {entity_id}")
+    worker.complete(worker.items[-1], "1")
+
+
+def _held(worker: RawWorker, entity_id: str) -> pb.WorkItem:
+    """A batch the worker is sent and never completes."""
+    before = len(worker.items)
+    worker.signal(entity_id)
+    wait_until(lambda: len(worker.items) == before + 1, message=f"a batch for {entity_id}")
+    return worker.items[-1]
+
+
+def _batches(worker: RawWorker, entity_id: str) -> list[pb.EntityRequest]:
+    return [i.entityRequest for i in worker.items if i.entityRequest.instanceId == entity_id]
+
+
 def test_operations_that_arrive_while_a_batch_is_out_gather_into_one_batch(emu, worker, monkeypatch):
-    monkeypatch.setattr(workitems, "GATHER_WINDOW", 600.0)  # only the held batch's end releases the next
-    worker.signal(BUSY)
-    held = worker.batch_for(BUSY)
-    assert len(held.operations) == 1
+    _windows(monkeypatch, gather=600.0)  # only the held batch's end releases the next
+    _make_recent(worker, LATER)
+    busy = _held(worker, BUSY)
     worker.signal(LATER, times=3)
     # Precondition: the stream holds BUSY's batch, and LATER's operations wait at the emulator.
     assert emu.on_loop(emu.backend.dispatch.leases_held) == 1
     assert _waiting_unleased(emu, LATER)
-    assert [i.entityRequest.instanceId for i in worker.items] == [BUSY]
+    assert len(_batches(worker, LATER)) == 1
 
-    worker.complete(next(i for i in worker.items if i.entityRequest.instanceId == BUSY), "1")
-    later = worker.batch_for(LATER)
-    assert len(later.operations) == 3  # one batch, one round trip, for the three signals
+    worker.complete(busy, "1")
+    wait_until(lambda: len(_batches(worker, LATER)) == 2, message="LATER's next batch")
+    assert len(_batches(worker, LATER)[1].operations) == 3  # one batch, one round trip, for the three signals
+
+
+def test_an_entity_not_sent_a_batch_lately_is_sent_at_once_while_a_batch_is_out(emu, worker, monkeypatch):
+    _windows(monkeypatch, gather=600.0)
+    _held(worker, BUSY)
+    worker.signal(LATER)  # nothing gathers for it: an orchestration's first call_entity does not wait
+    assert len(worker.batch_for(LATER).operations) == 1
+    assert emu.on_loop(emu.backend.dispatch.leases_held) == 2
 
 
 def test_an_idle_stream_gets_an_entity_operation_at_once(emu, worker, monkeypatch):
-    monkeypatch.setattr(workitems, "GATHER_WINDOW", 600.0)
-    worker.signal(BUSY)  # the stream holds nothing: sent at once, although the window is ten minutes long
-    assert len(worker.batch_for(BUSY).operations) == 1
-    worker.complete(worker.items[0], "1")
+    _windows(monkeypatch, gather=600.0)
+    _make_recent(worker, BUSY)  # sent at once, although the window is ten minutes long
     wait_until(lambda: emu.on_loop(emu.backend.dispatch.leases_held) == 0, message="the batch to complete")
-    worker.signal(BUSY)  # nor after a batch has ended
-    wait_until(lambda: len(worker.items) == 2, message="the second batch")
-    assert len(worker.items[1].entityRequest.operations) == 1
+    worker.signal(BUSY)  # recent, but the stream holds nothing: sent at once again
+    wait_until(lambda: len(_batches(worker, BUSY)) == 2, message="the second batch")
+    assert len(_batches(worker, BUSY)[1].operations) == 1
 
 
 def test_a_batch_that_runs_long_holds_back_other_entities_only_for_the_window(emu, worker, monkeypatch):
-    monkeypatch.setattr(workitems, "GATHER_WINDOW", 0.2)
-    worker.signal(BUSY)
-    worker.batch_for(BUSY)  # never completed: a slow operation
+    _windows(monkeypatch, gather=0.2)
+    _make_recent(worker, LATER)
+    _held(worker, BUSY)  # never completed: a slow operation
     worker.signal(LATER)
-    later = worker.batch_for(LATER)  # the window closed while BUSY's batch was still out
-    assert len(later.operations) == 1
-    assert emu.on_loop(emu.backend.dispatch.leases_held) == 2
+    wait_until(lambda: len(_batches(worker, LATER)) == 2, message="LATER's next batch")  # the window closed
+    assert emu.on_loop(emu.backend.dispatch.leases_held) == 2  # while BUSY's batch was still out
