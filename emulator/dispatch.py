@@ -64,6 +64,7 @@ class Dispatcher:
         # hub -> idle stream -> (its wake-up, what it wants)
         self._sleepers: dict[str, dict[int, tuple[asyncio.Future, Callable[[str, str, Name], bool]]]] = {}
         self._ready: dict[tuple[str, str], OrderedDict[str, Name]] = {}
+        self._ready_since: dict[Key, float] = {}  # when each ready target became ready
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
         self._streams: dict[int, set[str]] = {}
@@ -87,6 +88,7 @@ class Dispatcher:
         if target in queue:
             return  # already ready: whoever wants it was woken then
         name = queue[target] = self._namer(hub, kind, target)
+        self._ready_since[(hub, kind, target)] = time.monotonic()
         sleepers = self._sleepers.get(hub)
         if sleepers:
             for stream in [s for s, (_, wants) in sleepers.items() if wants(kind, target, name)]:
@@ -101,6 +103,15 @@ class Dispatcher:
 
     def unready(self, hub: str, kind: str, target: str) -> None:
         self._ready.get((hub, kind), OrderedDict()).pop(target, None)
+        self._ready_since.pop((hub, kind, target), None)
+
+    def ready_since(self, hub: str, kind: str, target: str) -> float:
+        """When the ready target became ready (monotonic seconds)."""
+        return self._ready_since[(hub, kind, target)]
+
+    def first_ready(self, hub: str, kind: str) -> str | None:
+        """The target of ``kind`` that has been ready longest."""
+        return next(iter(self._ready.get((hub, kind), ())), None)
 
     def schedule(self, hub: str, kind: str, target: str, at: float) -> None:
         """Make the target ready at ``at`` (the backend's due timer promotes it)."""
@@ -126,6 +137,7 @@ class Dispatcher:
             found = next((target for target, name in queue.items() if accept(target, name)), None)
         if found is not None:
             del queue[found]
+            del self._ready_since[(hub, kind, found)]
         return found
 
     # -- sleeping streams ----------------------------------------------------------
@@ -230,6 +242,8 @@ class Dispatcher:
     def clear_hub(self, hub: str) -> None:
         for key in [k for k in self._ready if k[0] == hub]:
             del self._ready[key]
+        for key in [k for k in self._ready_since if k[0] == hub]:
+            del self._ready_since[key]
         for lease in [lease for lease in self._leases.values() if lease.hub == hub]:
             self.release(lease.token)
         self._due = [d for d in self._due if d.key[0] != hub]

@@ -76,12 +76,11 @@ UNSTATED_LIMIT = 32
 
 # Entity batches gather while the worker is busy. An entity that was sent a batch less than
 # ENTITY_RECENT seconds ago (it receives a stream of operations) waits while its stream holds an
-# entity batch sent less than GATHER_WINDOW seconds ago: the operations that arrive meanwhile
-# join its next batch, each batch one round trip and one commit. Any other entity is sent at
-# once (a first call_entity never waits), and a batch that runs long (slow operations) holds
-# back no entity after GATHER_WINDOW.
+# entity batch sent less than GATHER_WINDOW seconds ago, for GATHER_WINDOW at most: operations
+# that arrive meanwhile join its next batch, each batch one round trip and one commit. Any
+# other entity is sent at once (an orchestration's first call_entity never waits).
 GATHER_WINDOW = 0.02
-ENTITY_RECENT = 0.1
+ENTITY_RECENT = 0.1  # at most dispatch.LEASE_MEMORY, how long the dispatcher remembers a lease
 
 
 def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
@@ -116,10 +115,26 @@ class Feeder:
         return newest.started + GATHER_WINDOW if newest is not None else 0.0
 
     def _may_send(self, kind: str, target: str) -> bool:
-        """Not an entity that gathers operations while the stream's fresh entity batch is out."""
-        if kind != ENTITY or self._gathering_until() <= time.monotonic():
+        """Not an entity that gathers operations (see GATHER_WINDOW) while it may."""
+        if kind != ENTITY:
             return True
-        return not self.backend.dispatch.leased_within(self.hub, kind, target, ENTITY_RECENT)
+        now = time.monotonic()
+        dispatch = self.backend.dispatch
+        return (self._gathering_until() <= now
+                or not dispatch.leased_within(self.hub, kind, target, ENTITY_RECENT)
+                or dispatch.ready_since(self.hub, kind, target) + GATHER_WINDOW <= now)
+
+    def _next_change(self) -> float | None:
+        """While recent entities gather, when the next of them may be sent (monotonic seconds)."""
+        now = time.monotonic()
+        until = self._gathering_until()
+        if until <= now:
+            return None
+        dispatch = self.backend.dispatch
+        first = dispatch.first_ready(self.hub, ENTITY)
+        if first is not None and now < (bound := dispatch.ready_since(self.hub, ENTITY, first) + GATHER_WINDOW):
+            until = min(until, bound)
+        return until
 
     def _accepts(self, kind: str, name: Name) -> bool:
         f = self.filters
@@ -156,8 +171,8 @@ class Feeder:
         """The next work item, or None after ``timeout`` seconds idle or when closed.
 
         While idle it sleeps until work it serves becomes ready (delayed messages too: the
-        backend's due timer makes them ready) or it may take more (a lease ends, or the
-        entity gathering window closes): no polling, no thread.
+        backend's due timer makes them ready) or it may take more (a lease ends, or an
+        entity's gathering ends): no polling, no thread.
         """
         backend = self.backend
         loop = asyncio.get_running_loop()
@@ -170,9 +185,9 @@ class Feeder:
             if remaining <= 0:
                 return None
             woken = backend.dispatch.sleep(self.hub, self.stream, self._wants)
-            gathering = self._gathering_until() - time.monotonic()
-            if gathering > 0:
-                remaining = min(remaining, gathering)
+            change = self._next_change()
+            if change is not None:
+                remaining = min(remaining, change - time.monotonic())
             timer = loop.call_later(remaining, resolve, woken)
             try:
                 await woken

@@ -7,6 +7,7 @@ entity, so what the stream is sent, and when, is exactly what the emulator decid
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import grpc
@@ -15,7 +16,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
-from emulator import workitems
+from emulator import dispatch, workitems
 from emulator.store import ENTITY
 from tests.helpers import InProcessEmulator, wait_until
 
@@ -78,14 +79,15 @@ def worker(emu):
 
 
 def _waiting_unleased(emu, entity_id: str) -> bool:
-    dispatch = emu.backend.dispatch
-    return emu.on_loop(lambda: dispatch.is_ready(HUB, ENTITY, entity_id)
-                       and not dispatch.is_leased(HUB, ENTITY, entity_id))
+    dispatcher = emu.backend.dispatch
+    return emu.on_loop(lambda: dispatcher.is_ready(HUB, ENTITY, entity_id)
+                       and not dispatcher.is_leased(HUB, ENTITY, entity_id))
 
 
 def _windows(monkeypatch, gather: float, recent: float = 600.0) -> None:
     monkeypatch.setattr(workitems, "GATHER_WINDOW", gather)
     monkeypatch.setattr(workitems, "ENTITY_RECENT", recent)
+    monkeypatch.setattr(dispatch, "LEASE_MEMORY", recent)
 
 
 def _make_recent(worker: RawWorker, entity_id: str) -> None:
@@ -147,3 +149,35 @@ def test_a_batch_that_runs_long_holds_back_other_entities_only_for_the_window(em
     worker.signal(LATER)
     wait_until(lambda: len(_batches(worker, LATER)) == 2, message="LATER's next batch")  # the window closed
     assert emu.on_loop(emu.backend.dispatch.leases_held) == 2  # while BUSY's batch was still out
+
+
+def test_a_recent_entity_waits_the_window_at_most_while_other_entities_keep_the_stream_busy(
+        emu, worker, monkeypatch):
+    window = 1.0
+    _windows(monkeypatch, gather=window)
+    _make_recent(worker, LATER)
+    _held(worker, BUSY)
+    worker.signal(LATER)
+    signalled = time.monotonic()
+    stop, sent_at = threading.Event(), []
+
+    def flood() -> None:  # a new entity every 0.1 s: each is sent at once, so the stream always holds a fresh batch
+        for i in range(40):
+            if stop.wait(0.1):
+                return
+            worker.signal(f"@counter@cold-{i}")
+            sent_at.append(time.monotonic())
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        wait_until(lambda: len(_batches(worker, LATER)) == 2, timeout=10, message="LATER's next batch")
+        waited = time.monotonic() - signalled
+    finally:
+        stop.set()
+        flooder.join()
+    # Precondition: new entities kept arriving, less than the window apart, until LATER was sent.
+    before = [t for t in sent_at if t < signalled + waited]
+    assert len(before) >= 5
+    assert max(b - a for a, b in zip([signalled, *before], before, strict=False)) < window
+    assert len(sent_at) < 40  # LATER went out while the flood went on
