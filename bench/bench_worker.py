@@ -43,10 +43,14 @@ def awaits_release(ctx: task.OrchestrationContext, _):
 
 
 class _ReportingStub:
-    """The worker's stub, reporting what the backend answers to each completion."""
+    """The worker's stub, reporting what the backend answers to each completion sent late.
 
-    def __init__(self, stub: Any, report: Callable[[str], None]):
-        self._stub, self._report = stub, report
+    ``late()`` is asked as a completion is sent, not when its answer arrives: a completion
+    sent just before the freeze is answered after the thaw, and was not late.
+    """
+
+    def __init__(self, stub: Any, late: Callable[[], bool], report: Callable[[str], None]):
+        self._stub, self._late, self._report = stub, late, report
 
     def __getattr__(self, name: str):
         method = getattr(self._stub, name)
@@ -54,6 +58,8 @@ class _ReportingStub:
             return method
 
         def complete(request, *args, **kwargs):
+            if not self._late():
+                return method(request, *args, **kwargs)
             try:
                 answer = method(request, *args, **kwargs)
             except grpc.RpcError as exc:
@@ -77,6 +83,7 @@ class FreezingWorker(TaskHubGrpcWorker):
         self._freeze_on = freeze_on
         self._froze = False  # it freezes once
         self._thawed = False  # set once it runs again: completions from then on are late
+        self.continued = threading.Event()  # set by the SIGCONT handler (see main)
         self._held = 0
         self._lock = threading.Lock()
 
@@ -98,12 +105,13 @@ class FreezingWorker(TaskHubGrpcWorker):
         if freeze:
             print(f"freezing while holding {held} work item(s), among them {kind} {target}", flush=True)
             os.kill(os.getpid(), signal.SIGSTOP)
+            # kill() may return before the stop takes hold (another thread handles it): only the
+            # SIGCONT that ends the stop lets this thread go on, so the item is still unrun while frozen.
+            self.continued.wait()
             self._thawed = True  # not before: another thread may complete its item while this one stops
         if held_over:
-            def report(outcome: str) -> None:
-                if self._thawed:
-                    print(f"late completion of {kind} {target}: {outcome}", flush=True)
-            stub = _ReportingStub(stub, report)
+            stub = _ReportingStub(stub, lambda: self._thawed,
+                                  lambda outcome: print(f"late completion of {kind} {target}: {outcome}", flush=True))
         try:
             return execute(req, stub, token)
         finally:
@@ -132,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_orchestrator(awaits_release)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.freeze_on:
+        signal.signal(signal.SIGCONT, lambda *_: worker.continued.set())
     worker.start()
     print("bench worker ready", flush=True)
     stop.wait()
