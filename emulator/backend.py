@@ -143,7 +143,8 @@ class Backend:
     def __init__(self, store: Store, hubs: list[str], entity_rules: EntityRules,
                  namer: Callable[[Backend, str, str, str], Name],
                  entity_state_limit: int = 1024 * 1024, max_waiters: int = 10_000, max_streams: int = 1_000,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, give_up: dict[str, GiveUp] | None = None):
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, give_up: dict[str, GiveUp] | None = None,
+                 remember_leases: dict[str, float] | None = None):
         self.store = store
         self.hubs = list(hubs)
         self.entities = entity_rules
@@ -152,7 +153,7 @@ class Backend:
         self.max_streams = max_streams
         self.max_message_bytes = max_message_bytes  # the largest work item a worker is sent
         self.give_up = dict(give_up or {})
-        self.dispatch = Dispatcher(lambda hub, kind, target: namer(self, hub, kind, target))
+        self.dispatch = Dispatcher(lambda hub, kind, target: namer(self, hub, kind, target), remember_leases)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at: float | None = None

@@ -14,7 +14,7 @@ import itertools
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +32,6 @@ class Lease:
     stream: int
     data: Any = None
     started: float = field(default_factory=time.monotonic)
-
-
-# How long the dispatcher remembers when a target was last leased (see leased_within).
-LEASE_MEMORY = 1.0
 
 
 def resolve(woken: asyncio.Future | None) -> None:
@@ -59,8 +55,10 @@ class Dispatcher:
     never the store.
     """
 
-    def __init__(self, namer: Namer):
+    def __init__(self, namer: Namer, remember: dict[str, float] | None = None):
+        """``remember``: for how long (seconds) to remember when a target of a kind was last leased."""
         self._namer = namer
+        self._remember = dict(remember or {})
         # hub -> idle stream -> (its wake-up, what it wants)
         self._sleepers: dict[str, dict[int, tuple[asyncio.Future, Callable[[str, str, Name], bool]]]] = {}
         self._ready: dict[tuple[str, str], OrderedDict[str, Name]] = {}
@@ -71,7 +69,8 @@ class Dispatcher:
         # (stream, kind) -> its leases outstanding, oldest first
         self._held: dict[tuple[int, str], dict[str, Lease]] = {}
         self._due: list[_Due] = []
-        self._last_leased: OrderedDict[Key, float] = OrderedDict()  # within LEASE_MEMORY, oldest first
+        # kind -> when each target was last leased, oldest first, for as long as ``remember`` says
+        self._last_leased: dict[str, OrderedDict[tuple[str, str], float]] = {}
         self._stream_ids = itertools.count(1)
         self.streams_opened = 0
         # Tokens must never repeat, also across restarts: a random prefix per run.
@@ -109,9 +108,10 @@ class Dispatcher:
         """When the ready target became ready (monotonic seconds)."""
         return self._ready_since[(hub, kind, target)]
 
-    def first_ready(self, hub: str, kind: str) -> str | None:
-        """The target of ``kind`` that has been ready longest."""
-        return next(iter(self._ready.get((hub, kind), ())), None)
+    def ready_in_order(self, hub: str, kind: str) -> Iterator[tuple[str, Name, float]]:
+        """The ready targets of ``kind`` with their names and since when, longest ready first."""
+        for target, name in self._ready.get((hub, kind), {}).items():
+            yield target, name, self._ready_since[(hub, kind, target)]
 
     def schedule(self, hub: str, kind: str, target: str, at: float) -> None:
         """Make the target ready at ``at`` (the backend's due timer promotes it)."""
@@ -200,17 +200,19 @@ class Dispatcher:
         self._leased[(hub, kind, target)] = lease
         self._streams.setdefault(stream, set()).add(lease.token)
         self._held.setdefault((stream, kind), {})[lease.token] = lease
-        recent = self._last_leased
-        recent[(hub, kind, target)] = lease.started
-        recent.move_to_end((hub, kind, target))
-        while recent and next(iter(recent.values())) < lease.started - LEASE_MEMORY:
-            recent.popitem(last=False)
+        if kind in self._remember:
+            recent = self._last_leased.setdefault(kind, OrderedDict())
+            recent[(hub, target)] = lease.started
+            recent.move_to_end((hub, target))
+            horizon = lease.started - self._remember[kind]
+            while next(iter(recent.values())) < horizon:
+                recent.popitem(last=False)
         return lease
 
-    def leased_within(self, hub: str, kind: str, target: str, seconds: float) -> bool:
-        """Whether the target was last leased less than ``seconds`` (at most LEASE_MEMORY) ago."""
-        at = self._last_leased.get((hub, kind, target))
-        return at is not None and time.monotonic() - at < seconds
+    def leased_lately(self, hub: str, kind: str, target: str) -> bool:
+        """Whether the target was leased within the time remembered for its kind."""
+        at = self._last_leased.get(kind, {}).get((hub, target))
+        return at is not None and time.monotonic() - at < self._remember[kind]
 
     def is_leased(self, hub: str, kind: str, target: str) -> bool:
         return (hub, kind, target) in self._leased
@@ -244,6 +246,9 @@ class Dispatcher:
             del self._ready[key]
         for key in [k for k in self._ready_since if k[0] == hub]:
             del self._ready_since[key]
+        for recent in self._last_leased.values():
+            for key in [k for k in recent if k[0] == hub]:
+                del recent[key]
         for lease in [lease for lease in self._leases.values() if lease.hub == hub]:
             self.release(lease.token)
         self._due = [d for d in self._due if d.key[0] != hub]

@@ -75,12 +75,13 @@ UNSTATED_LIMIT = 32
 
 
 # Entity batches gather while the worker is busy. An entity that was sent a batch less than
-# ENTITY_RECENT seconds ago (it receives a stream of operations) waits while its stream holds an
-# entity batch sent less than GATHER_WINDOW seconds ago, for GATHER_WINDOW at most: operations
-# that arrive meanwhile join its next batch, each batch one round trip and one commit. Any
-# other entity is sent at once (an orchestration's first call_entity never waits).
+# ENTITY_RECENT seconds ago (it receives a stream of operations) is held back, GATHER_WINDOW
+# seconds at most after it became ready, from a stream that holds an entity batch sent less than
+# GATHER_WINDOW seconds ago: operations that arrive meanwhile join its next batch, each batch one
+# round trip and one commit. An entity at rest is sent at once. (engine.py has the dispatcher
+# remember entity leases for ENTITY_RECENT.)
 GATHER_WINDOW = 0.02
-ENTITY_RECENT = 0.1  # at most dispatch.LEASE_MEMORY, how long the dispatcher remembers a lease
+ENTITY_RECENT = 0.1
 
 
 def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
@@ -110,30 +111,29 @@ class Feeder:
         return not limit or self.backend.dispatch.held(self.stream, kind) < limit
 
     def _gathering_until(self) -> float:
-        """Until when recent entities wait for the stream's newest entity batch (0: they do not)."""
+        """Until when recent entities are held back from this stream (a time past: they are not)."""
         newest = self.backend.dispatch.newest(self.stream, ENTITY)
         return newest.started + GATHER_WINDOW if newest is not None else 0.0
 
-    def _may_send(self, kind: str, target: str) -> bool:
-        """Not an entity that gathers operations (see GATHER_WINDOW) while it may."""
-        if kind != ENTITY:
+    def _may_send(self, kind: str, target: str, now: float, gathering: bool) -> bool:
+        """Not an entity held back to gather operations (see GATHER_WINDOW)."""
+        if kind != ENTITY or not gathering:
             return True
-        now = time.monotonic()
         dispatch = self.backend.dispatch
-        return (self._gathering_until() <= now
-                or not dispatch.leased_within(self.hub, kind, target, ENTITY_RECENT)
+        return (not dispatch.leased_lately(self.hub, kind, target)
                 or dispatch.ready_since(self.hub, kind, target) + GATHER_WINDOW <= now)
 
     def _next_change(self) -> float | None:
-        """While recent entities gather, when the next of them may be sent (monotonic seconds)."""
+        """While entities are held back from this stream, when the next of them may be sent."""
         now = time.monotonic()
         until = self._gathering_until()
         if until <= now:
             return None
-        dispatch = self.backend.dispatch
-        first = dispatch.first_ready(self.hub, ENTITY)
-        if first is not None and now < (bound := dispatch.ready_since(self.hub, ENTITY, first) + GATHER_WINDOW):
-            until = min(until, bound)
+        for _, name, since in self.backend.dispatch.ready_in_order(self.hub, ENTITY):
+            if since + GATHER_WINDOW >= until:
+                break  # ready since later still: gathering ends first
+            if since + GATHER_WINDOW > now and self._accepts(ENTITY, name):
+                return since + GATHER_WINDOW
         return until
 
     def _accepts(self, kind: str, name: Name) -> bool:
@@ -146,7 +146,10 @@ class Feeder:
 
     def _wants(self, kind: str, target: str, name: Name) -> bool:
         """What wakes this stream while it sleeps: work it serves and may be sent, with room to take it."""
-        return self._accepts(kind, name) and self._has_room(kind) and self._may_send(kind, target)
+        if not (self._accepts(kind, name) and self._has_room(kind)):
+            return False
+        now = time.monotonic()
+        return self._may_send(kind, target, now, kind == ENTITY and self._gathering_until() > now)
 
     def take(self) -> pb.WorkItem | None:
         """The next work item this stream may have now, or None."""
@@ -156,10 +159,13 @@ class Feeder:
             kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
             if not self._has_room(kind):
                 continue
+            now = time.monotonic()
+            gathering = kind == ENTITY and self._gathering_until() > now
             accept = None
-            if not self.filters.serves_everything or (kind == ENTITY and self._gathering_until() > time.monotonic()):
-                def accept(target: str, name: Name, kind: str = kind) -> bool:
-                    return self._accepts(kind, name) and self._may_send(kind, target)
+            if not self.filters.serves_everything or gathering:
+                def accept(target: str, name: Name, kind: str = kind, now: float = now,
+                           gathering: bool = gathering) -> bool:
+                    return self._accepts(kind, name) and self._may_send(kind, target, now, gathering)
             while (key := backend.dispatch.take(self.hub, kind, accept)):
                 item = _BUILDERS[kind](backend, self.hub, key, self.stream)
                 if item is not None:

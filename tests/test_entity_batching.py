@@ -1,7 +1,8 @@
 """Entity operations gather into batches while the worker is busy, and never wait long for it.
 
-A raw worker stream (no SDK worker) holds one entity's batch while signals go to a second
-entity, so what the stream is sent, and when, is exactly what the emulator decided.
+A raw worker stream (no SDK worker) holds one entity's batch while signals go to others, so
+what the stream is sent, and when, is exactly what the emulator decided. The windows are
+stretched (seconds, not milliseconds) so that a slow machine cannot blur what is held back.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import grpc
-import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
-from emulator import dispatch, workitems
+from emulator import workitems
 from emulator.store import ENTITY
 from tests.helpers import InProcessEmulator, wait_until
 
@@ -24,20 +26,17 @@ HUB = "default"
 BUSY, LATER = "@counter@busy", "@counter@later"
 
 
-@pytest.fixture
-def emu():
-    with InProcessEmulator() as emulator:
-        yield emulator
-
-
 class RawWorker:
     """One GetWorkItems stream read on a thread of its own, so a test can look while nothing arrives."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, entities: list[str] | None = None):
         self.channel = grpc.insecure_channel(address)
         self.stub = pb_grpc.TaskHubSidecarServiceStub(self.channel)
         self.items: list[pb.WorkItem] = []
-        self._stream = self.stub.GetWorkItems(pb.GetWorkItemsRequest())
+        request = pb.GetWorkItemsRequest()
+        if entities is not None:  # work-item filters: these entity names only
+            request.workItemFilters.entities.extend(pb.EntityFilter(name=name) for name in entities)
+        self._stream = self.stub.GetWorkItems(request)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -55,129 +54,149 @@ class RawWorker:
                 instanceId=entity_id, name="add", input=wrappers_pb2.StringValue(value="1"),
                 requestId=uuid.uuid4().hex))
 
-    def batch_for(self, entity_id: str) -> pb.EntityRequest:
-        """The first batch sent for the entity (waiting for it)."""
-        def found():
-            return next((i.entityRequest for i in self.items if i.entityRequest.instanceId == entity_id), None)
-        return wait_until(found, message=f"a batch for {entity_id}")
+    def batches(self, entity_id: str) -> list[pb.EntityRequest]:
+        return [i.entityRequest for i in list(self.items) if i.entityRequest.instanceId == entity_id]
 
-    def complete(self, item: pb.WorkItem, state: str) -> None:
+    def wait_batches(self, entity_id: str, count: int, timeout: float = 15.0) -> list[pb.EntityRequest]:
+        """Wait until the entity has been sent ``count`` batches; all of them."""
+        wait_until(lambda: len(self.batches(entity_id)) >= count, timeout=timeout,
+                   message=f"batch {count} for {entity_id}")
+        return self.batches(entity_id)
+
+    def held(self, entity_id: str) -> pb.WorkItem:
+        """Signal the entity and return the batch it is sent, which this worker never completes."""
+        count = len(self.batches(entity_id)) + 1
+        self.signal(entity_id)
+        self.wait_batches(entity_id, count)
+        return next(i for i in reversed(self.items) if i.entityRequest.instanceId == entity_id)
+
+    def make_recent(self, entity_id: str) -> None:
+        """One batch for the entity, completed: from now on it counts as receiving a stream of operations."""
+        self.complete(self.held(entity_id))
+
+    def complete(self, item: pb.WorkItem) -> None:
         results = [pb.OperationResult(success=pb.OperationResultSuccess()) for _ in item.entityRequest.operations]
         self.stub.CompleteEntityTask(pb.EntityBatchResult(
-            completionToken=item.completionToken, results=results, entityState=wrappers_pb2.StringValue(value=state)))
+            completionToken=item.completionToken, results=results, entityState=wrappers_pb2.StringValue(value="1")))
 
     def close(self) -> None:
         self._stream.cancel()
         self.channel.close()
 
 
-@pytest.fixture
-def worker(emu):
-    raw = RawWorker(emu.address)
-    yield raw
-    raw.close()
+@contextmanager
+def running(monkeypatch, gather: float, recent: float = 600.0,
+            entities: list[str] | None = None) -> Iterator[tuple[InProcessEmulator, RawWorker]]:
+    """An emulator with the gathering windows stretched (set before it starts), and one raw worker."""
+    monkeypatch.setattr(workitems, "GATHER_WINDOW", gather)
+    monkeypatch.setattr(workitems, "ENTITY_RECENT", recent)
+    monkeypatch.setattr("emulator.engine.ENTITY_RECENT", recent)
+    with InProcessEmulator() as emu:
+        worker = RawWorker(emu.address, entities)
+        try:
+            yield emu, worker
+        finally:
+            worker.close()
 
 
-def _waiting_unleased(emu, entity_id: str) -> bool:
+def held_back(emu, entity_id: str) -> bool:
+    """The entity has an operation to send and a stream to take it, yet it is not sent."""
     dispatcher = emu.backend.dispatch
     return emu.on_loop(lambda: dispatcher.is_ready(HUB, ENTITY, entity_id)
                        and not dispatcher.is_leased(HUB, ENTITY, entity_id))
 
 
-def _windows(monkeypatch, gather: float, recent: float = 600.0) -> None:
-    monkeypatch.setattr(workitems, "GATHER_WINDOW", gather)
-    monkeypatch.setattr(workitems, "ENTITY_RECENT", recent)
-    monkeypatch.setattr(dispatch, "LEASE_MEMORY", recent)
+def leases(emu) -> int:
+    return emu.on_loop(emu.backend.dispatch.leases_held)
 
 
-def _make_recent(worker: RawWorker, entity_id: str) -> None:
-    """One batch for the entity, completed: from now on it counts as receiving a stream of operations."""
-    before = len(worker.items)
-    worker.signal(entity_id)
-    wait_until(lambda: len(worker.items) == before + 1, message=f"a batch for {entity_id}")
-    worker.complete(worker.items[-1], "1")
+def test_operations_that_arrive_while_a_batch_is_out_gather_into_one_batch(monkeypatch):
+    with running(monkeypatch, gather=600.0) as (emu, worker):  # only the held batch's end releases LATER
+        worker.make_recent(LATER)
+        busy = worker.held(BUSY)
+        worker.signal(LATER, times=3)
+        # Precondition: the stream holds BUSY's batch, and LATER's operations wait at the emulator.
+        assert leases(emu) == 1
+        assert held_back(emu, LATER)
+
+        worker.complete(busy)
+        later = worker.wait_batches(LATER, 2)
+        assert len(later[1].operations) == 3  # one batch, one round trip, for the three signals
 
 
-def _held(worker: RawWorker, entity_id: str) -> pb.WorkItem:
-    """A batch the worker is sent and never completes."""
-    before = len(worker.items)
-    worker.signal(entity_id)
-    wait_until(lambda: len(worker.items) == before + 1, message=f"a batch for {entity_id}")
-    return worker.items[-1]
+def test_an_entity_at_rest_is_sent_at_once_while_a_batch_is_out(monkeypatch):
+    with running(monkeypatch, gather=600.0) as (emu, worker):
+        worker.held(BUSY)
+        worker.signal(LATER)  # never sent a batch: nothing gathers for it (an orchestration's call_entity)
+        assert len(worker.wait_batches(LATER, 1)[0].operations) == 1
+        assert leases(emu) == 2
 
 
-def _batches(worker: RawWorker, entity_id: str) -> list[pb.EntityRequest]:
-    return [i.entityRequest for i in worker.items if i.entityRequest.instanceId == entity_id]
+def test_an_idle_stream_is_sent_a_recent_entity_at_once(monkeypatch):
+    with running(monkeypatch, gather=600.0) as (emu, worker):
+        worker.make_recent(BUSY)
+        wait_until(lambda: leases(emu) == 0, message="the batch to complete")
+        worker.signal(BUSY)  # recent, but the stream holds nothing: sent at once, window or not
+        assert len(worker.wait_batches(BUSY, 2)[1].operations) == 1
 
 
-def test_operations_that_arrive_while_a_batch_is_out_gather_into_one_batch(emu, worker, monkeypatch):
-    _windows(monkeypatch, gather=600.0)  # only the held batch's end releases the next
-    _make_recent(worker, LATER)
-    busy = _held(worker, BUSY)
-    worker.signal(LATER, times=3)
-    # Precondition: the stream holds BUSY's batch, and LATER's operations wait at the emulator.
-    assert emu.on_loop(emu.backend.dispatch.leases_held) == 1
-    assert _waiting_unleased(emu, LATER)
-    assert len(_batches(worker, LATER)) == 1
-
-    worker.complete(busy, "1")
-    wait_until(lambda: len(_batches(worker, LATER)) == 2, message="LATER's next batch")
-    assert len(_batches(worker, LATER)[1].operations) == 3  # one batch, one round trip, for the three signals
+def test_a_batch_that_runs_long_holds_back_a_recent_entity_for_the_window_only(monkeypatch):
+    with running(monkeypatch, gather=2.0) as (emu, worker):
+        worker.make_recent(LATER)
+        worker.held(BUSY)  # never completed: a slow operation
+        worker.signal(LATER)
+        assert held_back(emu, LATER)  # precondition: gathering holds it back at first
+        worker.wait_batches(LATER, 2)  # then the window closes, with BUSY's batch still out
+        assert leases(emu) == 2
 
 
-def test_an_entity_not_sent_a_batch_lately_is_sent_at_once_while_a_batch_is_out(emu, worker, monkeypatch):
-    _windows(monkeypatch, gather=600.0)
-    _held(worker, BUSY)
-    worker.signal(LATER)  # nothing gathers for it: an orchestration's first call_entity does not wait
-    assert len(worker.batch_for(LATER).operations) == 1
-    assert emu.on_loop(emu.backend.dispatch.leases_held) == 2
+def _flood(worker: RawWorker, stop: threading.Event, every: float) -> None:
+    """A new entity every ``every`` seconds, each sent at once: the stream always holds a fresh batch."""
+    for i in range(60):
+        if stop.wait(every):
+            return
+        worker.signal(f"@counter@cold-{i}")
 
 
-def test_an_idle_stream_gets_an_entity_operation_at_once(emu, worker, monkeypatch):
-    _windows(monkeypatch, gather=600.0)
-    _make_recent(worker, BUSY)  # sent at once, although the window is ten minutes long
-    wait_until(lambda: emu.on_loop(emu.backend.dispatch.leases_held) == 0, message="the batch to complete")
-    worker.signal(BUSY)  # recent, but the stream holds nothing: sent at once again
-    wait_until(lambda: len(_batches(worker, BUSY)) == 2, message="the second batch")
-    assert len(_batches(worker, BUSY)[1].operations) == 1
-
-
-def test_a_batch_that_runs_long_holds_back_other_entities_only_for_the_window(emu, worker, monkeypatch):
-    _windows(monkeypatch, gather=0.2)
-    _make_recent(worker, LATER)
-    _held(worker, BUSY)  # never completed: a slow operation
-    worker.signal(LATER)
-    wait_until(lambda: len(_batches(worker, LATER)) == 2, message="LATER's next batch")  # the window closed
-    assert emu.on_loop(emu.backend.dispatch.leases_held) == 2  # while BUSY's batch was still out
-
-
-def test_a_recent_entity_waits_the_window_at_most_while_other_entities_keep_the_stream_busy(
-        emu, worker, monkeypatch):
+def test_a_recent_entity_waits_the_window_at_most_while_other_entities_keep_the_stream_busy(monkeypatch):
     window = 1.0
-    _windows(monkeypatch, gather=window)
-    _make_recent(worker, LATER)
-    _held(worker, BUSY)
-    worker.signal(LATER)
-    signalled = time.monotonic()
-    stop, sent_at = threading.Event(), []
+    with running(monkeypatch, gather=window) as (emu, worker):
+        worker.make_recent(LATER)
+        worker.held(BUSY)
+        worker.signal(LATER)
+        stop = threading.Event()
+        flooder = threading.Thread(target=_flood, args=(worker, stop, 0.1))
+        flooder.start()
+        try:
+            worker.wait_batches(LATER, 2, timeout=10)
+        finally:
+            stop.set()
+            flooder.join()
+        # Precondition: cold entities were sent, less than the window apart, before LATER went out.
+        order = [i.entityRequest.instanceId for i in worker.items]
+        assert order.index(LATER, order.index(BUSY)) > order.index("@counter@cold-5")
+        assert len([name for name in order if "cold" in name]) < 60  # LATER went out while the flood went on
 
-    def flood() -> None:  # a new entity every 0.1 s: each is sent at once, so the stream always holds a fresh batch
-        for i in range(40):
-            if stop.wait(0.1):
-                return
-            worker.signal(f"@counter@cold-{i}")
-            sent_at.append(time.monotonic())
 
-    flooder = threading.Thread(target=flood)
-    flooder.start()
-    try:
-        wait_until(lambda: len(_batches(worker, LATER)) == 2, timeout=10, message="LATER's next batch")
+def test_a_filtered_stream_wakes_for_its_own_entity_when_the_window_ends(monkeypatch):
+    """The oldest ready entity is one this stream does not serve: LATER's deadline still wakes it."""
+    window = 2.0
+    with running(monkeypatch, gather=window, entities=["counter"]) as (emu, worker):
+        worker.make_recent(LATER)
+        worker.held(BUSY)
+        # The scenario, spaced out in time: an entity no stream here serves is ready first (its
+        # deadline passes before LATER's), and a cold entity sent after LATER keeps the stream's
+        # gathering going past LATER's deadline.
+        worker.signal("@other@first")
+        time.sleep(window / 4)
+        worker.signal(LATER)
+        signalled = time.monotonic()
+        assert held_back(emu, LATER)
+        time.sleep(window / 2)
+        worker.signal("@counter@cold")
+        worker.wait_batches("@counter@cold", 1)
+        worker.wait_batches(LATER, 2, timeout=10)
         waited = time.monotonic() - signalled
-    finally:
-        stop.set()
-        flooder.join()
-    # Precondition: new entities kept arriving, less than the window apart, until LATER was sent.
-    before = [t for t in sent_at if t < signalled + waited]
-    assert len(before) >= 5
-    assert max(b - a for a, b in zip([signalled, *before], before, strict=False)) < window
-    assert len(sent_at) < 40  # LATER went out while the flood went on
+        # LATER went out on its own deadline (`window` after it was signalled), not when the cold
+        # batch's gathering ended (1.5 x `window`).
+        assert waited < 1.25 * window, f"LATER waited {waited:.2f} s"
