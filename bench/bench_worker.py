@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -83,7 +82,6 @@ class FreezingWorker(TaskHubGrpcWorker):
         self._freeze_on = freeze_on
         self._froze = False  # it freezes once
         self._thawed = False  # set once it runs again: completions from then on are late
-        self.continued = threading.Event()  # set by the SIGCONT handler (see main)
         self._held = 0
         self._lock = threading.Lock()
 
@@ -104,10 +102,9 @@ class FreezingWorker(TaskHubGrpcWorker):
             held_over = not self._thawed
         if freeze:
             print(f"freezing while holding {held} work item(s), among them {kind} {target}", flush=True)
-            os.kill(os.getpid(), signal.SIGSTOP)
-            # kill() may return before the stop takes hold (another thread handles it): only the
-            # SIGCONT that ends the stop lets this thread go on, so the item is still unrun while frozen.
-            self.continued.wait()
+            # Sent to this thread, the stop takes hold before it runs another line; sent to the
+            # process (os.kill), another thread may take it while this one runs the item first.
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
             self._thawed = True  # not before: another thread may complete its item while this one stops
         if held_over:
             stub = _ReportingStub(stub, lambda: self._thawed,
@@ -140,8 +137,6 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_orchestrator(awaits_release)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if args.freeze_on:
-        signal.signal(signal.SIGCONT, lambda *_: worker.continued.set())
     worker.start()
     print("bench worker ready", flush=True)
     stop.wait()
