@@ -1,8 +1,9 @@
-"""Shared test helpers: real emulator processes on free loopback ports, and waiting for facts."""
+"""Shared test helpers: real emulator processes on free loopback ports, raw worker streams, and waiting for facts."""
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -12,6 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+import grpc
+from durabletask.internal import orchestrator_service_pb2 as pb
 
 # The emulator served from this process on a free port (the package's own test API), for tests where the
 # process itself is not the point; ``backend``, ``call`` and ``on_loop`` reach the engine for assertions.
@@ -153,6 +157,37 @@ def serve_in_memory_backend():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"
+
+
+class RawWorker:
+    """A worker's GetWorkItems stream over the raw stub, read on a thread: a test sees exactly what is sent.
+
+    ``items`` keeps every work item in arrival order (health pings left out); ``next()`` hands
+    them out one by one and raises ``queue.Empty`` after ``timeout`` seconds without one.
+    """
+
+    def __init__(self, stub, request: pb.GetWorkItemsRequest | None = None):
+        self.stream = stub.GetWorkItems(request or pb.GetWorkItemsRequest())
+        self.items: list[pb.WorkItem] = []
+        self._unread: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self.stream:
+                if not item.HasField("healthPing"):
+                    self.items.append(item)
+                    self._unread.put(item)
+        except grpc.RpcError:
+            pass  # cancelled by close()
+
+    def next(self, timeout: float = 10.0) -> pb.WorkItem:
+        return self._unread.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.stream.cancel()
+        self._thread.join(5)
 
 
 def entity_value(client, eid) -> int | None:

@@ -20,33 +20,22 @@ from google.protobuf import wrappers_pb2
 
 from emulator import workitems
 from emulator.store import ENTITY
-from tests.helpers import InProcessEmulator, wait_until
+from tests.helpers import InProcessEmulator, RawWorker, wait_until
 
 HUB = "default"
 BUSY, LATER = "@counter@busy", "@counter@later"
 
 
-class RawWorker:
-    """One GetWorkItems stream read on a thread of its own, so a test can look while nothing arrives."""
+class EntityWorker(RawWorker):
+    """A raw worker stream with a channel of its own, and what these tests do with entities."""
 
     def __init__(self, address: str, entities: list[str] | None = None):
         self.channel = grpc.insecure_channel(address)
         self.stub = pb_grpc.TaskHubSidecarServiceStub(self.channel)
-        self.items: list[pb.WorkItem] = []
         request = pb.GetWorkItemsRequest()
         if entities is not None:  # work-item filters: these entity names only
             request.workItemFilters.entities.extend(pb.EntityFilter(name=name) for name in entities)
-        self._stream = self.stub.GetWorkItems(request)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        try:
-            for item in self._stream:
-                if not item.HasField("healthPing"):
-                    self.items.append(item)
-        except grpc.RpcError:
-            pass  # the stream is cancelled when the test ends
+        super().__init__(self.stub, request)
 
     def signal(self, entity_id: str, times: int = 1) -> None:
         for _ in range(times):
@@ -80,19 +69,19 @@ class RawWorker:
             completionToken=item.completionToken, results=results, entityState=wrappers_pb2.StringValue(value="1")))
 
     def close(self) -> None:
-        self._stream.cancel()
+        super().close()
         self.channel.close()
 
 
 @contextmanager
 def running(monkeypatch, gather: float, recent: float = 600.0,
-            entities: list[str] | None = None) -> Iterator[tuple[InProcessEmulator, RawWorker]]:
+            entities: list[str] | None = None) -> Iterator[tuple[InProcessEmulator, EntityWorker]]:
     """An emulator with the gathering windows stretched (set before it starts), and one raw worker."""
     monkeypatch.setattr(workitems, "GATHER_WINDOW", gather)
     monkeypatch.setattr(workitems, "ENTITY_RECENT", recent)
     monkeypatch.setattr("emulator.engine.ENTITY_RECENT", recent)
     with InProcessEmulator() as emu:
-        worker = RawWorker(emu.address, entities)
+        worker = EntityWorker(emu.address, entities)
         try:
             yield emu, worker
         finally:
@@ -150,7 +139,7 @@ def test_a_batch_that_runs_long_holds_back_a_recent_entity_for_the_window_only(m
         assert leases(emu) == 2
 
 
-def _flood(worker: RawWorker, stop: threading.Event, every: float) -> None:
+def _flood(worker: EntityWorker, stop: threading.Event, every: float) -> None:
     """A new entity every ``every`` seconds, each sent at once: the stream always holds a fresh batch."""
     for i in range(60):
         if stop.wait(every):
@@ -180,7 +169,7 @@ def test_a_recent_entity_waits_the_window_at_most_while_other_entities_keep_the_
 
 def test_a_filtered_stream_wakes_for_its_own_entity_when_the_window_ends(monkeypatch):
     """The oldest ready entity is one this stream does not serve: LATER's deadline still wakes it."""
-    window = 2.0
+    window = 3.0  # long, so that the two outcomes below are 1.5 s apart
     with running(monkeypatch, gather=window, entities=["counter"]) as (emu, worker):
         worker.make_recent(LATER)
         worker.held(BUSY)

@@ -11,7 +11,6 @@ import json
 import logging
 import queue
 import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -27,38 +26,13 @@ from emulator import events as ev
 from emulator import orchestrations
 from emulator.backend import FIRST_RETRY_SECONDS, MAX_ATTEMPTS
 from emulator.store import Store
-from tests.helpers import InProcessEmulator, free_port, wait_until
+from tests.helpers import InProcessEmulator, RawWorker, free_port, wait_until
 
 HUB = "default"
 
 
 def text(value: str) -> wrappers_pb2.StringValue:
     return wrappers_pb2.StringValue(value=value)
-
-
-class RawWorker:
-    """A worker stream over the raw stub; items arrive on a thread, so reads have a deadline."""
-
-    def __init__(self, stub: pb_grpc.TaskHubSidecarServiceStub):
-        self.stream = stub.GetWorkItems(pb.GetWorkItemsRequest())
-        self.items: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for item in self.stream:
-                if not item.HasField("healthPing"):
-                    self.items.put(item)
-        except grpc.RpcError:
-            pass  # cancelled by close()
-
-    def next(self, timeout: float = 10.0) -> pb.WorkItem:
-        return self.items.get(timeout=timeout)
-
-    def close(self) -> None:
-        self.stream.cancel()
-        self._thread.join(5)
 
 
 @pytest.fixture
