@@ -19,11 +19,7 @@ OPTS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_l
 
 def main():
     emu = InProcessEmulator().start()
-
-    def on_loop(fn):
-        async def run():
-            return fn()
-        return asyncio.run_coroutine_threadsafe(run(), emu.server.loop).result(10)
+    on_loop = emu.on_loop
 
     try:
         async def run():

@@ -21,14 +21,14 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 def main():
     emu = InProcessEmulator().start()
 
-    async def sizes():
+    def sizes():
         b, d = emu.backend, emu.backend.dispatch
         return dict(watchers=len(b._watchers), waiting=b.waiting, failures=len(b._failures),
                     sleepers=sum(len(s) for s in d._sleepers.values()), streams=len(d._streams),
                     held=len(d._held), leases=len(d._leases), due=len(d._due))
 
     def snapshot():
-        return asyncio.run_coroutine_threadsafe(sizes(), emu.server.loop).result(10)
+        return emu.on_loop(sizes)
 
     try:
         async def run():

@@ -13,6 +13,9 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import on_engine  # noqa: E402
+
 from tests.helpers import InProcessEmulator  # noqa: E402
 
 LIVENESS = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
@@ -45,9 +48,6 @@ class Proxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
 
 
-async def leases(emu):
-    return emu.backend.dispatch.leases_held()
-
 
 def main():
     emu = InProcessEmulator(liveness_timeout=LIVENESS).start()
@@ -67,7 +67,7 @@ def main():
                 assert item.HasField("orchestratorRequest")
                 proxy.cut = True
                 t0 = time.monotonic()
-                held = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(leases(emu), emu.server.loop))
+                held = await on_engine(emu, emu.backend.dispatch.leases_held)
                 healthy = stub.GetWorkItems(pb.GetWorkItemsRequest())
                 got = 0
                 while got < ITEMS:

@@ -44,7 +44,7 @@ def main():
             workers.append(w)
             if who == "A":
                 wait_until(lambda: done["A"] > 0, message="worker A busy")
-                held_a = emu.call(_leases(emu))
+                held_a = emu.on_loop(emu.backend.dispatch.leases_held)
         wait_until(lambda: done["A"] + done["B"] == N, timeout=600, message="all batches")
         took = time.monotonic() - t0
         print(f"{N} entity batches of {PAUSE} s: worker A held {held_a} leases when B connected; "
@@ -54,10 +54,6 @@ def main():
             w.stop()
         client.close()
         emu.stop()
-
-
-async def _leases(emu):
-    return emu.backend.dispatch.leases_held()
 
 
 main()

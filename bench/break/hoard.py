@@ -7,13 +7,13 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import on_engine  # noqa: E402
+
 from tests.helpers import InProcessEmulator  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 
-
-async def leases(emu):
-    return emu.backend.dispatch.leases_held()
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
             stub2 = pb_grpc.TaskHubSidecarServiceStub(ch2)
             call = stub2.GetWorkItems(pb.GetWorkItemsRequest())  # never read
             await asyncio.sleep(3)
-            held = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(leases(emu), emu.server.loop))
+            held = await on_engine(emu, emu.backend.dispatch.leases_held)
             print(f"never-reading stream holds {held} of {N} work items", flush=True)
             # a healthy worker now
             ch3 = grpc.aio.insecure_channel(emu.address)
@@ -45,11 +45,11 @@ def main():
             print(f"healthy stream got {got} in 3 s", flush=True)
             call.cancel()
             await asyncio.sleep(2)
-            held = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(leases(emu), emu.server.loop))
+            held = await on_engine(emu, emu.backend.dispatch.leases_held)
             print(f"after cancelling the never-reading stream: {held} leases held; healthy got {got}", flush=True)
             await ch2.close()
             await asyncio.sleep(2)
-            held = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(leases(emu), emu.server.loop))
+            held = await on_engine(emu, emu.backend.dispatch.leases_held)
             print(f"after closing its channel: {held} leases held; healthy got {got}", flush=True)
             reader.cancel()
             await ch3.close()

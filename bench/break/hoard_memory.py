@@ -9,6 +9,9 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import on_engine  # noqa: E402
+
 from bench.common import rss_mb  # noqa: E402
 from tests.helpers import InProcessEmulator  # noqa: E402
 
@@ -18,9 +21,6 @@ SIZE = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
 
 def main():
     emu = InProcessEmulator().start()
-
-    async def held():
-        return emu.backend.dispatch.leases_held()
 
     try:
         async def run():
@@ -36,7 +36,7 @@ def main():
             call = pb_grpc.TaskHubSidecarServiceStub(ch2).GetWorkItems(pb.GetWorkItemsRequest())
             await call.initial_metadata()
             await asyncio.sleep(5)
-            n = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(held(), emu.server.loop))
+            n = await on_engine(emu, emu.backend.dispatch.leases_held)
             print(f"process RSS: {before:.0f} MB before, {after_start:.0f} MB after {N} x {SIZE} B starts, "
                   f"{rss_mb(os.getpid()):.0f} MB with a never-reading stream holding {n} leases", flush=True)
             call.cancel()

@@ -1,9 +1,31 @@
-"""What the break scripts share: how slow a small call gets while other work runs on the emulator."""
+"""What the break scripts share: an emulator on a throwaway data file, a look at its engine from the
+script's own loop, and how slow a small call gets while other work runs on the emulator."""
 import asyncio
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from durabletask.internal import orchestrator_service_pb2 as pb
+
+
+@contextmanager
+def started(factory, memory: bool = False, **options) -> Iterator[tuple[object, Path]]:
+    """``factory`` (an emulator class of ``tests.helpers``) started on a data file in a temporary
+    folder (in memory with ``memory``), stopped for sure; yields it and the folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        emu = factory(None if memory else Path(tmp) / "e.db", **options).start()
+        try:
+            yield emu, Path(tmp)
+        finally:
+            emu.stop()
+
+
+async def on_engine(emu, fn):
+    """``fn()`` run on an in-process emulator's loop, awaited without blocking the script's loop."""
+    return await asyncio.to_thread(emu.on_loop, fn)
 
 
 class Probe:

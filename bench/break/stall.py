@@ -6,9 +6,7 @@ instance view read that history. usage: stall.py [EVENTS]
 """
 import asyncio
 import sys
-import tempfile
 import urllib.request
-from pathlib import Path
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -17,7 +15,7 @@ from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
 sys.path.insert(0, "bench/break")
-from probe import measure  # noqa: E402
+from probe import measure, started  # noqa: E402
 
 from tests.helpers import InProcessEmulator, free_port  # noqa: E402
 
@@ -40,37 +38,33 @@ async def build(stub):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        dash = free_port()
-        emu = InProcessEmulator(Path(tmp) / "e.db", dashboard_port=dash).start()
-        try:
-            async def run():
-                async with grpc.aio.insecure_channel(emu.address, options=OPTS) as ch:
-                    stub = pb_grpc.TaskHubSidecarServiceStub(ch)
-                    await build(stub)
-                    loop = asyncio.get_running_loop()
-                    await measure(stub, "long", "idle", lambda: asyncio.sleep(0.5))
+    dash = free_port()
+    with started(InProcessEmulator, dashboard_port=dash) as (emu, _):
+        async def run():
+            async with grpc.aio.insecure_channel(emu.address, options=OPTS) as ch:
+                stub = pb_grpc.TaskHubSidecarServiceStub(ch)
+                await build(stub)
+                loop = asyncio.get_running_loop()
+                await measure(stub, "long", "idle", lambda: asyncio.sleep(0.5))
 
-                    async def history():
-                        n = 0
-                        async for chunk in stub.StreamInstanceHistory(
-                                pb.StreamInstanceHistoryRequest(instanceId="long")):
-                            n += len(chunk.events)
-                        assert n > EVENTS, n
-                    await measure(stub, "long", f"StreamInstanceHistory ({EVENTS} events)", history)
+                async def history():
+                    n = 0
+                    async for chunk in stub.StreamInstanceHistory(
+                            pb.StreamInstanceHistoryRequest(instanceId="long")):
+                        n += len(chunk.events)
+                    assert n > EVENTS, n
+                await measure(stub, "long", f"StreamInstanceHistory ({EVENTS} events)", history)
 
-                    def get():
-                        with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instances/long") as r:
-                            return len(r.read())
+                def get():
+                    with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instances/long") as r:
+                        return len(r.read())
 
-                    async def dashboard():
-                        size = await loop.run_in_executor(None, get)
-                        assert size > EVENTS * 1000, size
+                async def dashboard():
+                    size = await loop.run_in_executor(None, get)
+                    assert size > EVENTS * 1000, size
 
-                    await measure(stub, "long", "dashboard instance view", dashboard)
-            asyncio.run(run())
-        finally:
-            emu.stop()
+                await measure(stub, "long", "dashboard instance view", dashboard)
+        asyncio.run(run())
 
 
 main()

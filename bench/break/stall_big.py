@@ -7,9 +7,7 @@ usage: stall_big.py [MB] [COUNT]
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
@@ -18,7 +16,7 @@ from google.protobuf import wrappers_pb2
 
 sys.path.insert(0, ".")
 sys.path.insert(0, "bench/break")
-from probe import Probe  # noqa: E402
+from probe import Probe, started  # noqa: E402
 
 from tests.helpers import InProcessEmulator  # noqa: E402
 
@@ -28,27 +26,23 @@ OPTS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_l
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        emu = InProcessEmulator(Path(tmp) / "e.db").start()
-        try:
-            async def run():
-                async with grpc.aio.insecure_channel(emu.address, options=OPTS) as ch, \
-                        grpc.aio.insecure_channel(emu.address) as probe_ch:
-                    stub, probe_stub = (pb_grpc.TaskHubSidecarServiceStub(c) for c in (ch, probe_ch))
-                    await stub.StartInstance(pb.CreateInstanceRequest(instanceId="small", name="wf"))
-                    data = wrappers_pb2.StringValue(value='"' + "x" * int(MB * 1e6) + '"')
-                    took = []
-                    async with Probe(probe_stub, "small") as probe:
-                        for i in range(COUNT):
-                            t = time.perf_counter()
-                            await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"big{i}", name="wf",
-                                                                              input=data))
-                            took.append(time.perf_counter() - t)
-                    print(f"{COUNT} StartInstance of {MB} MB: each {statistics.median(took) * 1e3:.0f} ms; "
-                          f"{probe.summary()}", flush=True)
-            asyncio.run(run())
-        finally:
-            emu.stop()
+    with started(InProcessEmulator) as (emu, _):
+        async def run():
+            async with grpc.aio.insecure_channel(emu.address, options=OPTS) as ch, \
+                    grpc.aio.insecure_channel(emu.address) as probe_ch:
+                stub, probe_stub = (pb_grpc.TaskHubSidecarServiceStub(c) for c in (ch, probe_ch))
+                await stub.StartInstance(pb.CreateInstanceRequest(instanceId="small", name="wf"))
+                data = wrappers_pb2.StringValue(value='"' + "x" * int(MB * 1e6) + '"')
+                took = []
+                async with Probe(probe_stub, "small") as probe:
+                    for i in range(COUNT):
+                        t = time.perf_counter()
+                        await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"big{i}", name="wf",
+                                                                          input=data))
+                        took.append(time.perf_counter() - t)
+                print(f"{COUNT} StartInstance of {MB} MB: each {statistics.median(took) * 1e3:.0f} ms; "
+                      f"{probe.summary()}", flush=True)
+        asyncio.run(run())
 
 
 main()

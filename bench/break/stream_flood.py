@@ -6,14 +6,15 @@ usage: stream_flood.py [WAITERS]
 """
 import asyncio
 import sys
-import tempfile
-from pathlib import Path
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import started  # noqa: E402
+
 from bench.common import rss_mb  # noqa: E402
 from tests.helpers import Emulator  # noqa: E402
 
@@ -21,33 +22,30 @@ W = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        emu = Emulator(Path(tmp) / "e.db", extra=("--max-waiters", str(W))).start()
+    with started(Emulator, extra=("--max-waiters", str(W))) as (emu, _):
         pid = emu.process.proc.pid
-        try:
-            async def run():
-                limit = W + 1_000 + 1_000
-                channels = [grpc.aio.insecure_channel(emu.address) for _ in range(4)]
-                stubs = [pb_grpc.TaskHubSidecarServiceStub(c) for c in channels]
-                base = rss_mb(pid)
-                calls = [stubs[i % 4].GetWorkItems(pb.GetWorkItemsRequest()) for i in range(limit)]
-                await asyncio.sleep(5)
-                print(f"emulator RSS {base:.0f} MB idle, {rss_mb(pid):.0f} MB with {limit} idle worker streams",
-                      flush=True)
-                try:
-                    await stubs[0].StartInstance(pb.CreateInstanceRequest(instanceId="x", name="wf"), timeout=10)
-                    print("StartInstance: OK")
-                except grpc.aio.AioRpcError as exc:
-                    print(f"StartInstance: {exc.code().name} {exc.details()}")
-                refused = [c for c in calls if c.done() and await c.code() != grpc.StatusCode.OK]
-                print(f"streams refused: {len(refused)} of {limit}")
-                for c in calls:
-                    c.cancel()
-                for c in channels:
-                    await c.close()
-            asyncio.run(run())
-        finally:
-            emu.stop()
+
+        async def run():
+            limit = W + 1_000 + 1_000
+            channels = [grpc.aio.insecure_channel(emu.address) for _ in range(4)]
+            stubs = [pb_grpc.TaskHubSidecarServiceStub(c) for c in channels]
+            base = rss_mb(pid)
+            calls = [stubs[i % 4].GetWorkItems(pb.GetWorkItemsRequest()) for i in range(limit)]
+            await asyncio.sleep(5)
+            print(f"emulator RSS {base:.0f} MB idle, {rss_mb(pid):.0f} MB with {limit} idle worker streams",
+                  flush=True)
+            try:
+                await stubs[0].StartInstance(pb.CreateInstanceRequest(instanceId="x", name="wf"), timeout=10)
+                print("StartInstance: OK")
+            except grpc.aio.AioRpcError as exc:
+                print(f"StartInstance: {exc.code().name} {exc.details()}")
+            refused = [c for c in calls if c.done() and await c.code() != grpc.StatusCode.OK]
+            print(f"streams refused: {len(refused)} of {limit}")
+            for c in calls:
+                c.cancel()
+            for c in channels:
+                await c.close()
+        asyncio.run(run())
 
 
 main()
