@@ -79,11 +79,12 @@ class Backend:
     ready: str
     process: subprocess.Popen | None = None
     port: int = 0
+    cwd: Path = ROOT  # where ``python -m emulator`` finds its package (bench/compare.py runs other checkouts)
 
     def start(self) -> str:
         self.port = free_port()
         args = [a.replace("{port}", str(self.port)) for a in self.args]
-        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(args, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for_line(self.process, self.ready)
         # Keep draining its output so a chatty backend never blocks on a full pipe.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()

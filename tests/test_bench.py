@@ -292,3 +292,34 @@ def test_new_orchestrations_are_timed_checked_and_stop_at_the_first_timeout():
     assert result.errors == {"RESOURCE_EXHAUSTED": 1} and result.timeouts == 1
     assert len(result.latencies_ms) == 3 and result.latencies_ms[-1] == 5000.0
     assert all(0 < ms < 5000 for ms in result.latencies_ms[:2])
+
+
+@pytest.fixture
+def worktree(tmp_path):
+    """This commit checked out beside the project, as the README's A/B recipe makes one."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (the README's recipe needs git worktree)")
+    path = tmp_path / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), "HEAD"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=60)
+    yield path
+    subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=True, capture_output=True,
+                   timeout=60)
+
+
+def test_compare_runs_both_checkouts_in_turns_and_gives_paired_ratios(worktree):
+    result = subprocess.run([sys.executable, "bench/compare.py", str(worktree), ".", "--rounds", "2", "--size", "10"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert f"A = {worktree.resolve()}" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rounds = re.findall(r"round (\d): ([AB]) ", result.stdout)
+    assert rounds == [("1", "A"), ("1", "B"), ("2", "B"), ("2", "A")]  # turns alternate against drift
+    assert re.search(r"CPU per op B/A: median \d+\.\d+ \(rounds \d+\.\d+-\d+\.\d+\)", result.stdout), result.stdout
+    assert re.search(r"per s B/A: median \d+\.\d+", result.stdout), result.stdout
+
+
+def test_compare_refuses_a_folder_that_is_not_a_checkout(tmp_path):
+    result = subprocess.run([sys.executable, "bench/compare.py", str(tmp_path), str(ROOT)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"{tmp_path} is not a checkout of this project" in result.stderr
