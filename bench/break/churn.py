@@ -12,6 +12,9 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, ".")
+sys.path.insert(0, "bench/break")
+from probe import on_engine  # noqa: E402
+
 from bench.common import rss_mb  # noqa: E402
 from tests.helpers import InProcessEmulator  # noqa: E402
 
@@ -38,13 +41,22 @@ def main():
                 # streams that connect, take one item, and vanish without completing it
                 for i in range(ROUNDS // 4):
                     await stub.StartInstance(pb.CreateInstanceRequest(instanceId=f"c{i}", name="wf"))
+                async def open_streams():
+                    return await on_engine(emu, emu.backend.dispatch.open_streams)
+
                 for i in range(ROUNDS):
-                    call = stub.GetWorkItems(pb.GetWorkItemsRequest())
+                    # One item at a time: a stream is sent up to 32, and each one abandoned costs its
+                    # instance an attempt (five, and the emulator fails it), so there would be none left.
+                    call = stub.GetWorkItems(pb.GetWorkItemsRequest(maxConcurrentOrchestrationWorkItems=1))
                     if i < ROUNDS // 4:
                         await call.read()
                     else:
-                        await call.initial_metadata()
+                        # Connected, nothing taken: the engine counts the stream (the previous one is gone).
+                        while await open_streams() != 1:
+                            await asyncio.sleep(0.001)
                     call.cancel()
+                    while await open_streams():
+                        await asyncio.sleep(0.001)
                 await asyncio.sleep(1)
                 print("after stream churn", snapshot(), f"rss {rss_mb(os.getpid()):.0f} MB", flush=True)
                 # waits with short deadlines on instances that never finish

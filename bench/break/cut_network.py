@@ -45,8 +45,13 @@ class Proxy:
                 dst.write(data)
                 await dst.drain()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
-
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # the script's end; Python 3.11's start_server would print a cancelled handler as an error
+        finally:
+            writer.close()
+            up_writer.close()
 
 
 def main():
