@@ -10,12 +10,17 @@ On a shared machine the same code measures 4.2-5.6 ms of CPU per orchestration w
 hour, more than most changes are worth. So the two run in turns, A B then B A, each round
 on a fresh emulator process, and the verdict is the median of the per-round ratios B/A:
 neighbours in time share the machine's speed of the moment. Its lowest-highest range says
-how much one round can be trusted.
+how much one round can be trusted. CPU time comes in clock ticks of 10 ms: at the default
+size a round uses about 100 of them, so one round resolves about 1%.
+
+Dependencies come from this venv for both sides: a change of requirements is not compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from durabletask import client as dt_client  # noqa: E402
 
 from bench import run  # noqa: E402
-from bench.common import cpu_seconds  # noqa: E402
+from bench.common import cpu_seconds, stop_process  # noqa: E402
 
 WORKLOADS = ("orchestrations", "signals", "latency")
 
@@ -50,44 +55,68 @@ def checkout(text: str) -> Path:
     return path
 
 
+def package_run_from(path: Path) -> Path:
+    """The ``emulator`` package that ``python -m emulator`` imports when started in ``path``."""
+    found = subprocess.run([sys.executable, "-c", "import emulator; print(emulator.__file__)"], cwd=path,
+                           capture_output=True, text=True, timeout=60)
+    if found.returncode != 0:
+        raise RuntimeError(f"python -m emulator cannot import its package in {path}: {found.stderr.strip()[-500:]}")
+    return Path(found.stdout.strip()).resolve().parent
+
+
+def operations(workload: str, size: int) -> int:
+    """How many operations a round measures: the signal workload sends whole rounds of its threads."""
+    if workload != "signals":
+        return size
+    threads = min(8, size)
+    return size // threads * threads
+
+
 def measure_once(side: Side, workload: str, size: int, data: Path) -> None:
     """One round of one side: a fresh emulator from its checkout, the workload, its CPU."""
     backend = run.Backend(side.name, side.name, [sys.executable, "-m", "emulator", "--port", "{port}",
-                                             "--dashboard-port", "0", "--data", str(data)], "gRPC endpoint",
-                      cwd=side.checkout)
-    address = backend.start()
-    worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    try:
+                                                 "--dashboard-port", "0", "--data", str(data)], "gRPC endpoint",
+                          cwd=side.checkout)
+    with contextlib.ExitStack() as cleanup:  # each step undone even if an earlier undo fails (or SIGTERM hits it)
+        cleanup.callback(backend.stop)
+        address = backend.start()
+        worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cleanup.callback(stop_process, worker, 30)
         run.wait_for_line(worker, "bench worker ready")
         client = dt_client.TaskHubGrpcClient(host_address=address, logger=run.QUIET)
+        cleanup.callback(client.close)
         run.workload_orchestrations(client, 10)  # warm-up: connections, caches, the first commits
         pid = backend.process.pid
         cpu = cpu_seconds(pid)
+        n = operations(workload, size)
         if workload == "orchestrations":
-            side.figure.append(run.workload_orchestrations(client, size))
+            side.figure.append(run.workload_orchestrations(client, n))
         elif workload == "signals":
-            sizes = run.Sizes(signals=size, threads=min(8, size))
+            # As many counters as signals at most: a counter that gets none is never seen.
+            sizes = run.Sizes(signals=n, threads=min(8, n), entities=min(20, n))
             side.figure.append(run.workload_signals(
                 lambda: dt_client.TaskHubGrpcClient(host_address=address, logger=run.QUIET), sizes))
         else:
-            side.figure.append(run.workload_latency(client, size)["call p50 ms"])
-        side.cpu_ms.append((cpu_seconds(pid) - cpu) * 1000 / size)
-        client.close()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-        backend.stop()
+            side.figure.append(run.workload_latency(client, n)["call p50 ms"])
+        side.cpu_ms.append((cpu_seconds(pid) - cpu) * 1000 / n)
 
 
-def ratios(a: list[float], b: list[float]) -> list[float]:
-    return [y / x for x, y in zip(a, b, strict=True) if x > 0]
-
-
-def verdict(name: str, r: list[float]) -> str:
+def verdict(name: str, better: str, a: list[float], b: list[float]) -> str:
+    """The median of the per-round ratios B/A, over the rounds both sides finished."""
+    pairs = list(zip(a, b, strict=False))  # a round that failed midway has one side only: left out
+    r = [y / x for x, y in pairs if x > 0]
+    if not pairs:
+        return f"{name} B/A ({better} is better): no ratio (no round finished on both sides)"
     if not r:
-        return f"{name} B/A: no ratio (A measured 0 in every round: make --size larger)"
-    return f"{name} B/A: median {statistics.median(r):.3f} (rounds {min(r):.3f}-{max(r):.3f})"
+        return f"{name} B/A ({better} is better): no ratio (A measured 0 in every round: make --size larger)"
+    return (f"{name} B/A ({better} is better): median {statistics.median(r):.3f} "
+            f"(rounds {min(r):.3f}-{max(r):.3f}, {len(r)} of {len(pairs)} rounds)")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a CI cancel, ``timeout``) ends the run like Ctrl-C: emulators stopped, data files removed."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,22 +131,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.size < 1:
         p.error("--rounds and --size must be at least 1")
     a, b = Side("A", args.a), Side("B", args.b)
+    for side in (a, b):
+        try:
+            package = package_run_from(side.checkout)
+        except RuntimeError as exc:
+            p.error(str(exc))
+        if package != side.checkout / "emulator":
+            p.error(f"in {side.checkout}, python -m emulator runs {package}, not that checkout's package")
+        print(f"{side.name} = {side.checkout} (runs {package})")
+    _stop_on_sigterm()
     unit = "call p50 ms" if args.workload == "latency" else "per s"
-    print(f"A = {a.checkout}\nB = {b.checkout}\n{args.workload}, {args.size} per round, {args.rounds} rounds",
-          flush=True)
+    n = operations(args.workload, args.size)
+    print(f"{args.workload}, {n} per round, {args.rounds} rounds", flush=True)
+    failed = False
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         for i in range(args.rounds):
             for side in (a, b) if i % 2 == 0 else (b, a):
                 started = time.perf_counter()
-                measure_once(side, args.workload, args.size, Path(tmp) / f"{side.name}-{i}.db")
+                try:
+                    measure_once(side, args.workload, args.size, Path(tmp) / f"{side.name}-{i}.db")
+                except Exception as exc:  # noqa: BLE001 - reported, and the rounds so far still give a verdict
+                    print(f"round {i + 1}: {side.name} FAILED: {exc}", flush=True)
+                    failed = True
+                    break
                 print(f"round {i + 1}: {side.name} {side.cpu_ms[-1]:.2f} ms CPU/op, {side.figure[-1]:,.1f} {unit} "
                       f"({time.perf_counter() - started:.0f} s)", flush=True)
+            if failed:
+                break
     for side in (a, b):
-        print(f"{side.name}: median {statistics.median(side.cpu_ms):.2f} ms CPU/op, "
-              f"{statistics.median(side.figure):,.1f} {unit}")
-    print(verdict("CPU per op", ratios(a.cpu_ms, b.cpu_ms)))
-    print(verdict(unit, ratios(a.figure, b.figure)))
-    return 0
+        if side.cpu_ms:
+            print(f"{side.name}: median {statistics.median(side.cpu_ms):.2f} ms CPU/op, "
+                  f"{statistics.median(side.figure):,.1f} {unit}")
+    print(verdict("CPU per op", "lower", a.cpu_ms, b.cpu_ms))
+    print(verdict(unit, "higher" if unit == "per s" else "lower", a.figure, b.figure))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import platform
+import queue
 import re
 import statistics
 import subprocess
@@ -61,14 +62,39 @@ WITHOUT_WRITES = "emulator, SQLite writes skipped (measurement only)"
 
 
 def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 30) -> re.Match:
+    """The first line of the process's output that matches; its last lines in the error otherwise.
+
+    A thread reads the output, to its end: the deadline holds for a process that prints nothing,
+    and a chatty one never blocks on a full pipe. So call it once per process.
+    """
+    lines: queue.Queue[str | None] = queue.Queue()
+    found = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:
+            if not found.is_set():  # afterwards only drained
+                lines.put(line)
+        lines.put(None)  # the end: it exited (or closed its output)
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
+    seen: list[str] = []
+    ended = False
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            ended = True
             break
         if m := re.search(pattern, line):
+            found.set()
             return m
-    raise RuntimeError(f"{process.args} did not print {pattern!r}")
+        seen.append(line.rstrip())
+    why = "ended its output" if ended else f"printed nothing like it within {timeout:g} s"
+    output = "\n".join(seen[-10:]) or "(no output)"
+    raise RuntimeError(f"{process.args} did not print {pattern!r}: it {why}; its last lines:\n{output}")
 
 
 @dataclass
@@ -86,8 +112,6 @@ class Backend:
         args = [a.replace("{port}", str(self.port)) for a in self.args]
         self.process = subprocess.Popen(args, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for_line(self.process, self.ready)
-        # Keep draining its output so a chatty backend never blocks on a full pipe.
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
         return f"127.0.0.1:{self.port}"
 
     def stop(self, grace: float = 20) -> None:

@@ -296,30 +296,53 @@ def test_new_orchestrations_are_timed_checked_and_stop_at_the_first_timeout():
 
 @pytest.fixture
 def worktree(tmp_path):
-    """This commit checked out beside the project, as the README's A/B recipe makes one."""
+    """This commit checked out in a temporary folder, as the README's A/B recipe makes one."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout (the README's recipe needs git worktree)")
     path = tmp_path / "before"
     subprocess.run(["git", "worktree", "add", "--detach", str(path), "HEAD"], cwd=ROOT, check=True,
                    capture_output=True, timeout=60)
-    yield path
+    yield path.resolve()
     subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=True, capture_output=True,
                    timeout=60)
 
 
+def compare(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/compare.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def test_compare_runs_both_checkouts_in_turns_and_gives_paired_ratios(worktree):
-    result = subprocess.run([sys.executable, "bench/compare.py", str(worktree), ".", "--rounds", "2", "--size", "10"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert f"A = {worktree.resolve()}" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    result = compare(str(worktree), ".", "--rounds", "2", "--size", "10")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"A = {worktree} (runs {worktree / 'emulator'})" in result.stdout
+    assert f"B = {ROOT} (runs {ROOT / 'emulator'})" in result.stdout
     rounds = re.findall(r"round (\d): ([AB]) ", result.stdout)
     assert rounds == [("1", "A"), ("1", "B"), ("2", "B"), ("2", "A")]  # turns alternate against drift
-    assert re.search(r"CPU per op B/A: median \d+\.\d+ \(rounds \d+\.\d+-\d+\.\d+\)", result.stdout), result.stdout
-    assert re.search(r"per s B/A: median \d+\.\d+", result.stdout), result.stdout
+    assert re.search(r"CPU per op B/A \(lower is better\): median \d+\.\d+ \(rounds [\d.]+-[\d.]+, 2 of 2 rounds\)",
+                     result.stdout), result.stdout
+    assert re.search(r"per s B/A \(higher is better\): median \d+\.\d+", result.stdout), result.stdout
+
+
+def test_compare_runs_each_side_from_its_own_checkout_and_shows_why_one_fails(worktree):
+    """Side A's emulator cannot start: the run stops there and says so, in the emulator's own words."""
+    (worktree / "emulator" / "__main__.py").write_text(
+        "import sys\nprint('this emulator refuses to start', flush=True)\nsys.exit(3)\n")
+    result = compare(str(worktree), ".", "--rounds", "2", "--size", "10")
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert re.findall(r"round (\d): ([AB]) ", result.stdout) == [("1", "A")], result.stdout
+    assert "round 1: A FAILED" in result.stdout and "this emulator refuses to start" in result.stdout
+    assert "CPU per op B/A (lower is better): no ratio (no round finished on both sides)" in result.stdout
+
+
+@pytest.mark.parametrize("workload, unit", [("signals", "per s B/A (higher"), ("latency", "call p50 ms B/A (lower")])
+def test_compare_measures_signals_and_call_latency_at_small_sizes(workload, unit):
+    result = compare(".", ".", "--rounds", "1", "--size", "10", "--workload", workload)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert unit in result.stdout, result.stdout
 
 
 def test_compare_refuses_a_folder_that_is_not_a_checkout(tmp_path):
-    result = subprocess.run([sys.executable, "bench/compare.py", str(tmp_path), str(ROOT)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = compare(str(tmp_path), str(ROOT), timeout=60)
     assert result.returncode == 2
     assert f"{tmp_path} is not a checkout of this project" in result.stderr
