@@ -19,7 +19,6 @@ Dependencies come from this venv for both sides: a change of requirements is not
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from durabletask import client as dt_client  # noqa: E402
 
 from bench import run  # noqa: E402
-from bench.common import cpu_seconds, stop_process  # noqa: E402
+from bench.common import cpu_seconds  # noqa: E402
 
 WORKLOADS = ("orchestrations", "signals", "latency")
 
@@ -64,12 +63,13 @@ def package_run_from(path: Path) -> Path:
     return Path(found.stdout.strip()).resolve().parent
 
 
+def signal_sizes(size: int) -> run.Sizes:
+    return run.Sizes(signals=size, threads=min(8, size))
+
+
 def operations(workload: str, size: int) -> int:
-    """How many operations a round measures: the signal workload sends whole rounds of its threads."""
-    if workload != "signals":
-        return size
-    threads = min(8, size)
-    return size // threads * threads
+    """How many operations a round measures."""
+    return run.signals_sent(signal_sizes(size)) if workload == "signals" else size
 
 
 def measure_once(side: Side, workload: str, size: int, data: Path) -> None:
@@ -77,15 +77,7 @@ def measure_once(side: Side, workload: str, size: int, data: Path) -> None:
     backend = run.Backend(side.name, side.name, [sys.executable, "-m", "emulator", "--port", "{port}",
                                                  "--dashboard-port", "0", "--data", str(data)], "gRPC endpoint",
                           cwd=side.checkout)
-    with contextlib.ExitStack() as cleanup:  # each step undone even if an earlier undo fails (or SIGTERM hits it)
-        cleanup.callback(backend.stop)
-        address = backend.start()
-        worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        cleanup.callback(stop_process, worker, 30)
-        run.wait_for_line(worker, "bench worker ready")
-        client = dt_client.TaskHubGrpcClient(host_address=address, logger=run.QUIET)
-        cleanup.callback(client.close)
+    with run.served(backend) as (address, client):
         run.workload_orchestrations(client, 10)  # warm-up: connections, caches, the first commits
         pid = backend.process.pid
         cpu = cpu_seconds(pid)
@@ -93,10 +85,8 @@ def measure_once(side: Side, workload: str, size: int, data: Path) -> None:
         if workload == "orchestrations":
             side.figure.append(run.workload_orchestrations(client, n))
         elif workload == "signals":
-            # As many counters as signals at most: a counter that gets none is never seen.
-            sizes = run.Sizes(signals=n, threads=min(8, n), entities=min(20, n))
             side.figure.append(run.workload_signals(
-                lambda: dt_client.TaskHubGrpcClient(host_address=address, logger=run.QUIET), sizes))
+                lambda: dt_client.TaskHubGrpcClient(host_address=address, logger=run.QUIET), signal_sizes(size)))
         else:
             side.figure.append(run.workload_latency(client, n)["call p50 ms"])
         side.cpu_ms.append((cpu_seconds(pid) - cpu) * 1000 / n)

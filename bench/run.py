@@ -26,6 +26,7 @@ Writes bench/results/latest.json, latest.md and chart.png, and the table into RE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -41,6 +42,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,7 @@ from durabletask import entities  # noqa: E402
 
 from bench import pressure  # noqa: E402
 from bench.common import WrongResult, cpu_seconds, free_port, percentiles, rss_mb, stop_process  # noqa: E402, F401
+from bench.worker_process import WorkerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 QUIET = logging.getLogger("bench-client")
@@ -172,11 +175,17 @@ def entity_value(client, eid) -> int | None:
     return meta.get_typed_state(int) if meta else None
 
 
+def signals_sent(sizes: Sizes) -> int:
+    """The signals the signal workload sends: the same number from each thread."""
+    return sizes.signals // sizes.threads * sizes.threads
+
+
 def workload_signals(client_factory, sizes: Sizes) -> float:
     run = uuid.uuid4().hex[:8]
-    ids = [entities.EntityInstanceId("counter", f"s-{run}-{k}") for k in range(sizes.entities)]
-    per_thread = sizes.signals // sizes.threads
-    total = per_thread * sizes.threads
+    total = signals_sent(sizes)
+    per_thread = total // sizes.threads
+    # No more counters than signals: one that is never signalled never exists to be read.
+    ids = [entities.EntityInstanceId("counter", f"s-{run}-{k}") for k in range(min(sizes.entities, total))]
     clients = [client_factory() for _ in range(sizes.threads)]
 
     def send(t: int) -> None:
@@ -234,13 +243,23 @@ def workload_demo(address: str) -> float:
     return elapsed
 
 
-def measure(backend: Backend, sizes: Sizes) -> Result:
-    address = backend.start()
-    worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    try:
-        wait_for_line(worker, "bench worker ready")
+@contextlib.contextmanager
+def served(backend: Backend) -> Iterator[tuple[str, dt_client.TaskHubGrpcClient]]:
+    """The backend started, a bench worker on it and a client: (address, client); all stopped at the
+    end, each even if stopping another fails."""
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(backend.stop)
+        address = backend.start()
+        worker = WorkerProcess(address)
+        cleanup.callback(worker.stop, 30)
+        worker.ready()
         client = dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET)
+        cleanup.callback(client.close)
+        yield address, client
+
+
+def measure(backend: Backend, sizes: Sizes) -> Result:
+    with served(backend) as (address, client):
         result = Result(backend.name)
         # One warm-up orchestration, so that connection set-up is not measured.
         workload_orchestrations(client, 1)
@@ -254,16 +273,11 @@ def measure(backend: Backend, sizes: Sizes) -> Result:
 
         cpu = cpu_seconds(pid)
         result.figures["signals/s"] = workload_signals(new_client, sizes)
-        result.figures["backend CPU ms/signal"] = (cpu_seconds(pid) - cpu) * 1000 / sizes.signals
+        result.figures["backend CPU ms/signal"] = (cpu_seconds(pid) - cpu) * 1000 / signals_sent(sizes)
         result.figures.update(workload_latency(client, sizes.calls))
         result.figures["demo s"] = workload_demo(address)
         result.figures["backend RSS MB"] = rss_mb(pid)
-        client.close()
         return result
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-        backend.stop()
 
 
 # The writes-skipped device differs from the emulator only in persistence, which neither pressure
@@ -500,21 +514,11 @@ def growth(sizes: Sizes, output: Path) -> str:
             emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0",
                         "--log-level", "info", "--data", str(path)]
             backend = Backend("sqlite", "emulator (SQLite, default)", emulator, "gRPC endpoint")
-            address = backend.start()
-            worker = subprocess.Popen([sys.executable, "bench/bench_worker.py", address], cwd=ROOT,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            try:
-                wait_for_line(worker, "bench worker ready")
-                client = dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET)
+            with served(backend) as (address, client):
                 signals = workload_signals(
                     lambda address=address: dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET), sizes)
                 latency = workload_latency(client, sizes.calls)
                 rss = rss_mb(backend.process.pid)
-                client.close()
-            finally:
-                worker.terminate()
-                worker.wait(timeout=30)
-                backend.stop()
         rows.append(f"| {entities_count:,} | {finished:,} | {signals:,.0f} | {latency['call p50 ms']:.2f} | "
                     f"{latency['call p99 ms']:.2f} | {rss:.0f} |")
         print(rows[-1], flush=True)
