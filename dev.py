@@ -3,11 +3,10 @@
     python dev.py demo        (or: make demo)
     python dev.py test        (or: make test)
 
-Also ``emulator``, ``worker``, ``client``, ``lint``, ``bench``, ``install [--dev]``, ``clean`` and
-``lock``; arguments after the command go to the program it runs. The Makefile calls this file,
-so both forms do the same. It creates ``.venv`` with the Python that runs it, installs the
-requirements pinned by ``constraints.txt``, and installs again only when one of those files
-changes. Standard library only: it must run before anything is installed.
+``python dev.py help`` lists every command; arguments after a command go to the program it
+runs. The Makefile calls this file, so both forms do the same. It creates ``.venv`` with the
+Python that runs it, installs the requirements pinned by ``constraints.txt``, and installs again
+only when one of those files changes. Standard library only: it must run before anything is installed.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,11 +91,23 @@ class Project:
         return Path(venv_python(self.venv))
 
     def run(self, args: list[str]) -> int:
+        """Run a command until it exits. Ctrl-C reaches it from the terminal; SIGTERM and SIGHUP sent to
+        this process are passed on to it. Either way this waits for it to stop (``subprocess.run`` would
+        kill it after a quarter of a second, before it could stop what it started)."""
         print("+", " ".join(str(a) for a in args), flush=True)
+        child = subprocess.Popen(args, cwd=self.root)
+        forwarded = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+        previous = {name: signal.signal(getattr(signal, name), lambda number, _: child.send_signal(number))
+                    for name in forwarded}
         try:
-            return subprocess.run(args, cwd=self.root).returncode
-        except KeyboardInterrupt:
-            return 130
+            while True:
+                try:
+                    return child.wait()
+                except KeyboardInterrupt:
+                    continue  # the terminal sent Ctrl-C to the child too; it is stopping
+        finally:
+            for name, handler in previous.items():
+                signal.signal(getattr(signal, name), handler)
 
     def create_venv(self) -> None:
         if self.python.exists():
@@ -114,7 +126,9 @@ class Project:
             digest = requirements_digest(self.root, files)
             if is_current(stamp, digest):
                 continue
-            print(f"installing {requirements} (versions from {CONSTRAINTS})", flush=True)
+            first = "the first time takes a minute or two; " if not stamp.exists() else ""
+            print(f"installing the packages in {requirements} into {self.venv.name} (versions from {CONSTRAINTS}; "
+                  f"{first}pip is quiet until it is done)", flush=True)
             subprocess.run([str(self.python), *pip_install_args(requirements)], cwd=self.root, check=True)
             stamp.write_text(digest + "\n")
 
@@ -139,7 +153,20 @@ class Project:
         print(f"wrote {len(pins)} pins to {CONSTRAINTS} (Python {sys.version.split()[0]})")
 
 
-COMMANDS = ("demo", "test", "lint", "emulator", "worker", "client", "bench", "install", "clean", "lock")
+# Each command, with the line `python dev.py help` shows for it.
+COMMANDS = {
+    "demo": "run the whole demo: the built-in emulator (unless a scheduler answers at ENDPOINT), worker, client",
+    "test": "lint, then every test (pytest; arguments go to pytest)",
+    "lint": "ruff over the project",
+    "emulator": "the built-in emulator alone, with its dashboard on http://localhost:8082 (--help: its flags)",
+    "worker": "the worker alone, against ENDPOINT (default http://localhost:8080)",
+    "client": "the client alone: the demo's four parts (--help: its options)",
+    "bench": "the benchmarks (bench/run.py)",
+    "install": "create .venv and install the requirements (--dev: also the test tools)",
+    "clean": "remove .venv, .emulator (the emulator's state) and caches",
+    "lock": "regenerate constraints.txt (run with the oldest supported Python)",
+}
+HELP_WORDS = ("help", "--help", "-h")
 PROGRAMS = {
     "demo": ["scripts/demo.py"],
     "emulator": ["-m", "emulator"],
@@ -150,11 +177,20 @@ PROGRAMS = {
 DEV_COMMANDS = ("test", "lint", "bench")
 
 
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    return ("usage: python dev.py COMMAND [ARGS...]   (or: make COMMAND ARGS=\"...\")\n\ncommands:\n"
+            + "\n".join(lines))
+
+
 def main(argv: list[str] | None = None, project: Project | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(__doc__.split("\n\n")[1].rstrip(), file=sys.stderr)
-        print(f"dev.py: give one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    if not argv or argv[0] in HELP_WORDS:
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"dev.py: unknown command '{argv[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
     command, rest = argv[0], argv[1:]
     problem = check_python()

@@ -106,10 +106,21 @@ def test_test_command_runs_lint_then_pytest_and_stops_at_lint_errors(project, mo
     assert ran == [[str(project.python), "client.py", "my-key", "--orchestrations", "2"]]
 
 
-def test_unknown_command_lists_the_commands(capsys):
+def test_unknown_command_is_called_unknown_and_the_commands_listed(capsys):
     assert dev.main(["deploy"]) == 2
     err = capsys.readouterr().err
-    assert "python dev.py demo" in err and "give one of: demo, test" in err
+    assert err.startswith("dev.py: unknown command 'deploy'\n")
+    assert all(f"  {name} " in err for name in dev.COMMANDS)
+
+
+@pytest.mark.parametrize("argv, status", [([], 2), (["help"], 0), (["--help"], 0), (["-h"], 0)])
+def test_help_lists_each_command_on_a_line_of_its_own(argv, status):
+    result = subprocess.run([sys.executable, "dev.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == status
+    listed = {line.split()[0]: line for line in (result.stdout + result.stderr).splitlines() if line.startswith("  ")}
+    assert list(listed) == list(dev.COMMANDS)
+    assert all(len(line.split()) > 3 for line in listed.values()), "each command has a description"
+    assert "unknown" not in result.stdout + result.stderr
 
 
 def test_clean_removes_local_state_only(tmp_path):
@@ -156,7 +167,7 @@ def find_python(version: str) -> str | None:
 def copy_project(target: Path) -> Path:
     """What `python dev.py demo` needs, in a folder of its own (its venv and .emulator/ land there)."""
     target.mkdir()
-    for name in ("dev.py", "worker.py", "client.py", "settings.py", *dev.DEV_FILES):
+    for name in ("dev.py", "worker.py", "client.py", "client_support.py", "settings.py", *dev.DEV_FILES):
         shutil.copy(ROOT / name, target / name)
     for name in ("emulator", "scripts"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -40,10 +40,11 @@ def test_the_client_uses_the_names_the_worker_registers():
 
     registry = _Registry()
     worker.register(registry)
-    assert {sample_client.COUNTER, sample_client.ACCOUNT, sample_client.AUDIT} <= registry.entities.keys()
-    assert {sample_client.COUNTER_WORKFLOW, sample_client.TRANSFER_FUNDS,
-            sample_client.AUDIT_WORKFLOW} <= registry.orchestrators.keys()
-    assert sample_client.AUDIT_THRESHOLD == worker.AUDIT_THRESHOLD
+    import client_support as names
+
+    assert {names.COUNTER, names.ACCOUNT, names.AUDIT} <= registry.entities.keys()
+    assert {names.COUNTER_WORKFLOW, names.TRANSFER_FUNDS, names.AUDIT_WORKFLOW} <= registry.orchestrators.keys()
+    assert names.AUDIT_THRESHOLD == worker.AUDIT_THRESHOLD
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -119,7 +120,8 @@ def test_readme_client_command_with_options(dts_emulator, sample_worker):
     result = run_client(dts_emulator.endpoint, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Starting entity operations demo - 3 orchestrations"
+    assert lines[:2] == ["=== Part 1: Signaling and Calling an Entity ===",
+                         "Starting entity operations demo - 3 orchestrations"]
     assert "Summary: 3 of 3 orchestrations completed successfully" in lines
     prefix = args[args.index("--accounts") + 1]
     assert lines[-2:] == [f"Balances: '{prefix}A' 700, '{prefix}B' 600", "Summary: every part showed its effect"]
