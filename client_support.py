@@ -143,7 +143,12 @@ class Unreachable(Exception):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Durable entities demo client.")
+    p = argparse.ArgumentParser(
+        description="The durable entities demo: Part 1 a counter, Part 2 transfers that lock two accounts, Part 3 "
+                    "an entity signaling an entity, Part 4 an entity starting an orchestration.",
+        epilog="The scheduler comes from the environment: ENDPOINT (default http://localhost:8080) and TASKHUB "
+               f"(default default), or {settings.CONNECTION_STRING_VARIABLE}. Exit status: 0 every part showed its "
+               "effect, 1 one did not, 2 no scheduler answers or bad input.")
     p.add_argument("entity_key", nargs="?", default="my-counter", help="counter key (default: my-counter)")
     p.add_argument("--orchestrations", type=int, default=5, help="orchestrations to run (default: 5)")
     # String defaults go through `type` too, so a bad environment value is a clear usage error.

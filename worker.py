@@ -226,8 +226,9 @@ class NoSchedulerFilter(logging.Filter):
 def sdk_logger(endpoint: str) -> logging.Logger:
     """The SDK worker's logger: ours (the same format as the rest), with its connection retries in one line each."""
     logger = logging.getLogger("durabletask-worker")
-    if not any(isinstance(f, NoSchedulerFilter) for f in logger.filters):
-        logger.addFilter(NoSchedulerFilter(endpoint))
+    for old in [f for f in logger.filters if isinstance(f, NoSchedulerFilter)]:
+        logger.removeFilter(old)
+    logger.addFilter(NoSchedulerFilter(endpoint))
     return logger
 
 
