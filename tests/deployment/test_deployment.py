@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import settings
-from tests import bicep_model
+from tests.deployment import bicep_model
 from tests.helpers import ROOT, Process
 
 sys.path.insert(0, str(ROOT / "infra"))

@@ -52,18 +52,18 @@ def test_every_make_target_in_the_readme_exists():
 def test_code_excerpts_are_the_real_code():
     """The sample page's excerpts are in worker.py; the testing page's recipes are lines of its tests.
 
-    (Its marked example is a whole file, which tests/test_package.py runs in a throwaway project.)
+    (Its marked example is a whole file, which tests/project/test_package.py runs in a throwaway project.)
     """
     worker_source = (ROOT / "worker.py").read_text()
     excerpts = re.findall(r"```python\n(.*?)```", doc_page("sample"), re.S)
     assert excerpts, "docs/sample.md lost its excerpts"
     for block in excerpts:
         assert block in worker_source, f"docs/sample.md excerpt no longer matches worker.py:\n{block}"
-    tests_source = (ROOT / "tests" / "test_time_skipping.py").read_text()
+    tests_source = (ROOT / "tests" / "engine" / "test_time_skipping.py").read_text()
     recipes = re.findall(r"(?<!-->\n)```python\n(.*?)```", doc_page("testing"), re.S)
     assert recipes, "the testing page lost its recipe"
     for line in (line for block in recipes for line in block.splitlines() if not line.startswith("...")):
-        assert line.strip() in tests_source, f"docs/testing.md recipe line not in tests/test_time_skipping.py: {line}"
+        assert line.strip() in tests_source, f"docs/testing.md recipe line not in test_time_skipping.py: {line}"
 
 
 def test_every_page_is_linked_from_the_readme_and_every_link_resolves():
