@@ -105,6 +105,7 @@ class Feeder:
         self.backend, self.hub, self.stream, self.filters = backend, hub, stream, filters
         self.limits = limits or {}
         self._turn = 0
+        backend.dispatch.serve(stream, hub, self._accepts)
 
     def _has_room(self, kind: str) -> bool:
         limit = self.limits.get(kind, 0)
