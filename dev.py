@@ -95,11 +95,14 @@ class Project:
         this process are passed on to it. Either way this waits for it to stop (``subprocess.run`` would
         kill it after a quarter of a second, before it could stop what it started)."""
         print("+", " ".join(str(a) for a in args), flush=True)
-        child = subprocess.Popen(args, cwd=self.root)
+        started: list[subprocess.Popen] = []
         forwarded = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-        previous = {name: signal.signal(getattr(signal, name), lambda number, _: child.send_signal(number))
+        previous = {name: signal.signal(getattr(signal, name), lambda number, _: [c.send_signal(number)
+                                                                                 for c in started])
                     for name in forwarded}
         try:
+            child = subprocess.Popen(args, cwd=self.root)
+            started.append(child)
             while True:
                 try:
                     return child.wait()

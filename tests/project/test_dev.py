@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -15,7 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import pytest
 
 import dev
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, Process, free_port
 
 
 def test_venv_paths_on_windows_and_elsewhere():
@@ -209,3 +210,36 @@ def test_supported_python_installs_the_pins_and_runs_the_demo(version, tmp_path)
                 and pins.get(re.sub(r"[-_.]+", "-", item["name"]).lower()) != item["version"]}
     assert unpinned == {}, "installed at a version constraints.txt does not pin"
     assert {"starlette", "uvicorn", "grpcio"} <= {re.sub(r"[-_.]+", "-", i["name"]).lower() for i in listed}
+
+
+CHILD_THAT_STOPS_CLEANLY = """
+import signal, sys
+signal.signal(signal.SIGTERM, lambda *_: (print('child: stopping cleanly', flush=True), sys.exit(7)))
+print('child: ready', flush=True)
+signal.pause()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pause"), reason="POSIX signals")
+def test_a_sigterm_to_dev_py_reaches_its_command_which_may_stop_cleanly():
+    """`timeout`, IDEs and process managers signal dev.py (or make, which passes SIGTERM on): the demo must hear it."""
+    outer = Process([sys.executable, "-c", "import dev, sys; sys.exit(dev.Project().run([sys.executable, '-c', "
+                     f"{CHILD_THAT_STOPS_CLEANLY!r}]))"])
+    try:
+        outer.wait_for_line("^child: ready")
+        outer.signal(signal.SIGTERM)
+        assert outer.wait() == 7, outer.output
+    finally:
+        outer.stop()
+    assert "child: stopping cleanly" in outer.output
+
+
+def test_an_install_says_what_it_installs_and_that_the_first_takes_a_while(project, capsys):
+    project.install()
+    first = capsys.readouterr().out
+    assert "installing the packages in requirements-emulator.txt into .venv" in first
+    assert "the first time takes a minute or two" in first
+    (project.root / "requirements.txt").write_text("durabletask\n")
+    project.install()
+    again = capsys.readouterr().out
+    assert "installing the packages in requirements-emulator.txt" in again and "first time" not in again
