@@ -10,11 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from durabletask import client as dt_client
 from durabletask import entities, task
 from durabletask.worker import TaskHubGrpcWorker
 
-from tests.helpers import ROOT, InProcessEmulator, wait_until
+from tests.helpers import ROOT, wait_until
 from worker import counter
 
 COUNTER = entities.EntityInstanceId("counter", "k")
@@ -35,79 +34,70 @@ def waits_a_day(ctx: task.OrchestrationContext, _):
     yield ctx.create_timer(timedelta(days=1))
 
 
-@pytest.fixture
-def emu():
-    emulator = InProcessEmulator(None).start()
-    yield emulator
-    emulator.stop()
+def lock_owner(emulator) -> str | None:
+    row = emulator.on_loop(lambda: emulator.backend.entity("default", str(COUNTER)))
+    return row.lock_owner if row else None
 
 
-@pytest.fixture
-def client(emu):
-    c = dt_client.TaskHubGrpcClient(host_address=emu.address)
-    yield c
-    c.close()
-
-
-def test_an_entity_lock_held_by_another_instance_is_named_with_its_holder(emu, client, start_worker):
-    start_worker(emu.address, orchestrators=[holds_the_counter, wants_the_counter], entities=[counter])
-    client.schedule_new_orchestration(holds_the_counter, instance_id="holder")
-    wait_until(lambda: emu.on_loop(lambda: emu.backend.entity("default", str(COUNTER))) is not None
-               and emu.on_loop(lambda: emu.backend.entity("default", str(COUNTER)).lock_owner) == "holder",
-               message="the holder's lock")
-    client.schedule_new_orchestration(wants_the_counter, instance_id="waiter")
-    report = wait_until(lambda: (r := emu.unfinished()) and "instance 'waiter'" in r and "the lock" in r and r,
-                        message="the waiter's lock request")
+def test_an_entity_lock_held_by_another_instance_is_named_with_its_holder(engine_emulator, engine_client, start_worker):
+    start_worker(engine_emulator.address, orchestrators=[holds_the_counter, wants_the_counter], entities=[counter])
+    engine_client.schedule_new_orchestration(holds_the_counter, instance_id="holder")
+    wait_until(lambda: lock_owner(engine_emulator) == "holder", message="the holder's lock")
+    engine_client.schedule_new_orchestration(wants_the_counter, instance_id="waiter")
+    report = wait_until(lambda: (r := engine_emulator.unfinished()) and "instance 'waiter'" in r
+                        and "the lock" in r and r, message="the waiter's lock request")
     assert ("instance 'waiter' (wants_the_counter, RUNNING, task hub 'default') waits for:\n"
             "  - the lock on entity '@counter@k', held by instance 'holder'") in report
     assert ("instance 'holder' (holds_the_counter, RUNNING, task hub 'default') waits for:\n"
             "  - nothing the scheduler can see: an external event, most likely") in report
 
 
-def test_an_event_raised_under_another_name_is_listed(emu, client, start_worker):
-    start_worker(emu.address, orchestrators=[holds_the_counter], entities=[counter])
-    client.schedule_new_orchestration(holds_the_counter, instance_id="typo")
-    wait_until(lambda: "an external event" in emu.unfinished(), message="the wait for the event")
-    client.raise_orchestration_event("typo", "relaese")
-    assert wait_until(lambda: "events it received: 'relaese'" in emu.unfinished(), message="the raised event")
+def test_an_event_raised_under_another_name_is_listed(engine_emulator, engine_client, start_worker):
+    start_worker(engine_emulator.address, orchestrators=[holds_the_counter], entities=[counter])
+    engine_client.schedule_new_orchestration(holds_the_counter, instance_id="typo")
+    wait_until(lambda: "an external event" in engine_emulator.unfinished(), message="the wait for the event")
+    engine_client.raise_orchestration_event("typo", "relaese")
+    assert wait_until(lambda: "events it received: 'relaese'" in engine_emulator.unfinished(),
+                      message="the raised event")
 
 
-def test_a_name_no_worker_serves_is_named(emu, client):
-    client.schedule_new_orchestration("nobody_has_it", instance_id="orphan")
-    assert "  - no worker is connected to task hub 'default' to run orchestration 'nobody_has_it'" in emu.unfinished()
-    w = TaskHubGrpcWorker(host_address=emu.address)
+def test_a_name_no_worker_serves_is_named(engine_emulator, engine_client):
+    engine_client.schedule_new_orchestration("nobody_has_it", instance_id="orphan")
+    assert ("  - no worker is connected to task hub 'default' to run orchestration 'nobody_has_it'"
+            in engine_emulator.unfinished())
+    w = TaskHubGrpcWorker(host_address=engine_emulator.address)
     w.add_orchestrator(waits_a_day)
     w.use_work_item_filters()  # it tells the emulator the names it serves
     w.start()
     try:
         assert wait_until(lambda: "no connected worker has registered orchestration 'nobody_has_it' (1 connected"
-                          in emu.unfinished(), message="the worker's filters")
+                          in engine_emulator.unfinished(), message="the worker's filters")
     finally:
         w.stop()
 
 
-def test_advance_refuses_what_the_clock_cannot_hold_and_leaves_it(emu, client):
-    before = emu.backend.clock.skipped
+def test_advance_refuses_what_the_clock_cannot_hold_and_leaves_it(engine_emulator, engine_client):
+    before = engine_emulator.backend.clock.skipped
     with pytest.raises(ValueError, match="goes up to 9999-12-31"):
-        emu.advance(timedelta(days=3_000_000))
+        engine_emulator.advance(timedelta(days=3_000_000))
     with pytest.raises(ValueError, match="goes up to 9999-12-31"):
-        emu.advance(float("inf"))
-    assert emu.backend.clock.skipped == before
-    assert emu.now().year < 9999
-    client.schedule_new_orchestration(waits_a_day, instance_id="after")
-    assert [s.instance_id for s in client.get_all_orchestration_states()] == ["after"]
+        engine_emulator.advance(float("inf"))
+    assert engine_emulator.backend.clock.skipped == before
+    assert engine_emulator.now().year < 9999
+    engine_client.schedule_new_orchestration(waits_a_day, instance_id="after")
+    assert [s.instance_id for s in engine_client.get_all_orchestration_states()] == ["after"]
 
 
-def test_waiting_for_and_reading_an_entity(emu, client, start_worker):
-    start_worker(emu.address, entities=[counter])
-    client.signal_entity(COUNTER, "add", 5)
-    assert emu.wait_for_entity(COUNTER, lambda value: value == 5) == 5
-    assert emu.entity_state("@counter@k", int) == 5
-    assert emu.entity_state("@counter@nobody") is None
+def test_waiting_for_and_reading_an_entity(engine_emulator, engine_client, start_worker):
+    start_worker(engine_emulator.address, entities=[counter])
+    engine_client.signal_entity(COUNTER, "add", 5)
+    assert engine_emulator.wait_for_entity(COUNTER, lambda value: value == 5) == 5
+    assert engine_emulator.entity_state("@counter@k", int) == 5
+    assert engine_emulator.entity_state("@counter@nobody") is None
     with pytest.raises(TypeError, match="is a int, not a str"):
-        emu.entity_state(COUNTER, str)
+        engine_emulator.entity_state(COUNTER, str)
     with pytest.raises(TimeoutError) as waited:
-        emu.wait_for_entity(COUNTER, lambda value: value == 6, timeout=0.2)
+        engine_emulator.wait_for_entity(COUNTER, lambda value: value == 6, timeout=0.2)
     assert "entity '@counter@k' did not reach the state waited for within 0.2s; its state: 5" in str(waited.value)
     assert "0 operation(s) wait in its inbox" in str(waited.value)
 
