@@ -21,7 +21,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import empty_pb2, wrappers_pb2
 
-from . import activities, control, entities, orchestrations
+from . import activities, control, entities, force, orchestrations
 from . import events as ev
 from .backend import STORAGE_ERRORS, Backend, OverLimit, ShuttingDown, StaleWorkItem
 from .control import InvalidState, NotFound
@@ -283,9 +283,14 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         control.rewind(self.backend, self._hub(context), request.instanceId, ev.optional_string(request, "reason"))
         return pb.RewindInstanceResponse()
 
-    async def SkipGracefulOrchestrationTerminations(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "SkipGracefulOrchestrationTerminations is not supported by this emulator")
+    @_rpc
+    async def SkipGracefulOrchestrationTerminations(self, request: pb.SkipGracefulOrchestrationTerminationsRequest,
+                                                    context):
+        hub = self._hub(context)
+        ids = list(request.instanceBatch.instanceIds)
+        _require(force.check_batch(ids))
+        left = force.skip_graceful_terminations(self.backend, hub, ids, ev.optional_string(request, "reason"))
+        return pb.SkipGracefulOrchestrationTerminationsResponse(unterminatedInstanceIds=left)
 
     @_rpc
     async def PurgeInstances(self, request: pb.PurgeInstancesRequest, context):
