@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .dashboard.guard import check_host_name
+from .retention import parse_duration
 from .server import EmulatorServer, Options, PortInUse
 from .store import DataFileError, DataInUse, SchemaError
 from .validation import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
@@ -45,6 +46,13 @@ def _message_bytes(text: str) -> int:
     if value < MIN_MESSAGE_BYTES:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_MESSAGE_BYTES} bytes (64 KiB)")
     return value
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _allowed_hosts(text: str) -> list[str]:
@@ -83,6 +91,12 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m emulator") 
     p.add_argument("--time-skipping", action="store_true",
                    help="for tests: whenever no work item is running or ready, the clock jumps to the next timer, "
                         "delayed message or scheduled start (default: off, the wall clock)")
+    p.add_argument("--allow-hub-management", action="store_true",
+                   help="let clients create task hubs not named at start-up (CreateTaskHub) and delete them "
+                        "(default: off; like the official emulator, other hub names get NOT_FOUND)")
+    p.add_argument("--retention", type=_duration, default=None, metavar="DURATION",
+                   help="purge instances this long after they finished, e.g. 90s, 15m, 12h, 7d "
+                        "(default: off, kept until purged)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="log level for the emulator's own logs (default: warning)")
     return p.parse_args(argv)
@@ -135,7 +149,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int
                       data=None if args.in_memory else args.data,
                       task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes,
                       liveness_timeout=args.liveness_timeout, max_waiters=args.max_waiters,
-                      time_skipping=args.time_skipping)
+                      time_skipping=args.time_skipping, allow_hub_management=args.allow_hub_management,
+                      retention=args.retention)
     try:
         server = EmulatorServer(options)
         port = server.start()

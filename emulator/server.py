@@ -27,6 +27,7 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 from . import events as ev
 from .engine import create_backend
+from .retention import DEFAULT_BATCH, DEFAULT_INTERVAL, Retention
 from .service import TaskHubService
 from .store import Store
 from .validation import MAX_MESSAGE_BYTES
@@ -59,6 +60,10 @@ class Options:
     max_streams: int = 1_000  # worker streams at once
     grace: float = 3.0  # how long a stop lets in-flight calls finish
     time_skipping: bool = False  # an idle emulator's clock jumps to the next due time (for tests)
+    allow_hub_management: bool = False  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up (hubs.py)
+    retention: float | None = None  # purge instances this many seconds after they finished (retention.py)
+    retention_interval: float = DEFAULT_INTERVAL
+    retention_batch: int = DEFAULT_BATCH
 
 
 def _check_port(host: str, port: int, flag: str = "--port") -> None:
@@ -122,6 +127,8 @@ class EmulatorServer:
         self._server: grpc.aio.Server | None = None
         self._dashboard = None
         self._stopped: asyncio.Event | None = None
+        self.retention = (Retention(self.backend, options.retention, options.retention_interval,
+                                    options.retention_batch) if options.retention else None)
 
     @property
     def endpoint(self) -> str:
@@ -163,9 +170,12 @@ class EmulatorServer:
         o = self.options
         self._stopped = asyncio.Event()
         self.backend.attach(asyncio.get_running_loop())
+        if self.retention is not None:
+            self.retention.start(asyncio.get_running_loop())
         try:
             server = grpc.aio.server(options=grpc_options(o))
-            pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)
+            pb_grpc.add_TaskHubSidecarServiceServicer_to_server(
+                TaskHubService(self.backend, hub_management=o.allow_hub_management), server)
             try:
                 port = server.add_insecure_port(f"{o.host}:{o.port}")
             except RuntimeError as exc:
@@ -196,6 +206,8 @@ class EmulatorServer:
     async def _shutdown(self) -> None:
         """End worker streams and waits, let in-flight calls finish (bounded), close the store."""
         self.backend.shutdown()
+        if self.retention is not None:
+            self.retention.stop()
         if self._dashboard is not None:
             await self._dashboard.stop()
         if self._server is not None:

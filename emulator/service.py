@@ -21,7 +21,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import empty_pb2, wrappers_pb2
 
-from . import activities, control, entities, force, orchestrations
+from . import activities, control, entities, force, hubs, orchestrations
 from . import events as ev
 from .backend import STORAGE_ERRORS, Backend, OverLimit, ShuttingDown, StaleWorkItem
 from .control import InvalidState, NotFound
@@ -147,9 +147,12 @@ def instance_state(row: InstanceRow, include_payloads: bool = True) -> pb.Orches
 
 
 class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
-    def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS):
+    def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS,
+                 hub_management: bool = False):
         self.backend = backend
         self.health_ping_seconds = health_ping_seconds
+        self.hub_management = hub_management  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up
+        self.startup_hubs = frozenset(backend.hubs)
 
     def _check_size(self, name: str, request) -> None:
         """Refuse a request beyond the limit; a worker's answer that large also fails its work item.
@@ -183,12 +186,18 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
                 return items[:n], True
         return items, False
 
+    @staticmethod
+    def _hub_name(context: grpc.aio.ServicerContext) -> str:
+        return next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
+
     def _hub(self, context: grpc.aio.ServicerContext) -> str:
-        hub = next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
+        hub = self._hub_name(context)
         if hub not in self.backend.hubs:
             known = ", ".join(self.backend.hubs)
+            how = ("or create it with CreateTaskHub" if self.hub_management
+                   else "or let clients create hubs with --allow-hub-management")
             raise UnknownHub(f"task hub '{hub}' does not exist; this emulator serves: {known} "
-                             "(add hubs with --task-hubs or DTS_TASK_HUB_NAMES)")
+                             f"(add hubs with --task-hubs or DTS_TASK_HUB_NAMES, {how})")
         return hub
 
     @_rpc
@@ -373,6 +382,11 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
 
     @_rpc
     async def CreateTaskHub(self, request: pb.CreateTaskHubRequest, context):
+        name = self._hub_name(context)
+        if self.hub_management and name not in self.backend.hubs:
+            _require(hubs.check_name(name))
+            hubs.create(self.backend, name)
+            return pb.CreateTaskHubResponse()
         hub = self._hub(context)
         if request.recreateIfExists:
             self.backend.delete_hub(hub)
@@ -380,7 +394,8 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
 
     @_rpc
     async def DeleteTaskHub(self, request, context):
-        self.backend.delete_hub(self._hub(context))
+        hub = self._hub(context)
+        hubs.delete(self.backend, hub, keep_serving=not self.hub_management or hub in self.startup_hubs)
         return pb.DeleteTaskHubResponse()
 
     # -- workers ------------------------------------------------------------------
