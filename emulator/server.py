@@ -24,8 +24,10 @@ from pathlib import Path
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from . import events as ev
+from . import health
 from .engine import create_backend
 from .retention import DEFAULT_BATCH, DEFAULT_INTERVAL, Retention
 from .service import TaskHubService
@@ -61,6 +63,7 @@ class Options:
     grace: float = 3.0  # how long a stop lets in-flight calls finish
     time_skipping: bool = False  # an idle emulator's clock jumps to the next due time (for tests)
     allow_hub_management: bool = False  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up (hubs.py)
+    dashboard_read_only: bool = False  # every dashboard action refused (guard.py); reads still work
     retention: float | None = None  # purge instances this many seconds after they finished (retention.py)
     retention_interval: float = DEFAULT_INTERVAL
     retention_batch: int = DEFAULT_BATCH
@@ -121,6 +124,7 @@ class EmulatorServer:
         self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
                                       max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None
+        self.uptime = health.Clock()
         self.backend.clock.skipping = options.time_skipping
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -176,6 +180,7 @@ class EmulatorServer:
             server = grpc.aio.server(options=grpc_options(o))
             pb_grpc.add_TaskHubSidecarServiceServicer_to_server(
                 TaskHubService(self.backend, hub_management=o.allow_hub_management), server)
+            health_pb2_grpc.add_HealthServicer_to_server(health.HealthService(self.backend), server)
             try:
                 port = server.add_insecure_port(f"{o.host}:{o.port}")
             except RuntimeError as exc:
@@ -187,7 +192,9 @@ class EmulatorServer:
             if o.dashboard_port:
                 from .dashboard.server import DashboardServer
 
-                self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts)
+                self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts,
+                                                  read_only=o.dashboard_read_only,
+                                                  health=lambda: health.report(self.backend, self.uptime))
                 try:
                     await self._dashboard.start()
                 except OSError as exc:
