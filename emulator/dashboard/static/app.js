@@ -266,11 +266,8 @@ async function route() {
     if (parts.length === 0) return await hubsView();
     if (parts[0] === "hubs" && parts[2] === "instance" && parts.length === 3 && id) return await instanceView(parts[1], id);
     if (parts[0] === "hubs" && parts[2] === "entity" && parts.length === 3 && id) return await entityView(parts[1], id);
-    // The path forms of earlier versions, still valid for IDs other than "." and "..".
     if (parts[0] === "hubs" && parts[2] === "instances" && parts.length === 3) return await instancesView(parts[1]);
-    if (parts[0] === "hubs" && parts[2] === "instances" && parts.length >= 4) return await instanceView(parts[1], parts.slice(3).join("/"));
     if (parts[0] === "hubs" && parts[2] === "entities" && parts.length === 3) return await entitiesView(parts[1]);
-    if (parts[0] === "hubs" && parts[2] === "entities" && parts.length >= 4) return await entityView(parts[1], parts.slice(3).join("/"));
     showError(new Error(`Nothing here: ${location.pathname}`));
   } catch (err) {
     showError(err);
