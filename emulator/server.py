@@ -33,6 +33,7 @@ from .retention import DEFAULT_BATCH, DEFAULT_INTERVAL, Retention
 from .service import TaskHubService
 from .store import Store
 from .validation import MAX_MESSAGE_BYTES
+from .workers import Registry
 
 log = logging.getLogger("emulator")
 
@@ -125,6 +126,7 @@ class EmulatorServer:
                                       max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None
         self.uptime = health.Clock()
+        self.workers = Registry()  # connected and departed worker streams, for the dashboard
         self.backend.clock.skipping = options.time_skipping
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -179,7 +181,7 @@ class EmulatorServer:
         try:
             server = grpc.aio.server(options=grpc_options(o))
             pb_grpc.add_TaskHubSidecarServiceServicer_to_server(
-                TaskHubService(self.backend, hub_management=o.allow_hub_management), server)
+                TaskHubService(self.backend, hub_management=o.allow_hub_management, workers=self.workers), server)
             health_pb2_grpc.add_HealthServicer_to_server(health.HealthService(self.backend), server)
             try:
                 port = server.add_insecure_port(f"{o.host}:{o.port}")
@@ -193,7 +195,7 @@ class EmulatorServer:
                 from .dashboard.server import DashboardServer
 
                 self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts,
-                                                  read_only=o.dashboard_read_only,
+                                                  read_only=o.dashboard_read_only, workers=self.workers,
                                                   health=lambda: health.report(self.backend, self.uptime))
                 try:
                     await self._dashboard.start()

@@ -26,9 +26,12 @@ from . import events as ev
 from .backend import STORAGE_ERRORS, Backend, OverLimit, ShuttingDown, StaleWorkItem
 from .control import InvalidState, NotFound
 from .paging import instance_token, parse_instance_token, split_page
-from .store import InstanceRow
+from .store import ACTIVITY, ENTITY, ORCHESTRATION, InstanceRow
 from .validation import check_entity_id, check_instance_id, check_name, field_size, message_size
+from .workers import Registry
 from .workitems import Feeder, Filters, limits_from_request
+
+KINDS = (ORCHESTRATION, ACTIVITY, ENTITY)
 
 log = logging.getLogger("emulator.service")
 T = TypeVar("T")
@@ -148,8 +151,9 @@ def instance_state(row: InstanceRow, include_payloads: bool = True) -> pb.Orches
 
 class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
     def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS,
-                 hub_management: bool = False):
+                 hub_management: bool = False, workers: Registry | None = None):
         self.backend = backend
+        self.workers = workers if workers is not None else Registry()  # for the dashboard's workers view
         self.health_ping_seconds = health_ping_seconds
         self.hub_management = hub_management  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up
         self.startup_hubs = frozenset(backend.hubs)
@@ -410,7 +414,9 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         hub = self._hub(context)
         backend = self.backend
         stream = backend.open_stream()
-        feeder = Feeder(backend, hub, stream, Filters.from_request(request), limits_from_request(request))
+        filters = Filters.from_request(request)
+        feeder = Feeder(backend, hub, stream, filters, limits_from_request(request))
+        self.workers.opened(stream, hub, request.worker_instance_id, filters)
         log.info("worker stream %d connected to task hub %s", stream, hub)
         try:
             while not backend.stream_closed(stream):
@@ -419,8 +425,11 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
                     if item is not None:
                         backend.abandon(item.completionToken)
                     break
+                if item is not None:
+                    self.workers.gave(stream)
                 yield item if item is not None else pb.WorkItem(healthPing=pb.HealthPing())
         finally:
+            self.workers.closed(stream, sum(backend.dispatch.held(stream, kind) for kind in KINDS))
             backend.close_stream(stream)
             log.info("worker stream %d disconnected", stream)
 
