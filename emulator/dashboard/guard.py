@@ -158,7 +158,9 @@ class Guard:
 def _with_security_headers(send: Send) -> Send:
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            headers = list(message.get("headers", []))
+            present = {name.lower() for name, _ in headers}  # an inner guard (dashboard/server.py) added them
+            message = {**message, "headers": [*headers, *(h for h in SECURITY_HEADERS if h[0] not in present)]}
         await send(message)
     return sending
 
