@@ -26,8 +26,9 @@ MAX_REPORTED = 20  # instances per report; a test that leaves more gets the coun
 class EngineView:
     """The reads a diagnosis needs, each one call into the engine (``Backend``)."""
 
-    def __init__(self, backend):
-        self._backend = backend
+    def __init__(self, backend, workers):
+        """``workers``: the server's registry of connected workers (``workers.Registry``)."""
+        self._backend, self._workers = backend, workers
 
     def hubs(self) -> list[str]:
         return list(self._backend.hubs)
@@ -49,8 +50,8 @@ class EngineView:
         return row.lock_owner if row is not None else None
 
     def workers(self, hub: str) -> list:
-        """For each worker connected to the hub: ``accepts(kind, (name, version))``."""
-        return self._backend.dispatch.serving(hub)
+        """For each worker connected to the hub: ``accepts(kind, (name, version))``, from its filters."""
+        return [w.filters.accepts for w in self._workers.connected.values() if w.hub == hub]
 
     def now(self) -> float:
         return self._backend.clock.now()
@@ -169,9 +170,9 @@ def entity_trouble(view: EngineView, hub: str, entity: str, waiter: str, holder_
     return f" ({'; '.join(reasons)})" if reasons else ""
 
 
-def describe(backend) -> str:
+def describe(backend, workers) -> str:
     """Every unfinished orchestration of every task hub, and what it waits for; '' when there is none."""
-    view = EngineView(backend)
+    view = EngineView(backend, workers)
     blocks = []
     for hub in view.hubs():
         rows = view.unfinished(hub, MAX_REPORTED)

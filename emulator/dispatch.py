@@ -66,8 +66,6 @@ class Dispatcher:
         self._leases: dict[str, Lease] = {}
         self._leased: dict[Key, Lease] = {}
         self._streams: dict[int, set[str]] = {}
-        # stream -> (its hub, what its worker serves: accepts(kind, name)), for diagnose.py
-        self._serving: dict[int, tuple[str, Callable[[str, Name], bool]]] = {}
         # (stream, kind) -> its leases outstanding, oldest first
         self._held: dict[tuple[int, str], dict[str, Lease]] = {}
         self._due: list[_Due] = []
@@ -179,14 +177,6 @@ class Dispatcher:
         self._streams[stream] = set()
         return stream
 
-    def serve(self, stream: int, hub: str, accepts: Callable[[str, Name], bool]) -> None:
-        """Note what the worker on ``stream`` serves (its filters), to say later what no worker serves."""
-        self._serving[stream] = (hub, accepts)
-
-    def serving(self, hub: str) -> list[Callable[[str, Name], bool]]:
-        """What each worker connected to ``hub`` serves."""
-        return [accepts for stream_hub, accepts in self._serving.values() if stream_hub == hub]
-
     def open_streams(self) -> int:
         return len(self._streams)
 
@@ -245,7 +235,6 @@ class Dispatcher:
     def close_stream(self, stream: int) -> list[Lease]:
         """Release every lease the stream held, for the next worker to take."""
         tokens = self._streams.pop(stream, set())
-        self._serving.pop(stream, None)
         for sleepers in self._sleepers.values():
             sleeper = sleepers.pop(stream, None)
             if sleeper is not None:
