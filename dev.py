@@ -112,9 +112,19 @@ class Project:
             for name, handler in previous.items():
                 signal.signal(getattr(signal, name), handler)
 
+    def venv_is_whole(self) -> bool:
+        """A venv whose creation was cut short (Ctrl-C, SIGTERM) has a python but no pip: it is made again."""
+        if not self.python.exists():
+            return False
+        pips = [*self.venv.glob("lib/python*/site-packages/pip"), self.venv / "Lib" / "site-packages" / "pip"]
+        return any(pip.is_dir() for pip in pips)
+
     def create_venv(self) -> None:
-        if self.python.exists():
+        if self.venv_is_whole():
             return
+        if self.venv.exists():
+            print(f"{self.venv} is incomplete (its creation was interrupted); creating it again", flush=True)
+            shutil.rmtree(self.venv)
         print(f"creating {self.venv} with Python {sys.version.split()[0]}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
 
@@ -207,7 +217,15 @@ def main(argv: list[str] | None = None, project: Project | None = None) -> int:
     if command == "lock":
         project.lock()
         return 0
-    project.install(dev=command in DEV_COMMANDS or (command == "install" and "--dev" in rest))
+    try:
+        project.install(dev=command in DEV_COMMANDS or (command == "install" and "--dev" in rest))
+    except subprocess.CalledProcessError as exc:
+        print(f"dev.py: `{' '.join(map(str, exc.cmd[:4]))} ...` failed (its messages are above); run the command "
+              "again, or `python dev.py clean` first to start from a new .venv", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dev.py: stopped (Ctrl-C) while installing; the next command carries on", file=sys.stderr)
+        return 130
     if command == "install":
         return 0
     python = str(project.python)

@@ -60,6 +60,7 @@ def project(tmp_path, monkeypatch):
     p = dev.Project(root=tmp_path)
     p.python.parent.mkdir(parents=True)
     p.python.write_text("")
+    (p.venv / "lib" / "python3" / "site-packages" / "pip").mkdir(parents=True)
     calls: list[list[str]] = []
     monkeypatch.setattr(dev.subprocess, "run", lambda args, **_: calls.append(list(args)))
     p.calls = calls
@@ -86,6 +87,20 @@ def test_install_runs_only_when_a_requirements_file_changed(project):
         f.write("extra==1.0\n")
     project.install(dev=False)
     assert installed_files(project.calls) == ["requirements-emulator.txt"]
+
+
+def test_a_venv_whose_creation_was_cut_short_is_made_again(project):
+    """`timeout -s TERM 2 make demo` on a fresh clone stops `python -m venv` before it installs pip."""
+    shutil.rmtree(project.venv / "lib")
+    project.create_venv()
+    assert project.calls == [[sys.executable, "-m", "venv", str(project.venv)]]
+    assert not project.venv.exists(), "the incomplete venv was removed before it was made again"
+    project.calls.clear()
+    project.python.parent.mkdir(parents=True)
+    project.python.write_text("")
+    (project.venv / "Lib" / "site-packages" / "pip").mkdir(parents=True)  # as on Windows
+    project.create_venv()
+    assert project.calls == []
 
 
 def test_test_command_runs_lint_then_pytest_and_stops_at_lint_errors(project, monkeypatch):
