@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -79,14 +80,15 @@ class Demo:
         emulator = self.start("emulator", ["-m", "emulator", "--port", str(port), "--dashboard-port", str(dashboard),
                                            "--task-hubs", self.config.taskhub],
                               on_line=self.show_emulator_line,
-                              ready=r"gRPC endpoint: http://\S+:(\d+)")
+                              ready=r"^\s+data: ")  # the banner's last line: the banner is shown whole first
         ready = emulator.wait_ready(START_TIMEOUT)
         if ready is None:
             if emulator.process.poll() is None:
                 raise CannotRun(f"the emulator did not start within {START_TIMEOUT:.0f}s; see its messages above")
             raise CannotRun(f"the emulator could not start (exit status {emulator.process.returncode}); "
                             "see its messages above")
-        self.endpoint = f"{url.scheme}://{url.hostname}:{ready.group(1)}"
+        served = next(m for line in emulator.lines if (m := re.search(r"gRPC endpoint: http://\S+:(\d+)", line)))
+        self.endpoint = f"{url.scheme}://{url.hostname}:{served.group(1)}"
         self.dashboard = dashboard or None
 
     def run(self) -> int:
