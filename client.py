@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +33,7 @@ from durabletask import client as dt_client
 from durabletask.azuremanaged.client import DurableTaskSchedulerClient
 from durabletask.entities import EntityInstanceId
 
+import lifecycle
 import settings
 
 log = logging.getLogger("client")
@@ -363,9 +362,11 @@ def main(argv: list[str] | None = None, client=None) -> int:
         )
     if not args.repeat:
         return run_once(client, args)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    life = lifecycle.Lifecycle("client")  # SIGTERM or Ctrl-C: this round ends within lifecycle.STOP_SECONDS
+    life.on_signals()
+    life.serve_health()
+    life.ready()
+    stop = life.stopping
     rounds = 0
     while not stop.is_set():
         rounds += 1

@@ -12,13 +12,12 @@ on a large deposit, and starts ``audit_workflow`` on a large withdrawal.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from typing import Any
 
 from durabletask import entities, task
 from durabletask.azuremanaged.worker import DurableTaskSchedulerWorker
 
+import lifecycle
 import settings
 
 log = logging.getLogger("worker")
@@ -212,14 +211,15 @@ def main() -> int:
         return 2
     log.info("endpoint %s, task hub %s, authentication %s", config.endpoint, config.taskhub, config.auth_mode)
     worker = build_worker(config)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    life = lifecycle.Lifecycle("worker")  # SIGTERM or Ctrl-C: stop within lifecycle.STOP_SECONDS
+    life.on_signals()
+    life.serve_health()
     worker.start()
+    life.ready()
     log.info("worker started; press Ctrl-C to stop")
     # Python runs signal handlers on the main thread, and one the kernel hands to another thread
     # does not wake a main thread blocked in a plain wait: wake each second so that it runs.
-    while not stop.wait(1.0):
+    while not life.stopping.wait(1.0):
         pass
     log.info("stopping")
     worker.stop()
