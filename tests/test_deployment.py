@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import lifecycle
 import settings
 from tests import bicep_model
 from tests.helpers import ROOT, Process
@@ -62,6 +63,27 @@ def test_azure_yaml_services_build_remotely_from_existing_dockerfiles():
     assert (ROOT / AZURE_YAML["infra"]["path"] / f"{AZURE_YAML['infra'].get('module', 'main')}.bicep").exists()
 
 
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_azure_yaml_requires_an_azd_that_keeps_the_scale_rules_identity():
+    """azd < 1.20 drops custom.identity on deploy; 1.20.0 misreports SERVICE_*_RESOURCE_EXISTS."""
+    declared = AZURE_YAML["requiredVersions"]["azd"]
+    match = re.fullmatch(r">=\s*(\d+\.\d+\.\d+)", declared)
+    assert match, f"requiredVersions.azd {declared!r} is not a minimum like '>= 1.20.1'"
+    assert version(match.group(1)) >= (1, 20, 1)
+
+
+@pytest.mark.parametrize("service", ["worker", "client"])
+def test_azure_yaml_deploys_each_app_with_the_bicep_api_version(service):
+    """azd deploys a container app through the API version azure.yaml names; the Bicep's keeps custom.identity."""
+    api_version = AZURE_YAML["services"][service]["apiVersion"]
+    assert isinstance(api_version, str), "quote it: YAML reads an unquoted 2025-01-01 as a date"
+    app = bicep_model.load(ROOT / "infra" / "resources.bicep").resources[f"{service}App"]
+    assert app.kind == f"Microsoft.App/containerApps@{api_version}"
+
+
 # -- Bicep: syntax --------------------------------------------------------------------------
 
 
@@ -83,8 +105,7 @@ RES = bicep_model.load(ROOT / "infra" / "resources.bicep")
 FETCH = bicep_model.load(ROOT / "infra" / "fetch-image.bicep")
 PARAMETERS_FILE = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
 APPS = {"worker": RES.resources["workerApp"], "client": RES.resources["clientApp"]}
-ROLE_IDS = {"durableTaskDataContributorRole": ROLE_DATA_CONTRIBUTOR, "durableTaskWorkerRole": ROLE_WORKER,
-            "acrPullRole": ROLE_ACR_PULL}
+ROLE_IDS = {"durableTaskDataContributorRole": ROLE_DATA_CONTRIBUTOR, "acrPullRole": ROLE_ACR_PULL}
 
 
 def azd_value(name: str) -> tuple[str, str | None]:
@@ -203,7 +224,8 @@ def test_each_identity_has_exactly_the_roles_its_process_needs():
     worker, client = app_identity("worker"), app_identity("client")
     assert worker != client
     assert grants() == {
-        (worker, ROLE_WORKER, "taskHub"),  # processes work items, nothing else
+        # processes work items, and KEDA's scaler reads the backlog as it (see the next test)
+        (worker, ROLE_DATA_CONTRIBUTOR, "taskHub"),
         (worker, ROLE_ACR_PULL, "registry"),
         (client, ROLE_DATA_CONTRIBUTOR, "taskHub"),  # schedules orchestrations, signals and reads entities
         (client, ROLE_ACR_PULL, "registry"),
@@ -248,7 +270,7 @@ def test_deployed_images_survive_reprovisioning(service):
     assert module.body["params"] == {"exists": exists, "name": APPS[service].body["name"]}
     assert FETCH.resources["app"].condition == "(exists)" and FETCH.resources["app"].body == {"name": "name"}
     assert FETCH.resources["app"].kind.split("@")[0] == APPS[service].kind.split("@")[0]
-    assert FETCH.outputs["image"] == "exists ? app.properties.template.containers[0].image : ''"
+    assert FETCH.outputs["image"] == "exists ? app!.properties.template.containers[0].image : ''"
     (container,) = APPS[service].body["properties"]["template"]["containers"]
     image = f"{service}Image.outputs.image"
     assert container["image"] == f"empty({image}) ? placeholderImage : {image}"
@@ -270,10 +292,30 @@ def test_worker_scales_on_the_scheduler_backlog_with_its_own_identity():
         "workItemType": rules.variable,
         "maxConcurrentWorkItemsCount": "string(workerMaxConcurrentWorkItems)",
     }
-    # The scaler's identity is one the app has, and that identity holds a Durable Task role on the hub.
+    # The scaler's identity is one the app has, and that identity may read the hub's backlog.
     identity = re.fullmatch(r"(\w+)\.id", custom["identity"]).group(1)
     assert identity == app_identity("worker")
-    assert (identity, ROLE_WORKER, "taskHub") in grants()
+    assert (identity, ROLE_DATA_CONTRIBUTOR, "taskHub") in grants()
+
+
+def comment_above(path: Path, declaration: str) -> str:
+    """The // comment lines right above the line that starts with ``declaration``."""
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(declaration))
+    comment = []
+    while index > 0 and lines[index - 1].startswith("//"):
+        index -= 1
+        comment.insert(0, lines[index].removeprefix("//").strip())
+    return " ".join(comment)
+
+
+def test_the_scalers_role_is_the_one_microsofts_samples_give_it_and_says_why():
+    """Durable Task Worker is not documented to read the backlog; if the scaler cannot, nothing ever scales."""
+    assert (app_identity("worker"), ROLE_WORKER, "taskHub") not in grants()
+    reason = comment_above(ROOT / "infra" / "resources.bicep", "resource workerDurableTaskRole ")
+    for words in ("azure-durabletask-scheduler", "Durable Task Data Contributor", "Microsoft's samples",
+                  "never scale"):
+        assert words in reason, f"the comment above workerDurableTaskRole does not say {words!r}: {reason}"
 
 
 def test_worker_takes_as_many_work_items_as_the_rule_counts_per_replica():
@@ -285,6 +327,69 @@ def test_worker_takes_as_many_work_items_as_the_rule_counts_per_replica():
     options = settings.load({settings.CONCURRENCY_VARIABLE: "7"}).concurrency_options()
     assert (options.maximum_concurrent_orchestration_work_items, options.maximum_concurrent_activity_work_items,
             options.maximum_concurrent_entity_work_items) == (7, 7, 7)
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.name)
+def test_conditional_resources_are_read_with_a_non_null_assertion(path):
+    """Bicep types a resource declared with `if` as possibly null: `name.properties` warns, `name!.properties` not."""
+    model = bicep_model.load(path)
+    source = path.read_text()
+    conditional = [name for name, declared in model.resources.items() if declared.condition]
+    for name in conditional:
+        assert not re.search(rf"\b{name}\.properties\b", source), f"{path.name}: read {name}!.properties"
+    if path.name == "fetch-image.bicep":
+        assert conditional == ["app"] and "app!.properties" in source
+
+
+def test_paths_the_deployment_files_name_exist():
+    """A comment that points to a file (infra/check_env.py once) sends the reader nowhere if it is gone."""
+    named = set()
+    for path in [*BICEP_FILES, ROOT / "azure.yaml", ROOT / "infra" / "preprovision.py", *ROOT.glob("Dockerfile.*")]:
+        named |= set(re.findall(r"\b((?:infra|tests)/[\w./-]+\.(?:py|bicep|json)|[\w-]+\.py)\b", path.read_text()))
+    assert "infra/preprovision.py" in named
+    missing = sorted(name for name in named if not (ROOT / name).exists())
+    assert missing == []
+
+
+def test_dedicated_capacity_is_bounded_where_azd_checks_it():
+    """A Dedicated scheduler has at most 3 capacity units: more fails at preflight, not mid-deployment."""
+    decorators = MAIN.params["schedulerCapacity"].decorators
+    assert (decorators["minValue"], decorators["maxValue"]) == ("1", "3")
+    assert azd_value("schedulerCapacity") == ("DTS_CAPACITY", "1")
+    assert preprovision.INTEGER_RANGES["DTS_CAPACITY"] == (1, 3)
+
+
+def container(service: str) -> dict:
+    (only,) = APPS[service].body["properties"]["template"]["containers"]
+    return only
+
+
+def health_probes() -> dict[str, dict]:
+    return {probe["type"]: probe for probe in RES.variables["healthProbes"]}
+
+
+@pytest.mark.parametrize("service", ["worker", "client"])
+def test_apps_have_probes_on_the_health_port_their_process_serves(service):
+    env = {e["name"]: e["value"] for e in container(service)["env"]}
+    assert env[lifecycle.HEALTH_PORT_VARIABLE] == "string(healthPort)" and isinstance(RES.variables["healthPort"], int)
+    # The placeholder image a new app runs until its first deploy serves no health port.
+    assert container(service)["probes"] == f"empty({service}Image.outputs.image) ? [] : healthProbes"
+    probes = health_probes()
+    assert set(probes) == {"Liveness", "Readiness"}
+    assert {probe["httpGet"]["port"] for probe in probes.values()} == {"healthPort"}
+    assert (probes["Liveness"]["httpGet"]["path"], probes["Readiness"]["httpGet"]["path"]) == ("/live", "/ready")
+    # Probes take a few failures before they act: a busy moment does not restart a replica.
+    assert all(probe["failureThreshold"] >= 3 for probe in probes.values())
+
+
+@pytest.mark.parametrize("service", ["worker", "client"])
+def test_grace_period_is_longer_than_the_bounded_stop(service):
+    """Container Apps kills a replica when the grace period ends; each process stops within STOP_SECONDS."""
+    template = APPS[service].body["properties"]["template"]
+    assert template["terminationGracePeriodSeconds"] == "terminationGracePeriodSeconds"
+    grace = RES.variables["terminationGracePeriodSeconds"]
+    # Python's start-up and exit (and a log flush) fit in the rest; tests/test_shutdown.py measures it.
+    assert grace >= lifecycle.STOP_SECONDS + 10
 
 
 def test_azd_service_tags_match_azure_yaml():
@@ -326,6 +431,7 @@ def test_preprovision_passes_the_defaults_and_unset_values():
     ({"WORKER_MAX_REPLICAS": "0"}, "WORKER_MAX_REPLICAS is 0; it must be 1 to 30"),
     ({"WORKER_MAX_CONCURRENT_WORK_ITEMS": "ten"}, "not a whole number"),
     ({"CLIENT_REPEAT_SECONDS": "5"}, "10 or more"),
+    ({"DTS_CAPACITY": "4"}, "DTS_CAPACITY is 4; it must be 1 to 3"),
 ])
 def test_preprovision_names_each_bad_value(env, expected):
     found = preprovision.problems(env)
@@ -350,6 +456,61 @@ def test_preprovision_limits_are_the_bicep_limits():
         assert re.findall(r"'(\w+)'", feeds[variable].decorators["allowed"]) == list(choices)
     hub = feeds["DTS_TASKHUB_NAME"].decorators
     assert preprovision.TASK_HUB_NAME.pattern.endswith(f"{{{hub['minLength']},{hub['maxLength']}}}")
+
+
+def test_preprovision_warns_of_nothing_before_the_first_provision():
+    assert preprovision.scheduler_changes({}) == []
+    assert preprovision.scheduler_changes({"DTS_LOCATION": "eastus", "DTS_SKU_NAME": "Dedicated"}) == []
+
+
+def test_deployed_scheduler_is_an_output_the_hook_reads():
+    """main.bicep outputs what the scheduler reports; azd keeps outputs in the environment the hook gets."""
+    assert set(preprovision.DEPLOYED) == {"DTS_LOCATION", "DTS_SKU_NAME"}
+    for requested, deployed in preprovision.DEPLOYED.items():
+        output = MAIN.outputs[deployed]
+        assert re.fullmatch(r"resources\.outputs\.(\w+)", output), output
+    assert RES.outputs["schedulerLocation"] == "scheduler.location"
+    assert RES.outputs["schedulerSkuName"] == "scheduler.properties.sku.name"
+    assert MAIN.outputs["DTS_SCHEDULER_LOCATION"] == "resources.outputs.schedulerLocation"
+    assert MAIN.outputs["DTS_SCHEDULER_SKU_NAME"] == "resources.outputs.schedulerSkuName"
+    # What the hook takes for an unset value is what azd takes.
+    assert preprovision.defaults()["DTS_LOCATION"] == azd_value("schedulerLocation")[1]
+    assert preprovision.defaults()["DTS_SKU_NAME"] == azd_value("schedulerSkuName")[1]
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"DTS_SCHEDULER_LOCATION": "westus2", "DTS_LOCATION": "eastus"},
+     ["DTS_LOCATION is eastus, but this environment's scheduler is in westus2"]),
+    # Unset: the default (westus2) is asked for, away from a scheduler elsewhere.
+    ({"DTS_SCHEDULER_LOCATION": "swedencentral"}, ["DTS_LOCATION is westus2, but this environment's scheduler is in "
+                                                   "swedencentral"]),
+    ({"DTS_SCHEDULER_SKU_NAME": "Consumption", "DTS_SKU_NAME": "Dedicated"},
+     ["DTS_SKU_NAME is Dedicated, but this environment's scheduler is Consumption"]),
+    ({"DTS_SCHEDULER_LOCATION": "westus2", "DTS_LOCATION": "eastus", "DTS_SCHEDULER_SKU_NAME": "Dedicated"},
+     ["DTS_LOCATION is eastus", "DTS_SKU_NAME is Consumption"]),
+])
+def test_preprovision_warns_before_a_region_or_sku_change(env, expected):
+    warnings = preprovision.scheduler_changes(env)
+    assert len(warnings) == len(expected)
+    for warning, start in zip(warnings, expected):
+        assert warning.startswith(start), warning
+        assert "azd env set" in warning and "azd down" in warning
+
+
+def test_preprovision_takes_the_same_region_written_differently():
+    env = {"DTS_SCHEDULER_LOCATION": "West US 2", "DTS_LOCATION": "westus2", "DTS_SCHEDULER_SKU_NAME": "Dedicated",
+           "DTS_SKU_NAME": "Dedicated"}
+    assert preprovision.scheduler_changes(env) == []
+    advice = preprovision.scheduler_changes({**env, "DTS_LOCATION": "eastus"})
+    assert len(advice) == 1 and "`azd env set DTS_LOCATION westus2`" in advice[0]
+
+
+def test_preprovision_warning_shows_and_does_not_stop_azd():
+    """A scheduler deleted by `azd down` may be made anew elsewhere: a warning, not a refusal."""
+    result = subprocess.run([sys.executable, str(ROOT / "infra" / "preprovision.py")], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "DTS_SCHEDULER_LOCATION": "westus2", "DTS_LOCATION": "eastus"})
+    assert result.returncode == 0
+    assert result.stderr.startswith("preprovision: warning: DTS_LOCATION is eastus")
 
 
 def test_preprovision_exits_non_zero_with_the_reasons(tmp_path):
@@ -457,13 +618,13 @@ def imported_top_level(paths: list[Path]) -> set[str]:
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"settings", "worker", "__future__"}
+    return names - set(sys.stdlib_module_names) - {"settings", "worker", "lifecycle", "__future__"}
 
 
 def test_images_install_what_worker_and_client_import_and_nothing_for_the_emulator():
     from importlib import metadata
 
-    sample = imported_top_level([ROOT / "worker.py", ROOT / "client.py", ROOT / "settings.py"])
+    sample = imported_top_level([ROOT / "worker.py", ROOT / "client.py", ROOT / "settings.py", ROOT / "lifecycle.py"])
     providers = metadata.packages_distributions()
     imported = {re.sub(r"[-_.]+", "-", dist).lower() for module in sample for dist in providers[module]}
     image = set(pins("requirements.txt"))
@@ -500,8 +661,8 @@ def test_container_file_sets_run_the_demo(emulator, tmp_path, uid):
     env = {"ENDPOINT": emulator.endpoint, "PATH": "/usr/bin:/bin"}
     worker_dir, worker_cmd = container_files("Dockerfile.worker", tmp_path / "worker")
     client_dir, client_cmd = container_files("Dockerfile.client", tmp_path / "client")
-    assert sorted(p.name for p in worker_dir.iterdir()) == ["constraints.txt", "requirements.txt", "settings.py",
-                                                            "worker.py"]
+    assert sorted(p.name for p in worker_dir.iterdir()) == ["constraints.txt", "lifecycle.py", "requirements.txt",
+                                                            "settings.py", "worker.py"]
     worker = Process([sys.executable if worker_cmd[0] == "python" else worker_cmd[0], *worker_cmd[1:]], env=env,
                      cwd=worker_dir)
     try:
