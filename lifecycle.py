@@ -94,4 +94,12 @@ class Lifecycle:
         self._server = ThreadingHTTPServer(("0.0.0.0", int(value)), Handler)  # noqa: S104 - probes come from outside
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
-        return self._server.server_address[1]
+        port = self._server.server_address[1]
+        log.info("%s: health endpoints /live and /ready on port %d", self.name, port)
+        return port
+
+    def close_health(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
