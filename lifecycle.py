@@ -23,7 +23,7 @@ import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STOP_SECONDS = 15.0  # infra/resources.bicep's grace period must be longer; tests/test_shutdown.py checks it
+STOP_SECONDS = 15.0  # infra/resources.bicep's grace period must be longer; tests/deployment/test_shutdown.py checks it
 HEALTH_PORT_VARIABLE = "HEALTH_PORT"
 GIVE_UP_STATUS = 1
 

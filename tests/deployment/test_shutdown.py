@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 import lifecycle
-from tests import bicep_model
+from tests.deployment import bicep_model
 from tests.helpers import ROOT, Process, free_port, wait_until
 
 GRACE_SECONDS = bicep_model.load(ROOT / "infra" / "resources.bicep").variables["terminationGracePeriodSeconds"]
