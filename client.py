@@ -33,7 +33,6 @@ from durabletask import client as dt_client
 from durabletask.azuremanaged.client import DurableTaskSchedulerClient
 from durabletask.entities import EntityInstanceId
 
-import lifecycle
 import settings
 
 log = logging.getLogger("client")
@@ -362,7 +361,7 @@ def main(argv: list[str] | None = None, client=None) -> int:
         )
     if not args.repeat:
         return run_once(client, args)
-    life = lifecycle.Lifecycle("client")  # SIGTERM or Ctrl-C: this round ends within lifecycle.STOP_SECONDS
+    life = settings.Lifecycle("client")  # SIGTERM or Ctrl-C: this round ends within settings.STOP_SECONDS
     life.on_signals()
     life.serve_health()
     life.ready()

@@ -17,7 +17,6 @@ from typing import Any
 from durabletask import entities, task
 from durabletask.azuremanaged.worker import DurableTaskSchedulerWorker
 
-import lifecycle
 import settings
 
 log = logging.getLogger("worker")
@@ -211,7 +210,7 @@ def main() -> int:
         return 2
     log.info("endpoint %s, task hub %s, authentication %s", config.endpoint, config.taskhub, config.auth_mode)
     worker = build_worker(config)
-    life = lifecycle.Lifecycle("worker")  # SIGTERM or Ctrl-C: stop within lifecycle.STOP_SECONDS
+    life = settings.Lifecycle("worker")  # SIGTERM or Ctrl-C: stop within settings.STOP_SECONDS
     life.on_signals()
     life.serve_health()
     worker.start()

@@ -35,9 +35,9 @@ var workItemTypes = [
   'Activity'
   'Entity'
 ]
-// Container Apps probe over HTTP or TCP only: lifecycle.py answers /live and /ready on this port.
+// Container Apps probe over HTTP or TCP only: settings.py's Lifecycle answers /live and /ready on this port.
 var healthPort = 8000
-// Seconds between SIGTERM and the kill. Each process stops within lifecycle.STOP_SECONDS (15) of
+// Seconds between SIGTERM and the kill. Each process stops within settings.STOP_SECONDS (15) of
 // SIGTERM, exiting with a warning if its work has not finished by then; this leaves room for that.
 var terminationGracePeriodSeconds = 30
 // Live: Python still answers (restart it if not). Ready: started and not stopping, so a new

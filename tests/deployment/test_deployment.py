@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import lifecycle
 import settings
 from tests.deployment import bicep_model
 from tests.helpers import ROOT, Process
@@ -345,7 +344,7 @@ def test_paths_the_deployment_files_name_exist():
     """A comment that points to a file (infra/check_env.py once) sends the reader nowhere if it is gone."""
     named = set()
     for path in [*BICEP_FILES, ROOT / "azure.yaml", ROOT / "infra" / "preprovision.py", *ROOT.glob("Dockerfile.*"),
-                 *(ROOT / ".github" / "workflows").glob("*.yml"), ROOT / "lifecycle.py"]:
+                 *(ROOT / ".github" / "workflows").glob("*.yml"), ROOT / "settings.py"]:
         named |= set(re.findall(r"\b((?:infra|tests)/[\w./-]+\.(?:py|bicep|json)|[\w-]+\.py)\b", path.read_text()))
     assert {"infra/preprovision.py", "tests/deployment/test_shutdown.py"} <= named
     missing = sorted(name for name in named if not (ROOT / name).exists())
@@ -372,7 +371,7 @@ def health_probes() -> dict[str, dict]:
 @pytest.mark.parametrize("service", ["worker", "client"])
 def test_apps_have_probes_on_the_health_port_their_process_serves(service):
     env = {e["name"]: e["value"] for e in container(service)["env"]}
-    assert env[lifecycle.HEALTH_PORT_VARIABLE] == "string(healthPort)" and isinstance(RES.variables["healthPort"], int)
+    assert env[settings.HEALTH_PORT_VARIABLE] == "string(healthPort)" and isinstance(RES.variables["healthPort"], int)
     # The placeholder image a new app runs until its first deploy serves no health port.
     assert container(service)["probes"] == f"empty({service}Image.outputs.image) ? [] : healthProbes"
     probes = health_probes()
@@ -390,7 +389,7 @@ def test_grace_period_is_longer_than_the_bounded_stop(service):
     assert template["terminationGracePeriodSeconds"] == "terminationGracePeriodSeconds"
     grace = RES.variables["terminationGracePeriodSeconds"]
     # Python's start-up and exit (and a log flush) fit in the rest; tests/test_shutdown.py measures it.
-    assert grace >= lifecycle.STOP_SECONDS + 10
+    assert grace >= settings.STOP_SECONDS + 10
 
 
 def test_azd_service_tags_match_azure_yaml():
@@ -617,13 +616,13 @@ def imported_top_level(paths: list[Path]) -> set[str]:
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"settings", "worker", "lifecycle", "__future__"}
+    return names - set(sys.stdlib_module_names) - {"settings", "worker", "__future__"}
 
 
 def test_images_install_what_worker_and_client_import_and_nothing_for_the_emulator():
     from importlib import metadata
 
-    sample = imported_top_level([ROOT / "worker.py", ROOT / "client.py", ROOT / "settings.py", ROOT / "lifecycle.py"])
+    sample = imported_top_level([ROOT / "worker.py", ROOT / "client.py", ROOT / "settings.py"])
     providers = metadata.packages_distributions()
     imported = {re.sub(r"[-_.]+", "-", dist).lower() for module in sample for dist in providers[module]}
     image = set(pins("requirements.txt"))
@@ -660,8 +659,8 @@ def test_container_file_sets_run_the_demo(emulator, tmp_path, uid):
     env = {"ENDPOINT": emulator.endpoint, "PATH": "/usr/bin:/bin"}
     worker_dir, worker_cmd = container_files("Dockerfile.worker", tmp_path / "worker")
     client_dir, client_cmd = container_files("Dockerfile.client", tmp_path / "client")
-    assert sorted(p.name for p in worker_dir.iterdir()) == ["constraints.txt", "lifecycle.py", "requirements.txt",
-                                                            "settings.py", "worker.py"]
+    assert sorted(p.name for p in worker_dir.iterdir()) == ["constraints.txt", "requirements.txt", "settings.py",
+                                                            "worker.py"]
     worker = Process([sys.executable if worker_cmd[0] == "python" else worker_cmd[0], *worker_cmd[1:]], env=env,
                      cwd=worker_dir)
     try:

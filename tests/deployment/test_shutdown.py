@@ -1,7 +1,7 @@
 """SIGTERM mid-round: the worker and the client exit within the grace period infra/ gives them.
 
 Container Apps sends SIGTERM and kills the replica when terminationGracePeriodSeconds (read
-here from infra/resources.bicep) run out; lifecycle.py bounds each process's stop below it, and
+here from infra/resources.bicep) run out; settings.py bounds each process's stop below it, and
 answers the probes the Bicep declares.
 """
 
@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-import lifecycle
+import settings
 from tests.deployment import bicep_model
 from tests.helpers import ROOT, Process, free_port, wait_until
 
@@ -32,8 +32,8 @@ def status(port: int, path: str) -> int:
 
 @pytest.fixture
 def health():
-    life = lifecycle.Lifecycle("test")
-    port = life.serve_health({lifecycle.HEALTH_PORT_VARIABLE: "0"})
+    life = settings.Lifecycle("test")
+    port = life.serve_health({settings.HEALTH_PORT_VARIABLE: "0"})
     yield life, port
     life.close_health()
 
@@ -49,17 +49,17 @@ def test_probes_follow_the_process_from_start_to_stop(health):
 
 
 def test_health_port_unset_listens_nowhere_and_a_bad_one_is_named():
-    assert lifecycle.Lifecycle("test").serve_health({}) is None
+    assert settings.Lifecycle("test").serve_health({}) is None
     with pytest.raises(ValueError, match="HEALTH_PORT 'http' is not a port number"):
-        lifecycle.Lifecycle("test").serve_health({lifecycle.HEALTH_PORT_VARIABLE: "http"})
+        settings.Lifecycle("test").serve_health({settings.HEALTH_PORT_VARIABLE: "http"})
 
 
 def test_worker_and_client_stop_within_the_grace_period_after_sigterm_mid_round(emulator, uid):
     """The client's round waits up to 60 s per orchestration: after SIGTERM it gets STOP_SECONDS, no more."""
-    assert lifecycle.STOP_SECONDS < GRACE_SECONDS
+    assert settings.STOP_SECONDS < GRACE_SECONDS
     port = free_port()
     worker = Process([sys.executable, "worker.py"],
-                     env={"ENDPOINT": emulator.endpoint, lifecycle.HEALTH_PORT_VARIABLE: str(port)})
+                     env={"ENDPOINT": emulator.endpoint, settings.HEALTH_PORT_VARIABLE: str(port)})
     # Paced so that the round is still scheduling when both get SIGTERM; the orchestrations it
     # schedules after the worker has gone never complete, and the round waits for them.
     client = Process([sys.executable, "client.py", uid, "--orchestrations", "5", "--counter-only"],
@@ -81,7 +81,7 @@ def test_worker_and_client_stop_within_the_grace_period_after_sigterm_mid_round(
         client.stop()
     figures = f"worker {worker_seconds:.1f}s, client {client_seconds:.1f}s, grace {GRACE_SECONDS}s"
     # The client was still waiting for an orchestration when its time was up: the bound, not the round, ended it.
-    assert f"still stopping and {lifecycle.STOP_SECONDS:.0f}s passed: exiting now" in client.output, client.output
-    assert client_code == lifecycle.GIVE_UP_STATUS, figures
+    assert f"still stopping and {settings.STOP_SECONDS:.0f}s passed: exiting now" in client.output, client.output
+    assert client_code == settings.GIVE_UP_STATUS, figures
     assert worker_seconds < GRACE_SECONDS and client_seconds < GRACE_SECONDS, figures
-    assert client_seconds >= lifecycle.STOP_SECONDS, figures
+    assert client_seconds >= settings.STOP_SECONDS, figures
