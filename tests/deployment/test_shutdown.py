@@ -63,7 +63,7 @@ def test_worker_and_client_stop_within_the_grace_period_after_sigterm_mid_round(
     # Paced so that the round is still scheduling when both get SIGTERM; the orchestrations it
     # schedules after the worker has gone never complete, and the round waits for them.
     client = Process([sys.executable, "client.py", uid, "--orchestrations", "5", "--counter-only"],
-                     env={"ENDPOINT": emulator.endpoint, "DEMO_REPEAT_SECONDS": "60", "ORCHESTRATION_INTERVAL": "2"})
+                     env={"ENDPOINT": emulator.endpoint, "DEMO_REPEAT_SECONDS": "60", "ORCHESTRATION_INTERVAL": "4"})
     try:
         worker.wait_for_line("worker started")
         assert wait_until(lambda: status(port, "/ready") == 200, message="the worker's readiness probe")
@@ -74,6 +74,8 @@ def test_worker_and_client_stop_within_the_grace_period_after_sigterm_mid_round(
         client.signal(signal.SIGTERM)
         assert worker.wait(timeout=GRACE_SECONDS) == 0
         worker_seconds = time.monotonic() - started
+        # The round schedules its last orchestration after the worker has gone, so it cannot finish.
+        assert "Scheduling orchestration #5" not in client.output
         client_code = client.wait(timeout=GRACE_SECONDS)
         client_seconds = time.monotonic() - started
     finally:
