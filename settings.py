@@ -263,12 +263,18 @@ class Lifecycle:
         return self._ready.is_set() and not self.stopping.is_set()
 
     def serve_health(self, env: Mapping[str, str] | None = None) -> int | None:
-        """Answer the probes on HEALTH_PORT, if set; returns the port listened on."""
+        """Answer the probes on HEALTH_PORT, if set; returns the port listened on.
+
+        A bad port is logged, not raised: the process still does its work, and the failing probes
+        and the log line say why (HEALTH_PORT comes from infra/, not from the user).
+        """
         value = (os.environ if env is None else env).get(HEALTH_PORT_VARIABLE, "").strip()
         if not value:
             return None
         if not value.isdigit() or not 0 <= int(value) <= 65535:
-            raise ValueError(f"{HEALTH_PORT_VARIABLE} '{value}' is not a port number (0-65535)")
+            log.error("%s: %s '%s' is not a port number (0-65535); not answering the probes", self.name,
+                      HEALTH_PORT_VARIABLE, value)
+            return None
         lifecycle = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -283,7 +289,12 @@ class Lifecycle:
             def log_message(self, *args):  # a probe every few seconds is not worth a log line
                 pass
 
-        self._server = ThreadingHTTPServer(("0.0.0.0", int(value)), Handler)  # noqa: S104 - probes come from outside
+        try:
+            self._server = ThreadingHTTPServer(("0.0.0.0", int(value)), Handler)  # noqa: S104 - probes come from outside
+        except OSError as exc:
+            log.error("%s: cannot listen on %s %s (%s); not answering the probes", self.name, HEALTH_PORT_VARIABLE,
+                      value, exc)
+            return None
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
         port = self._server.server_address[1]

@@ -48,10 +48,15 @@ def test_probes_follow_the_process_from_start_to_stop(health):
     assert status(port, "/other") == 404
 
 
-def test_health_port_unset_listens_nowhere_and_a_bad_one_is_named():
+def test_health_port_unset_listens_nowhere_and_a_bad_or_taken_one_is_logged(health, caplog):
+    _, taken = health
     assert settings.Lifecycle("test").serve_health({}) is None
-    with pytest.raises(ValueError, match="HEALTH_PORT 'http' is not a port number"):
-        settings.Lifecycle("test").serve_health({settings.HEALTH_PORT_VARIABLE: "http"})
+    assert settings.Lifecycle("test").serve_health({settings.HEALTH_PORT_VARIABLE: "http"}) is None
+    assert settings.Lifecycle("test").serve_health({settings.HEALTH_PORT_VARIABLE: str(taken)}) is None
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2
+    assert "HEALTH_PORT 'http' is not a port number" in errors[0]
+    assert f"cannot listen on HEALTH_PORT {taken}" in errors[1]
 
 
 def test_worker_and_client_stop_within_the_grace_period_after_sigterm_mid_round(emulator, uid):
