@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -225,9 +223,11 @@ def main(demo: Demo, argv: list[str] | None = None, client=None) -> int:
         )
     if not args.repeat:
         return run_once(demo, client, args)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    life = settings.Lifecycle("client")  # SIGTERM or Ctrl-C: this round ends within settings.STOP_SECONDS
+    life.on_signals()
+    life.serve_health()
+    life.ready()
+    stop = life.stopping
     rounds = 0
     while not stop.is_set():
         rounds += 1
