@@ -154,8 +154,8 @@ def _side_effect(backend: Backend, hub: str, entity_id: str, action: pb.Operatio
             log.warning("entity %s could not start an orchestration: %s", entity_id, problem)
             return
         backend.instances.create(hub, instance_id, s.name, version=ev.optional_string(s, "version"),
-                                input=ev.optional_string(s, "input"),
-                                scheduled_start=ev.optional_seconds(s, "scheduledTime"))
+                                 input=ev.optional_string(s, "input"),
+                                 scheduled_start=ev.optional_seconds(s, "scheduledTime"))
 
 
 def signal(backend: Backend, hub: str, request: pb.SignalEntityRequest) -> None:
@@ -167,7 +167,7 @@ def signal(backend: Backend, hub: str, request: pb.SignalEntityRequest) -> None:
         targetInstanceId=ev.string(request.instanceId)), at=backend.clock.now())
     with backend.tx():
         backend.post.send(hub, ENTITY, request.instanceId, e.SerializeToString(),
-                     visible_at=ev.optional_seconds(request, "scheduledTime"), sender=None)
+                          visible_at=ev.optional_seconds(request, "scheduledTime"), sender=None)
 
 
 def metadata(backend: Backend, row: EntityRow, include_state: bool) -> pb.EntityMetadata:

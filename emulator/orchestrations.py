@@ -228,7 +228,7 @@ def _create_timer(backend: Backend, hub: str, row, action: pb.OrchestratorAction
     fire_at = action.createTimer.fireAt
     fired = ev.event(timerFired=pb.TimerFiredEvent(fireAt=fire_at, timerId=action.id), at=backend.clock.now())
     backend.post.send(hub, ORCHESTRATION, row.instance_id, fired.SerializeToString(),
-                 visible_at=ev.seconds(fire_at), execution_id=row.execution_id)
+                      visible_at=ev.seconds(fire_at), execution_id=row.execution_id)
     return [ev.event(action.id, timerCreated=pb.TimerCreatedEvent(fireAt=fire_at), at=backend.clock.now())]
 
 
@@ -246,7 +246,7 @@ def _create_sub_orchestration(backend: Backend, hub: str, row, action: pb.Orches
         failed = ev.event(subOrchestrationInstanceFailed=pb.SubOrchestrationInstanceFailedEvent(
             taskScheduledId=action.id, failureDetails=ev.failure(problem)), at=backend.clock.now())
         backend.post.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
-                     execution_id=row.execution_id)
+                          execution_id=row.execution_id)
         return [recorded]
     parent = pb.ParentInstanceInfo(
         taskScheduledId=action.id, name=ev.string(row.name), version=ev.string(row.version),
@@ -291,7 +291,7 @@ def _send_entity_message(backend: Backend, hub: str, row, action: pb.Orchestrato
             failed = ev.event(entityOperationFailed=pb.EntityOperationFailedEvent(
                 requestId=inner.requestId, failureDetails=ev.failure(problem)), at=backend.clock.now())
             backend.post.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
-                         execution_id=row.execution_id)
+                              execution_id=row.execution_id)
         return [recorded]
     visible_at = None
     if kind == "entityOperationSignaled" and inner.HasField("scheduledTime"):
