@@ -90,7 +90,9 @@ def test_the_import_reader_sees_imports_in_functions_but_not_for_type_checking(t
     assert _imports("emulator.c", fake / "c.py", modules) == set()
 
 
-@pytest.mark.parametrize("module", ["emulator.service", "emulator.dashboard.app", "emulator.dashboard.views"])
+@pytest.mark.parametrize("module", ["emulator.service", "emulator.service_instances", "emulator.service_workers",
+                                    "emulator.service_entities", "emulator.rpc", "emulator.dashboard.app",
+                                    "emulator.dashboard.views"])
 def test_the_service_and_the_dashboard_never_touch_the_store(module):
     tree = ast.parse(MODULES[module].read_text())
     uses = [f"line {n.lineno}: {ast.unparse(n)}" for n in ast.walk(tree)
@@ -114,7 +116,8 @@ LAYERS = [
     ["backend"],
     ["engine", "control", "activities"],
     ["orchestrations", "entities"],
-    ["workitems"],
+    ["workitems", "rpc"],
+    ["service_instances", "service_workers", "service_entities"],
     ["service", "dashboard", "dashboard.*"],
     ["server"],
     ["testing", "cli"],
