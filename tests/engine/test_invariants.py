@@ -15,7 +15,7 @@ from emulator.backend import Refused
 from emulator.engine import create_backend
 from emulator.store import StorageError, Store
 from emulator.workitems import Feeder, Filters
-from tests.test_store_failures import FailingConnection
+from tests.store.test_failures import FailingConnection
 
 HUB = "default"
 DAY = 24 * 3600.0
