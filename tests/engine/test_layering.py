@@ -77,13 +77,21 @@ def test_the_emulator_has_no_import_cycles():
     assert cycles == []
 
 
-def test_the_import_reader_sees_imports_in_functions_but_not_for_type_checking(tmp_path):
+def _fake_package(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A package named like the real one, holding ``files`` (name -> source) and an empty __init__."""
     fake = tmp_path / "emulator"
     fake.mkdir()
-    (fake / "__init__.py").write_text("")
-    (fake / "a.py").write_text("from .b import x\n")
-    (fake / "b.py").write_text("def f():\n    from . import a\n")
-    (fake / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import y\n")
+    for name, source in {"__init__.py": "", **files}.items():
+        (fake / name).write_text(source)
+    return fake
+
+
+def test_the_import_reader_sees_imports_in_functions_but_not_for_type_checking(tmp_path):
+    fake = _fake_package(tmp_path, {
+        "a.py": "from .b import x\n",
+        "b.py": "def f():\n    from . import a\n",
+        "c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import y\n",
+    })
     modules = _modules(fake)
     assert _imports("emulator.a", fake / "a.py", modules) == {"emulator.b"}
     assert _imports("emulator.b", fake / "b.py", modules) == {"emulator.a"}
@@ -167,12 +175,8 @@ def test_each_module_imports_only_lower_layers():
 
 
 def test_the_layer_check_sees_an_upward_import_and_an_unplaced_module(tmp_path):
-    fake = tmp_path / "emulator"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("")
-    (fake / "low.py").write_text("def f():\n    from . import high\n")
-    (fake / "high.py").write_text("from .low import f\n")
-    (fake / "stray.py").write_text("")
+    fake = _fake_package(tmp_path, {"low.py": "def f():\n    from . import high\n",
+                                    "high.py": "from .low import f\n", "stray.py": ""})
     problems = _layering_problems(_modules(fake), "emulator", [["low"], ["high"], [""]])
     assert problems == ["emulator.low (layer 0) imports emulator.high (layer 1)",
                         "emulator.stray is in no layer (add it to LAYERS)"]
@@ -278,16 +282,12 @@ def test_no_part_of_the_emulator_is_handed_a_function_of_another_to_call_back():
 
 
 def test_the_callback_check_sees_functions_handed_over_but_not_calls(tmp_path):
-    fake = tmp_path / "emulator"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("")
-    (fake / "entities.py").write_text("def pump():\n    pass\n")
-    (fake / "engine.py").write_text(
+    fake = _fake_package(tmp_path, {"entities.py": "def pump():\n    pass\n", "engine.py": (
         "from . import entities\nfrom .entities import pump\n"
         "Backend(rules=entities, give_up={'entity': entities.pump})\n"  # the injection this project removed
         "run(pump)\nrun(lambda: pump())\n"
         "run(entities.pump())\nrun(str(pump()))\n"  # calls: their results are passed, not the functions
-        "table = {'entity': entities.pump}\nrun(table)\ntable['entity']()\n")
+        "table = {'entity': entities.pump}\nrun(table)\ntable['entity']()\n")})
     found = _handed_functions("emulator.engine", fake / "engine.py", _modules(fake), resolve_objects=False)
     assert found == ["line 3: entities", "line 3: entities.pump", "line 4: pump", "line 5: pump",
                      "line 9: table (entities.pump)"]
