@@ -58,7 +58,7 @@ class Backend:
         self.dispatch = Dispatcher(Names(store))
         self.transactions = Transactions(store)
         self.timekeeper = Timekeeper(self.clock, self.dispatch)
-        self.backoff = Backoff(store.path or "the in-memory database")
+        self.backoff = Backoff(store)
         self.inboxes = Inboxes(store, self.dispatch, self.transactions, self.clock)
         self.post = Post(store, self.dispatch, self.transactions, self.timekeeper, self.inboxes, self.backoff,
                          self.clock)
@@ -119,6 +119,11 @@ class Backend:
 
     def storage_failed(self, error: BaseException) -> None:
         self.backoff.storage_failed(error)
+
+    @property
+    def storage_error(self) -> tuple[str, int] | None:
+        """The last storage error, and how many writes had committed then (health.py: refused since?)."""
+        return self.backoff.storage_error
 
     def promote_due(self) -> None:
         self.post.promote_due()

@@ -6,6 +6,7 @@ import logging
 import time
 
 from .errors import STORAGE_ERRORS
+from .store import Store
 
 log = logging.getLogger("emulator")
 
@@ -23,12 +24,13 @@ Key = tuple[str, str, str]  # (hub, kind, target)
 
 
 class Backoff:
-    def __init__(self, where: str):
-        """``where``: the data file (or the in-memory database), named when storage fails."""
-        self._where = where
+    def __init__(self, store: Store):
+        self._store = store
         self._failures: dict[Key, int] = {}  # targets whose last apply failed
         self._attempts: dict[Key, int] = {}  # failures in a row that were not storage errors
         self._storage_logged_at = float("-inf")
+        # The last storage error, and how many writes had committed then (health.py: refused since?).
+        self.storage_error: tuple[str, int] | None = None
 
     def delay(self, key: Key, error: BaseException | None = None) -> float:
         """One more failure of ``key``: seconds until its next try, growing with each failure."""
@@ -52,8 +54,9 @@ class Backoff:
 
     def storage_failed(self, error: BaseException) -> None:
         """Log a storage error once per interval: it repeats for as long as the disk is full."""
+        self.storage_error = (str(error), self._store.writes_committed)
         moment = time.monotonic()
         if moment - self._storage_logged_at >= STORAGE_LOG_INTERVAL:
             self._storage_logged_at = moment
             log.error("storage error on %s: %s (work is retried with backoff; nothing acknowledged is lost)",
-                      self._where, error)
+                      self._store.path or "the in-memory database", error)

@@ -42,8 +42,12 @@ class Instances:
         self._store.put_instance(row)
         self._waiters.changed(row.hub, row.instance_id)
 
+    def child_rows(self, hub: str, instance_id: str) -> list[InstanceRow]:
+        """The instance's sub-orchestrations, as stored (for reading)."""
+        return self._store.query_instances(hub, parent=instance_id)
+
     def children(self, hub: str, instance_id: str) -> list[str]:
-        return [child.instance_id for child in self._store.query_instances(hub, parent=instance_id)]
+        return [child.instance_id for child in self.child_rows(hub, instance_id)]
 
     def delete(self, hub: str, instance_id: str) -> None:
         self._store.delete_instance(hub, instance_id)

@@ -11,13 +11,16 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
 from . import entities
 from .backend import STORAGE_ERRORS, Backend, OverLimit, ShuttingDown, StaleWorkItem
 from .control import InvalidState, NotFound
+
+if TYPE_CHECKING:
+    from .workers import Registry
 
 log = logging.getLogger("emulator.service")
 T = TypeVar("T")
@@ -132,9 +135,12 @@ def check_size(backend: Backend, name: str, request) -> None:
 class Servicer:
     """The engine and the task hub a call names: what every group of the service's methods uses."""
 
-    def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS):
+    def __init__(self, backend: Backend, health_ping_seconds: float, hub_management: bool, workers: Registry):
         self.backend = backend
+        self.workers = workers  # for the dashboard's workers view
         self.health_ping_seconds = health_ping_seconds
+        self.hub_management = hub_management  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up
+        self.startup_hubs = frozenset(backend.hubs)
 
     def _fitting(self, items: list[T], what: Callable[[T], str]) -> tuple[list[T], bool]:
         """The leading items that fit in one response (and whether some were left for the next page).
@@ -153,11 +159,17 @@ class Servicer:
                 return items[:n], True
         return items, False
 
+    @staticmethod
+    def _hub_name(context: grpc.aio.ServicerContext) -> str:
+        return next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
+
     def _hub(self, context: grpc.aio.ServicerContext) -> str:
-        hub = next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
+        hub = self._hub_name(context)
         if hub not in self.backend.hubs:
             known = ", ".join(self.backend.hubs)
+            how = ("or create it with CreateTaskHub" if self.hub_management
+                   else "or let clients create hubs with --allow-hub-management")
             raise UnknownHub(f"task hub '{hub}' does not exist; this emulator serves: {known} "
-                             "(add hubs with --task-hubs or DTS_TASK_HUB_NAMES)")
+                             f"(add hubs with --task-hubs or DTS_TASK_HUB_NAMES, {how})")
         return hub
 

@@ -15,13 +15,21 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import empty_pb2
 
-from .rpc import rpc
+from . import hubs
+from .backend import Backend
+from .rpc import HEALTH_PING_SECONDS, require, rpc
 from .service_entities import EntityCalls
 from .service_instances import InstanceCalls
 from .service_workers import WorkerCalls
+from .workers import Registry
 
 
 class TaskHubService(InstanceCalls, WorkerCalls, EntityCalls, pb_grpc.TaskHubSidecarServiceServicer):
+    def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS,
+                 hub_management: bool = False, workers: Registry | None = None):
+        super().__init__(backend, health_ping_seconds, hub_management,
+                         workers if workers is not None else Registry(backend.clock))
+
     @rpc
     async def Hello(self, request, context):
         self._hub(context)
@@ -31,6 +39,11 @@ class TaskHubService(InstanceCalls, WorkerCalls, EntityCalls, pb_grpc.TaskHubSid
 
     @rpc
     async def CreateTaskHub(self, request: pb.CreateTaskHubRequest, context):
+        name = self._hub_name(context)
+        if self.hub_management and name not in self.backend.hubs:
+            require(hubs.check_name(name))
+            hubs.create(self.backend, name)
+            return pb.CreateTaskHubResponse()
         hub = self._hub(context)
         if request.recreateIfExists:
             self.backend.delete_hub(hub)
@@ -38,6 +51,7 @@ class TaskHubService(InstanceCalls, WorkerCalls, EntityCalls, pb_grpc.TaskHubSid
 
     @rpc
     async def DeleteTaskHub(self, request, context):
-        self.backend.delete_hub(self._hub(context))
+        hub = self._hub(context)
+        hubs.delete(self.backend, hub, keep_serving=not self.hub_management or hub in self.startup_hubs)
         return pb.DeleteTaskHubResponse()
 

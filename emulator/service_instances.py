@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
-from . import control
+from . import control, force
 from . import events as ev
 from .control import NotFound
 from .paging import instance_token, parse_instance_token, split_page
@@ -127,9 +126,14 @@ class InstanceCalls(Servicer):
         control.rewind(self.backend, self._hub(context), request.instanceId, ev.optional_string(request, "reason"))
         return pb.RewindInstanceResponse()
 
-    async def SkipGracefulOrchestrationTerminations(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "SkipGracefulOrchestrationTerminations is not supported by this emulator")
+    @rpc
+    async def SkipGracefulOrchestrationTerminations(self, request: pb.SkipGracefulOrchestrationTerminationsRequest,
+                                                    context):
+        hub = self._hub(context)
+        ids = list(request.instanceBatch.instanceIds)
+        require(force.check_batch(ids))
+        left = force.skip_graceful_terminations(self.backend, hub, ids, ev.optional_string(request, "reason"))
+        return pb.SkipGracefulOrchestrationTerminationsResponse(unterminatedInstanceIds=left)
 
     @rpc
     async def PurgeInstances(self, request: pb.PurgeInstancesRequest, context):

@@ -8,9 +8,12 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import activities, entities, orchestrations
 from .rpc import Servicer, rpc
+from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .workitems import Feeder, Filters, limits_from_request
 
 log = logging.getLogger("emulator.service")
+
+KINDS = (ORCHESTRATION, ACTIVITY, ENTITY)
 
 
 class WorkerCalls(Servicer):
@@ -24,7 +27,9 @@ class WorkerCalls(Servicer):
         hub = self._hub(context)
         backend = self.backend
         stream = backend.open_stream()
-        feeder = Feeder(backend, hub, stream, Filters.from_request(request), limits_from_request(request))
+        filters = Filters.from_request(request)
+        feeder = Feeder(backend, hub, stream, filters, limits_from_request(request))
+        self.workers.opened(stream, hub, request.worker_instance_id, filters)
         log.info("worker stream %d connected to task hub %s", stream, hub)
         try:
             while not backend.stream_closed(stream):
@@ -33,8 +38,11 @@ class WorkerCalls(Servicer):
                     if item is not None:
                         backend.abandon(item.completionToken)
                     break
+                if item is not None:
+                    self.workers.gave(stream)
                 yield item if item is not None else pb.WorkItem(healthPing=pb.HealthPing())
         finally:
+            self.workers.closed(stream, sum(backend.streams.held(stream, kind) for kind in KINDS))
             backend.close_stream(stream)
             log.info("worker stream %d disconnected", stream)
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -251,3 +252,15 @@ class DemoSite:
         self.worker.stop()
         self.client.close()
         self.emulator.stop()
+
+
+def instance_url(instance_id: str, action: str = "", hub: str = "default", api: bool = True) -> str:
+    """The dashboard's one form of an instance's URL (the API's, or the page's with ``api=False``)."""
+    prefix = "/api" if api else ""
+    return f"{prefix}/hubs/{hub}/instance{action and '/' + action}?id={urllib.parse.quote(instance_id, safe='')}"
+
+
+def entity_url(entity_id: str, action: str = "", hub: str = "default", api: bool = True) -> str:
+    """The dashboard's one form of an entity's URL (the API's, or the page's with ``api=False``)."""
+    prefix = "/api" if api else ""
+    return f"{prefix}/hubs/{hub}/entity{action and '/' + action}?id={urllib.parse.quote(entity_id, safe='')}"

@@ -122,10 +122,10 @@ LAYERS = [
     ["endings", "streams"],
     ["retries"],
     ["backend"],
-    ["engine", "control", "activities"],
-    ["orchestrations", "entities"],
+    ["engine", "control", "activities", "force", "hubs", "health"],
+    ["orchestrations", "entities", "retention"],
     ["workitems", "rpc"],
-    ["service_instances", "service_workers", "service_entities"],
+    ["service_instances", "service_workers", "service_entities", "workers"],
     ["service", "dashboard", "dashboard.*"],
     ["server"],
     ["testing", "cli"],
@@ -293,7 +293,7 @@ def test_the_callback_check_sees_functions_handed_over_but_not_calls(tmp_path):
                      "line 9: table (entities.pump)"]
 
 
-KINDS = ["orchestrations", "activities", "entities", "control", "workitems"]
+KINDS = ["orchestrations", "activities", "entities", "control", "workitems", "force", "hubs", "retention"]
 
 
 @pytest.mark.parametrize("module", KINDS)

@@ -132,7 +132,7 @@ def test_the_dashboard_does_not_build_a_long_history_on_the_engines_loop():
         _long_history(streams, "long", EVENTS)
         views.history = lambda events: seen.append((threading.current_thread().name, len(events))) or original(
             events)
-        with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instances/long") as response:
+        with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instance?id=long") as response:
             assert response.status == 200
         assert seen and seen[0][1] > EVENTS  # the view did read the long history
         assert not any(thread == "emulator-engine" and n > 1_000 for thread, n in seen), seen
