@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import queries
 from .caches import ABSENT, Cache
-from .checkpoints import Checkpointer
+from .checkpoints import WAL_LIMIT_BYTES, Checkpointer
 from .claim import Claim, claim
 from .counts import Counts
 from .datafile import check_header, check_not_folder, unusable
@@ -123,8 +123,8 @@ class Store:
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         if self.path is not None:
             db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
-        if self.path is not None:
-            self._checkpointer = Checkpointer(Path(target))
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # the log's size when it starts over
+            self._checkpointer = Checkpointer(Path(target), self._lock)
         self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None)
         self._instances = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _instance_bytes)
         self._entities = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _entity_bytes)
