@@ -54,6 +54,8 @@ CACHED_HISTORIES = 2_000
 # Payload bytes each cache may hold besides (inputs, outputs, states, history events): past
 # it, the least recently used go, and are read from SQLite when asked for again.
 CACHED_BYTES = 8 * 1024 * 1024
+# The page size of a new data file (see _open).
+PAGE_SIZE = 1024
 
 
 def _instance_bytes(row) -> int:
@@ -115,6 +117,10 @@ class Store:
             target = str(self.path.resolve())  # the WAL beside the real file, not beside a symlink
         # One connection, used under one lock: SQLite serializes writers anyway.
         db = self._db = connect(target, check_same_thread=False, isolation_level=None, cached_statements=256)
+        # Before the first table: a new file gets small pages. Each commit rewrites whole pages of
+        # every table and index it touches, so 1 KiB pages write a quarter of the WAL that 4 KiB
+        # pages do (21 KB per call instead of 82 KB, see bench/soak.py). An existing file keeps its own.
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         migrate(db, self.path)  # first: it refuses another application's database before anything changes it
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process; only power loss can drop
