@@ -10,7 +10,7 @@ large withdrawal made the account start. Then many transfers at once, with the t
 and a transfer that would overdraw, refused.
 
 The client knows the worker by names only (entities, operations, orchestrations), as a client
-in another process, container or language does; tests/test_sample.py holds both to them.
+in another process, container or language does; tests/sample/test_sample.py holds both to them.
 
 Exit status: 0 when every part showed its effect, 1 when one did not (the demo stops there),
 2 when no scheduler answers or the input is invalid. With --repeat (as in Azure, where a

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 ROOT = Path(__file__).resolve().parent
-# The Pythons the README promises; tests/test_dev.py installs and runs the demo on the first and last.
+# The Pythons the README promises; tests/project/test_dev.py installs and runs the demo on the first and last.
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 MINIMUM_PYTHON = tuple(int(part) for part in SUPPORTED_PYTHONS[0].split("."))
 CONSTRAINTS = "constraints.txt"

@@ -19,7 +19,7 @@ Under pressure (bench/pressure.py), once per backend, the writes-skipped device 
   frozen          one of two workers stops holding a work item: the time until the other has
                   done all the work, and exact answers after the frozen one is thawed
 
-Writes bench/results/latest.json, latest.md and chart.png, and the table into README.md.
+Writes bench/results/latest.json, latest.md and chart.png, and the table into docs/benchmarks.md.
 --workloads and --backends run a part; --quick runs everything at tiny sizes.
 """
 
@@ -471,7 +471,7 @@ def machine() -> str:
 
 
 def update_readme(markdown: str) -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "benchmarks.md"
     text = readme.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start in text and end in text:
@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and short caps, for a smoke test")
     p.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: bench/results)")
-    p.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    p.add_argument("--no-readme", action="store_true", help="do not update docs/benchmarks.md")
     p.add_argument("--no-growth", action="store_true", help="skip the store-growth runs")
     p.add_argument("--rounds", type=int, default=5,
                    help="rounds over all backends, interleaved; each figure is the median "

@@ -22,6 +22,17 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from emulator.testing import Emulator as InProcessEmulator  # noqa: F401 (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def doc_page(name: str) -> str:
+    """One page of the docs: ``README`` or a page under docs/ by its stem (``emulator``, ``testing``...)."""
+    return (ROOT / "README.md" if name == "README" else DOCS / f"{name}.md").read_text()
+
+
+def all_docs() -> str:
+    """The README and every page under docs/: where a setting or a command counts as documented."""
+    return "\n".join([doc_page("README"), *(p.read_text() for p in sorted(DOCS.glob("*.md")))])
 T = TypeVar("T")
 
 

@@ -1,10 +1,10 @@
 """The emulator as an installed package, used from a throwaway project as a user would.
 
 A fresh venv outside this checkout gets the package (built from a copy of its sources) with
-the README's install line, pinned by constraints.txt; then pytest runs there with no
+the testing page's install line, pinned by constraints.txt; then pytest runs there with no
 conftest.py, so ``dts_emulator`` can only come from the package's ``pytest11`` entry point,
-and ``emulator`` can only be imported from site-packages. The README's example test is
-copied from the README itself.
+and ``emulator`` can only be imported from site-packages. The testing page's example test is
+copied from that page itself.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from dev import venv_python, venv_tool
 from tests.helpers import ROOT
 
-README = (ROOT / "README.md").read_text()
+README = (ROOT / "docs" / "testing.md").read_text()  # the testing page: install line, example
 
 # More tests for the throwaway project: what else a user relies on.
 ISOLATION = '''
@@ -88,14 +88,14 @@ def test_the_dashboard_is_served_from_the_installed_package():
 def readme_example() -> tuple[str, str]:
     """The file name and the code of the README's example test."""
     m = re.search(r"<!-- example: ([\w.]+) -->\n```python\n(.*?)```", README, re.S)
-    assert m, "the README lost its marked example"
+    assert m, "docs/testing.md lost its marked example"
     return m.group(1), m.group(2)
 
 
 def readme_install_extras() -> list[str]:
-    """What the README's install line adds after the package itself (the SDK's DTS flavour, pytest)."""
+    """What the testing page's install line adds after the package itself (the SDK's DTS flavour, pytest)."""
     m = re.search(r"^\.venv/bin/pip install /path/to/this/repository (.+)$", README, re.M)
-    assert m, "the README lost its install line"
+    assert m, "docs/testing.md lost its install line"
     return m.group(1).split()
 
 

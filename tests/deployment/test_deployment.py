@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import settings
-from tests import bicep_model
+from tests.deployment import bicep_model
 from tests.helpers import ROOT, Process
 
 sys.path.insert(0, str(ROOT / "infra"))
@@ -533,8 +533,7 @@ def sample_worker_process(emulator):
 
 
 def test_readme_table_of_azd_values_matches_the_parameters_file():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Deploy to Azure with azd", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "deploy.md").read_text()
     table = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, re.M))
     fed = {azd_value(name)[0]: azd_value(name)[1] for name in PARAMETERS_FILE}
     settable = {variable: default for variable, default in fed.items()

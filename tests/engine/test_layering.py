@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "emulator"
+PACKAGE = Path(__file__).resolve().parents[2] / "emulator"
 
 
 def _modules(package: Path) -> dict[str, Path]:

@@ -112,8 +112,8 @@ def test_worker_rejects_bad_settings():
 
 def test_readme_client_command_with_options(dts_emulator, sample_worker):
     """The README's command with every option; its accounts are its own, so it is their first run."""
-    readme = (ROOT / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if x.startswith(".venv/bin/python client.py "))
+    page = (ROOT / "docs" / "sample.md").read_text()
+    line = next(x for x in page.splitlines() if x.startswith(".venv/bin/python client.py "))
     args = line.split()[2:]
     assert "--accounts" in args
     result = run_client(dts_emulator.endpoint, *args)

@@ -12,7 +12,7 @@ from emulator.engine import create_backend
 from emulator.store import StorageError, Store
 from emulator.workitems import Feeder, Filters
 from tests.helpers import wait_until
-from tests.test_store_failures import FailingConnection
+from tests.store.test_failures import FailingConnection
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Scheduled tasks, work-item filters, the async client, and the DTS-flavoured SDK classes.
 
-(Many waiting clients: test_emulator_core.py.)
+(Many waiting clients: tests/engine/test_concurrency.py.)
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def test_waiting_clients_are_proved_at_the_server_and_failed_waits_counted():
 def test_the_readme_names_the_bench_flags_workloads_and_backends_as_they_are():
     from bench import run
 
-    section = (ROOT / "README.md").read_text().split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "benchmarks.md").read_text()
     options = run.build_parser()._option_string_actions
     for flag in ["--workloads", "--backends", "--waiting-clients", "--new-orchestrations", "--orchestration-cap",
                  "--frozen-cap", "--liveness-timeout", "--quick"]:

@@ -1,4 +1,4 @@
-"""The README stays true: settings, flags, targets, excerpts and the commands it shows."""
+"""The README and the docs pages stay true: settings, flags, targets, excerpts and the commands they show."""
 
 from __future__ import annotations
 
@@ -11,21 +11,22 @@ import pytest
 
 import settings
 from emulator.cli import parse_args
-from tests.helpers import ROOT
+from tests.helpers import ROOT, all_docs, doc_page
 
-README = (ROOT / "README.md").read_text()
+README = doc_page("README")
+DOCS = all_docs()
 MAKEFILE = (ROOT / "Makefile").read_text()
 
 
 def code_blocks() -> list[str]:
-    return re.findall(r"```[a-z]*\n(.*?)```", README, re.S)
+    return re.findall(r"```[a-z]*\n(.*?)```", DOCS, re.S)
 
 
 def test_every_emulator_flag_is_documented():
     flags = set(re.findall(r"add_argument\(\s*\"(--[a-z-]+)\"", (ROOT / "emulator" / "cli.py").read_text()))
     assert flags, "no flags found in emulator/cli.py"
     for flag in flags:
-        assert f"`{flag}" in README, f"README does not document {flag}"
+        assert f"`{flag}" in doc_page("emulator"), f"docs/emulator.md does not document {flag}"
     assert parse_args(["--port", "0", "--in-memory"]).in_memory
 
 
@@ -35,41 +36,49 @@ def test_every_environment_variable_is_documented(path):
     names = set(re.findall(r"env(?:iron)?\.get\(\"([A-Z_]+)\"", source))
     names |= {settings.CONNECTION_STRING_VARIABLE} if path == "settings.py" else set()
     for name in names:
-        assert f"`{name}`" in README, f"README does not document {name} (read by {path})"
+        assert f"`{name}`" in DOCS, f"the docs do not document {name} (read by {path})"
 
 
 def test_every_make_target_in_the_readme_exists():
     targets = set(re.findall(r"^([a-z]+):", MAKEFILE, re.M))
-    mentioned = set(re.findall(r"`make ([a-z]+)`", README))
+    mentioned = set(re.findall(r"`make ([a-z]+)`", DOCS))
     mentioned |= {line.split()[1] for block in code_blocks() for line in block.splitlines()
                   if line.startswith("make ")}
     assert {"demo", "test", "emulator", "worker", "client"} <= mentioned
     for target in mentioned:
-        assert target in targets, f"README mentions make {target}, which the Makefile lacks"
-
-
-TESTING_SECTION = "## Testing your own orchestrations and entities"
+        assert target in targets, f"the docs mention make {target}, which the Makefile lacks"
 
 
 def test_code_excerpts_are_the_real_code():
-    """worker.py's excerpts are in worker.py; the testing section's recipes are lines of its tests.
+    """The sample page's excerpts are in worker.py; the testing page's recipes are lines of its tests.
 
-    (Its marked example is a whole file, which tests/test_package.py runs in a throwaway project.)
+    (Its marked example is a whole file, which tests/project/test_package.py runs in a throwaway project.)
     """
-    before, testing = README.split(TESTING_SECTION, 1)
-    testing, after = testing.split("\n## ", 1)
     worker_source = (ROOT / "worker.py").read_text()
-    for block in re.findall(r"```python\n(.*?)```", before + after, re.S):
-        assert block in worker_source, f"README excerpt no longer matches worker.py:\n{block}"
-    tests_source = (ROOT / "tests" / "test_time_skipping.py").read_text()
-    recipes = re.findall(r"(?<!-->\n)```python\n(.*?)```", testing, re.S)
-    assert recipes, "the testing section lost its recipe"
+    excerpts = re.findall(r"```python\n(.*?)```", doc_page("sample"), re.S)
+    assert excerpts, "docs/sample.md lost its excerpts"
+    for block in excerpts:
+        assert block in worker_source, f"docs/sample.md excerpt no longer matches worker.py:\n{block}"
+    tests_source = (ROOT / "tests" / "engine" / "test_time_skipping.py").read_text()
+    recipes = re.findall(r"(?<!-->\n)```python\n(.*?)```", doc_page("testing"), re.S)
+    assert recipes, "the testing page lost its recipe"
     for line in (line for block in recipes for line in block.splitlines() if not line.startswith("...")):
-        assert line.strip() in tests_source, f"README recipe line not in tests/test_time_skipping.py: {line}"
+        assert line.strip() in tests_source, f"docs/testing.md recipe line not in test_time_skipping.py: {line}"
+
+
+def test_every_page_is_linked_from_the_readme_and_every_link_resolves():
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert len(pages) >= 6
+    for name in pages:
+        assert f"](docs/{name}" in README, f"the README does not link docs/{name}"
+    for source in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", source.read_text()):
+            assert (source.parent / target).exists(), f"{source.name} links {target}, which does not exist"
 
 
 def test_azure_examples_parse_as_settings():
-    exports = {k: v for k, v in re.findall(r"export (\w+)=\"?([^\"\n]+)\"?", README) if not v.startswith("$(")}
+    exports = {k: v for k, v in re.findall(r"export (\w+)=\"?([^\"\n]+)\"?", doc_page("sample"))
+               if not v.startswith("$(")}
     filled = {k: v.replace("<scheduler>", "s").replace("<region>", "r").replace("<hub>", "h")
               for k, v in exports.items()}
     from_env = settings.load({k: v for k, v in filled.items() if k != settings.CONNECTION_STRING_VARIABLE})
@@ -123,13 +132,14 @@ def test_make_demo_runs_twice_and_state_survives(tmp_path):
 
 def test_azd_section_names_real_outputs_and_parameters():
     main = (ROOT / "infra" / "main.bicep").read_text()
+    deploy = doc_page("deploy")
     outputs = set(re.findall(r"^output (\w+) ", main, re.M))
-    for name in re.findall(r"azd env get-value (\w+)", README):
-        assert name in outputs, f"README reads {name}, which infra/main.bicep does not output"
+    for name in re.findall(r"azd env get-value (\w+)", deploy):
+        assert name in outputs, f"docs/deploy.md reads {name}, which infra/main.bicep does not output"
     parameters_file = (ROOT / "infra" / "main.parameters.json").read_text()
     for name in ("DTS_SKU_NAME", "DTS_CAPACITY", "DTS_TASKHUB_NAME", "CLIENT_REPEAT_SECONDS"):
-        assert name in README and "${" + name in parameters_file
-    assert "schedulerIpAllowlist" in README and "param schedulerIpAllowlist" in main
+        assert name in deploy and "${" + name in parameters_file
+    assert "schedulerIpAllowlist" in deploy and "param schedulerIpAllowlist" in main
 
 
 def test_make_demo_reports_bad_settings_clearly():
