@@ -77,6 +77,12 @@ def _check_port(host: str, port: int, flag: str = "--port") -> None:
             raise
 
 
+# Calls gRPC may hold before the engine's loop accepts them, and for how long (a burst of this
+# many StartInstance takes the loop well under this time); past either, gRPC cancels the call.
+MAX_PENDING_CALLS = 50_000
+PENDING_CALL_SECONDS = 300
+
+
 def grpc_options(o: Options) -> list[tuple[str, int]]:
     """Message limits, admission, and the keepalive pings that detect frozen workers.
 
@@ -100,6 +106,11 @@ def grpc_options(o: Options) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         # Clients may ping us as often as the SDK's defaults do.
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        # grpc core cancels calls waiting to be accepted past 1,000 (some) and 3,000 (all), with a bare
+        # CANCELLED: a burst waits its turn instead, and the service's own limits answer by name.
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+        ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_SECONDS),
     ]
 
 
