@@ -139,7 +139,8 @@ def wal_frames(db: sqlite3.Connection) -> int:
     return db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
 
 
-def wal_per_operation(data: Path, new_client: Callable[[], dt_client.TaskHubGrpcClient], calls: int) -> tuple[float, int]:
+def wal_per_operation(data: Path, new_client: Callable[[], dt_client.TaskHubGrpcClient],
+                      calls: int) -> tuple[float, int]:
     """WAL bytes written per call (one single_call orchestration and its purge), and the page size."""
     pin = sqlite3.connect(str(data), isolation_level=None)
     probe = sqlite3.connect(str(data), isolation_level=None)
