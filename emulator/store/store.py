@@ -26,7 +26,7 @@ from .caches import ABSENT, Cache
 from .checkpoints import WAL_LIMIT_BYTES, Checkpointer
 from .claim import Claim, claim
 from .counts import Counts
-from .datafile import check_header, check_not_folder, unusable
+from .datafile import Identity, check_header, check_not_folder, unusable
 from .errors import DataFileError, DataInUse, SchemaError
 from .locks import LockIndex
 from .messages import MessageMirror
@@ -131,7 +131,9 @@ class Store:
             db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
             db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # the log's size when it starts over
             self._checkpointer = Checkpointer(Path(target), self._lock)
-        self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None)
+        identity = Identity(Path(target), self._claim.fd) if self._claim is not None else None
+        self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None,
+                              identity.check if identity else None)
         self._instances = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _instance_bytes)
         self._entities = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _entity_bytes)
         self._histories = Cache(CACHED_HISTORIES, self._undo, CACHED_BYTES, _history_bytes)
