@@ -26,7 +26,6 @@ from pathlib import Path
 import grpc
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from . import events as ev
 from .engine import create_backend
 from .service import TaskHubService
 from .store import Store
@@ -230,7 +229,6 @@ class EmulatorServer:
         outcome: list = []
 
         def run() -> None:
-            ev.bind_clock(self.backend.clock)  # everything the engine stamps is on this emulator's clock
             loop = asyncio.new_event_loop()
             self.loop = loop
             asyncio.set_event_loop(loop)
