@@ -295,6 +295,11 @@ class Store:
     def messages_for(self, hub: str, kind: str, target: str, visible_by: float | None = None) -> list[MessageRow]:
         return list(self.iter_messages(hub, kind, target, visible_by))
 
+    def messages_sent_by(self, hub: str, kind: str, sender: str) -> list[MessageRow]:
+        """The ``kind`` messages ``sender`` sent that still wait (from the mirror: no scan)."""
+        with self._lock:
+            return self._messages.sent_by(hub, kind, sender)
+
     def get_message(self, message_id: int) -> MessageRow | None:
         with self._lock:
             return self._messages.get(message_id)
