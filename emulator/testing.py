@@ -141,7 +141,10 @@ class Emulator:
         """Each unfinished orchestration and what it waits for (a timer, an entity lock, a name no worker
         serves, ...), one block per instance; '' when every instance finished. The pytest plugin adds
         this to a failed test's report."""
-        return self.on_loop(lambda: diagnose.describe(self.backend, self.server.workers))
+        return self.on_loop(self._unfinished_on_loop)
+
+    def _unfinished_on_loop(self) -> str:
+        return diagnose.describe(self.backend, self.server.workers)
 
     def entity_state(self, entity, as_type: type | None = None, hub: str | None = None) -> Any:
         """An entity's state (None: no such entity, or no state), read from the engine.
@@ -175,8 +178,7 @@ class Emulator:
     def _entity_report(self, entity_id: str, hub: str, state: Any, timeout: float) -> str:
         def read():
             row = self.backend.entity(hub, entity_id)
-            return (row.lock_owner if row else None), self.backend.backlog(hub, entity_id), diagnose.describe(
-                self.backend, self.server.workers)
+            return (row.lock_owner if row else None), self.backend.backlog(hub, entity_id), self._unfinished_on_loop()
 
         holder, backlog, unfinished = self.on_loop(read)
         lines = [f"entity '{entity_id}' did not reach the state waited for within {timeout:g}s; its state: {state!r}",
