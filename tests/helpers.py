@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -230,24 +231,36 @@ def awaits_approval(ctx, _):
 
 
 class DemoSite:
-    """An emulator with its dashboard, a worker, and the demo's data in it (for dashboard tests)."""
+    """An emulator with its dashboard, a worker, and the demo's data in it (for dashboard tests).
 
-    def __init__(self, data: Path):
+    What it starts is stopped if the demo fails (or anything else in between), so a failed
+    demo leaves no emulator or worker thread behind to keep pytest from exiting.
+    """
+
+    def __init__(self, data: Path, demo_args: tuple[str, ...] = ("my-counter",)):
         from durabletask import client as dt_client
         from durabletask.worker import TaskHubGrpcWorker
 
         import client as sample_client
         import worker as sample_worker
 
-        self.emulator = InProcessEmulator(data, dashboard_port=free_port()).start()
-        self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
-        sample_worker.register(self.worker)
-        self.worker.add_orchestrator(awaits_approval)
-        self.worker.start()
-        self.client = dt_client.TaskHubGrpcClient(host_address=self.emulator.address)
-        assert sample_client.main(["my-counter"], client=self.client) == 0
+        self._started = contextlib.ExitStack()
+        try:
+            self.emulator = InProcessEmulator(data, dashboard_port=free_port()).start()
+            self._started.callback(self.emulator.stop)
+            self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
+            sample_worker.register(self.worker)
+            self.worker.add_orchestrator(awaits_approval)
+            self.worker.start()
+            self._started.callback(self.worker.stop)
+            self.client = dt_client.TaskHubGrpcClient(host_address=self.emulator.address)
+            self._started.callback(self.client.close)
+            status = sample_client.main(list(demo_args), client=self.client)
+            assert status == 0, f"the demo ({' '.join(demo_args)}) ended with status {status}"
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.worker.stop()
-        self.client.close()
-        self.emulator.stop()
+        """Stop the client, the worker and the emulator (in that order), each even if another fails."""
+        self._started.close()
