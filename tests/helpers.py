@@ -202,6 +202,28 @@ class RawWorker:
         self._thread.join(5)
 
 
+def start_slow_worker(address: str, streams_connected: Callable[[], int]) -> Process:
+    """tests/slow_worker.py against ``address``, once the emulator has its stream.
+
+    ``streams_connected`` counts the worker streams the emulator has seen (it must grow by one):
+    the worker's own "started" comes before the SDK has connected.
+    """
+    before = streams_connected()
+    worker = Process([sys.executable, "tests/slow_worker.py", address])
+    try:
+        worker.wait_for_line(r"slow worker \d+ started")
+        wait_until(lambda: streams_connected() > before, timeout=30, message="the slow worker's stream to connect")
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
+def streams_in_log(emulator: Emulator) -> Callable[[], int]:
+    """How many worker streams an emulator process has logged as connected."""
+    return lambda: len(re.findall(r"worker stream \d+ connected", emulator.process.output))
+
+
 def entity_value(client, eid) -> int | None:
     """An entity's state as an int, or None when it has none."""
     meta = client.get_entity(eid)
