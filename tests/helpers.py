@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
+from google.protobuf import wrappers_pb2
 
 # The emulator served from this process on a free port (the package's own test API), for tests where the
 # process itself is not the point; ``backend``, ``call`` and ``on_loop`` reach the engine for assertions.
@@ -222,6 +223,18 @@ def start_slow_worker(address: str, streams_connected: Callable[[], int]) -> Pro
 def streams_in_log(emulator: Emulator) -> Callable[[], int]:
     """How many worker streams an emulator process has logged as connected."""
     return lambda: len(re.findall(r"worker stream \d+ connected", emulator.process.output))
+
+
+def text(value: str) -> wrappers_pb2.StringValue:
+    """A protobuf string field's value, as raw requests carry IDs, names and payloads."""
+    return wrappers_pb2.StringValue(value=value)
+
+
+def status_of(stub, instance_id: str) -> pb.OrchestrationState:
+    """An instance's state from the raw GetInstance call; it must exist."""
+    response = stub.GetInstance(pb.GetInstanceRequest(instanceId=instance_id))
+    assert response.exists
+    return response.orchestrationState
 
 
 def entity_value(client, eid) -> int | None:

@@ -14,7 +14,9 @@ import http.server
 import json
 import socket
 import threading
+import urllib.error
 import urllib.parse
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from functools import partial
 
@@ -29,7 +31,15 @@ from google.protobuf import wrappers_pb2
 
 from emulator.dashboard.guard import MAX_BODY_BYTES
 from emulator.dashboard.payload import MAX_DEPTH
-from tests.helpers import Emulator, awaits_approval, free_port, wait_until
+from tests.helpers import (
+    Emulator,
+    InProcessEmulator,
+    awaits_approval,
+    free_port,
+    status_of,
+    text,
+    wait_until,
+)
 from worker import counter
 
 PROXY_NAMES = ("dash.example.test", "proxy.example.test:8443")
@@ -596,3 +606,68 @@ def test_allowed_host_flag_takes_lists_and_refuses_urls():
         with pytest.raises(SystemExit) as exit_info:
             parse_args(["--dashboard-allow-host", bad])
         assert exit_info.value.code == 2
+
+
+# -- what the gRPC side accepts, the dashboard shows and acts on ---------------------------
+
+GRPC_ODD_IDS = ["..", ".", "a/b", "../../etc/passwd", "?x=1&y=2", "%2e%2e", "#frag", "ünïcødé", "back\\slash",
+                " space "]
+ODD_INPUTS = ["NaN", "Infinity", "{not json", "[" * 100_000 + "]" * 100_000]
+
+
+@pytest.fixture
+def dash():
+    emu = InProcessEmulator(None, dashboard_port=free_port()).start()
+    yield emu
+    emu.stop()
+
+
+def http(emu, method: str, path: str, **params) -> tuple[int, dict]:
+    url = f"{emu.dashboard}{path}?{urllib.parse.urlencode(params)}"
+    request = urllib.request.Request(url, data=b"{}" if method == "POST" else None, method=method,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_whatever_is_accepted_the_dashboard_shows_and_acts_on(dash):
+    """Odd but valid IDs and keys, and inputs that are not strict JSON (DTS payloads are opaque strings)."""
+    channel = grpc.insecure_channel(dash.address)
+    stub = pb_grpc.TaskHubSidecarServiceStub(channel)
+    try:
+        for n, instance_id in enumerate(GRPC_ODD_IDS):
+            stub.StartInstance(pb.CreateInstanceRequest(instanceId=instance_id, name="orch",
+                                                        input=text(ODD_INPUTS[n % len(ODD_INPUTS)])))
+            stub.SignalEntity(pb.SignalEntityRequest(instanceId=f"@c@{instance_id}", name="add", requestId="r",
+                                                     input=text(ODD_INPUTS[n % len(ODD_INPUTS)])))
+        for n, instance_id in enumerate(GRPC_ODD_IDS):
+            code, body = http(dash, "GET", "/api/hubs/default/instance", id=instance_id)
+            assert code == 200, (instance_id, body)
+            assert body["instance"]["id"] == instance_id
+            assert body["instance"]["input"] == ODD_INPUTS[n % len(ODD_INPUTS)]  # shown as its text
+            code, body = http(dash, "GET", "/api/hubs/default/entity", id=f"@c@{instance_id}")
+            assert code == 200 and len(body["pending"]) == 1, (instance_id, body)
+            code, body = http(dash, "POST", "/api/hubs/default/instance/terminate", id=instance_id)
+            assert code == 200, (instance_id, body)
+            assert status_of(stub, instance_id).orchestrationStatus == pb.ORCHESTRATION_STATUS_TERMINATED
+            code, body = http(dash, "POST", "/api/hubs/default/instance/purge", id=instance_id)
+            assert code == 200, (instance_id, body)
+        assert not stub.QueryInstances(pb.QueryInstancesRequest()).orchestrationState
+    finally:
+        channel.close()
+
+
+def test_a_foreign_page_cannot_make_the_dashboard_api_work_for_it():
+    port = free_port()
+    emu = InProcessEmulator(None, dashboard_port=port).start()
+    try:
+        request = urllib.request.Request(f"{emu.dashboard}/api/hubs", headers={
+            "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 403
+    finally:
+        emu.stop()
