@@ -20,6 +20,22 @@ from tests.helpers import Emulator, InProcessEmulator
 pytest_plugins = ["emulator.pytest_plugin"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Order and group the tests for parallel workers (``python dev.py test`` runs pytest-xdist).
+
+    Slow tests go first, so that the longest ones start at once and the short ones fill in
+    around them. A module-scoped fixture (a venv with the package installed, an emulator
+    process with a browser) is built once per worker that runs a test of its module: those
+    modules stay on one worker (``--dist loadgroup``) instead of building it on each.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise as collected
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures else ()
+        if any(d[-1].scope == "module" for d in definitions):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
     """A shared emulator with a persistent file, in this process; tests use their own uuid-based IDs."""

@@ -507,6 +507,7 @@ def _attack_urls(site: Site, instance_id: str, key: str) -> dict[str, str]:
             "event": site.origin + instance_url(instance_id, "raise-event")}
 
 
+@pytest.mark.slow
 def test_a_page_on_another_origin_changes_nothing(site, page, other_origin, uid):
     folder, attacker = other_origin
     # Precondition: the same requests from the dashboard's own origin do change things.
@@ -547,6 +548,7 @@ def test_a_page_on_another_origin_changes_nothing(site, page, other_origin, uid)
     assert sorted(refused[refusals:]) == ["OPTIONS"] * 3 + ["POST"] * 6
 
 
+@pytest.mark.slow
 def test_a_rebound_name_in_a_browser_reads_and_changes_nothing(site, chromium, uid):
     """DNS rebinding: the attacker's name now resolves to 127.0.0.1, so its page shares the API's origin."""
     rebound = chromium("--host-resolver-rules=MAP rebind.test 127.0.0.1")
@@ -566,6 +568,7 @@ def test_a_rebound_name_in_a_browser_reads_and_changes_nothing(site, chromium, u
     assert site.counter_after_adding_one(uid) == 1
 
 
+@pytest.mark.slow
 def test_the_page_opens_and_acts_on_odd_instance_ids(site, page, odd_instances):
     for instance_id in odd_instances:
         page.goto(site.origin + "/hubs/default/instances?page_size=200")

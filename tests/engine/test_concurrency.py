@@ -36,6 +36,7 @@ def _park(client, prefix: str, count: int) -> list[str]:
             for i in range(count)]
 
 
+@pytest.mark.slow
 def test_waiting_clients_do_not_starve_a_worker_that_connects_after_them(engine_emulator, start_worker):
     emu = engine_emulator
     client = dt_client.TaskHubGrpcClient(host_address=emu.address)
@@ -128,6 +129,7 @@ SIGNALS = 200
 KEYS = 5
 
 
+@pytest.mark.slow
 def test_a_frozen_worker_loses_its_work_to_the_others_and_its_late_answers_are_refused(caplog):
     caplog.set_level(logging.INFO, logger="emulator")
     emu = InProcessEmulator(None, liveness_timeout=2).start()

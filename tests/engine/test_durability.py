@@ -78,6 +78,7 @@ def send_signals(client, eid, count: int) -> tuple[int, int]:
     return acked, ambiguous
 
 
+@pytest.mark.slow
 def test_worker_killed_while_holding_a_batch_loses_nothing(fresh_emulator, workers, uid):
     client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
     first = workers()
@@ -96,6 +97,7 @@ def test_worker_killed_while_holding_a_batch_loses_nothing(fresh_emulator, worke
     client.close()
 
 
+@pytest.mark.slow
 def test_two_workers_share_entities_without_double_processing(engine_emulator, uid):
     """More entities ready at once than one worker's stream is sent: both workers hold some, none runs twice.
 
@@ -131,6 +133,7 @@ def test_two_workers_share_entities_without_double_processing(engine_emulator, u
         client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm", "kill"])
 def test_emulator_restart_keeps_everything_acknowledged(fresh_emulator, workers, uid, how):
     client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
@@ -158,6 +161,7 @@ def sleeper(ctx: task.OrchestrationContext, seconds: float):
     return "woke up"
 
 
+@pytest.mark.slow
 def test_timer_and_history_survive_kill(fresh_emulator, start_worker, uid):
     client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
     start_worker(fresh_emulator.address, orchestrators=[sleeper])

@@ -23,6 +23,8 @@ import pytest
 from dev import venv_python, venv_tool
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.slow  # a fresh venv and a package install
+
 README = (ROOT / "docs" / "testing.md").read_text()  # the testing page: install line, example
 
 # More tests for the throwaway project: what else a user relies on.

@@ -263,6 +263,7 @@ async def _end_all(emu, ids: list[str]) -> None:
             backend.finish_instance(row)
 
 
+@pytest.mark.slow
 def test_a_10000_deep_chain_terminates_and_purges(emu, stub):
     ids = [f"chain-{n}" for n in range(DEPTH)]
     emu.call(_build_chain(emu, ids), timeout=120)

@@ -250,6 +250,7 @@ def disk_full() -> sqlite3.Error:
     (sqlite3.OperationalError("disk I/O error"), grpc.StatusCode.UNAVAILABLE),
     (disk_full(), grpc.StatusCode.RESOURCE_EXHAUSTED),
 ])
+@pytest.mark.slow
 def test_storage_errors_are_one_line_a_clear_code_and_retried_with_backoff(tmp_path, caplog, error, code):
     switch = FailingCommits(error)
     path = tmp_path / "failing.db"
