@@ -625,7 +625,7 @@ def dash():
     emu.stop()
 
 
-def http(emu, method: str, path: str, **params) -> tuple[int, dict]:
+def dashboard_call(emu, method: str, path: str, **params) -> tuple[int, dict]:
     url = f"{emu.dashboard}{path}?{urllib.parse.urlencode(params)}"
     request = urllib.request.Request(url, data=b"{}" if method == "POST" else None, method=method,
                                      headers={"content-type": "application/json"})
@@ -647,16 +647,16 @@ def test_whatever_is_accepted_the_dashboard_shows_and_acts_on(dash):
             stub.SignalEntity(pb.SignalEntityRequest(instanceId=f"@c@{instance_id}", name="add", requestId="r",
                                                      input=text(ODD_INPUTS[n % len(ODD_INPUTS)])))
         for n, instance_id in enumerate(GRPC_ODD_IDS):
-            code, body = http(dash, "GET", "/api/hubs/default/instance", id=instance_id)
+            code, body = dashboard_call(dash, "GET", "/api/hubs/default/instance", id=instance_id)
             assert code == 200, (instance_id, body)
             assert body["instance"]["id"] == instance_id
             assert body["instance"]["input"] == ODD_INPUTS[n % len(ODD_INPUTS)]  # shown as its text
-            code, body = http(dash, "GET", "/api/hubs/default/entity", id=f"@c@{instance_id}")
+            code, body = dashboard_call(dash, "GET", "/api/hubs/default/entity", id=f"@c@{instance_id}")
             assert code == 200 and len(body["pending"]) == 1, (instance_id, body)
-            code, body = http(dash, "POST", "/api/hubs/default/instance/terminate", id=instance_id)
+            code, body = dashboard_call(dash, "POST", "/api/hubs/default/instance/terminate", id=instance_id)
             assert code == 200, (instance_id, body)
             assert status_of(stub, instance_id).orchestrationStatus == pb.ORCHESTRATION_STATUS_TERMINATED
-            code, body = http(dash, "POST", "/api/hubs/default/instance/purge", id=instance_id)
+            code, body = dashboard_call(dash, "POST", "/api/hubs/default/instance/purge", id=instance_id)
             assert code == 200, (instance_id, body)
         assert not stub.QueryInstances(pb.QueryInstancesRequest()).orchestrationState
     finally:
