@@ -159,7 +159,7 @@ def parallel_workers(cpus: int | None) -> int:
 def pytest_args(command: str, rest: list[str], cpus: int | None = None) -> list[str]:
     """pytest's arguments for ``test`` or ``quick``: parallel workers unless ``rest`` chooses (-n, -p no:xdist)."""
     chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in rest) or "no:xdist" in rest
-    args = [] if chosen else ["-n", str(parallel_workers(cpus or os.cpu_count())), "--dist", "loadgroup"]
+    args = [] if chosen else ["-n", str(parallel_workers(cpus or os.cpu_count()))]
     if command == "quick":
         args += ["-m", "not slow"]
     return [*args, *rest]

@@ -20,20 +20,18 @@ from tests.helpers import Emulator, InProcessEmulator
 pytest_plugins = ["emulator.pytest_plugin"]
 
 
-def pytest_collection_modifyitems(config, items):
-    """Order and group the tests for parallel workers (``python dev.py test`` runs pytest-xdist).
+def pytest_xdist_make_scheduler(config, log):
+    """Parallel workers (``-n``) share the tests as tests/scheduling.py says, unless ``--dist`` chose otherwise."""
+    if config.getoption("dist") != "load":
+        return None
+    from tests.scheduling import ModuleFixtureScheduling
 
-    Slow tests go first, so that the longest ones start at once and the short ones fill in
-    around them. A module-scoped fixture (a venv with the package installed, an emulator
-    process with a browser) is built once per worker that runs a test of its module: those
-    modules stay on one worker (``--dist loadgroup``) instead of building it on each.
-    """
+    return ModuleFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first, so that the longest start at once and the short ones fill in around them."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise as collected
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        definitions = fixtures.name2fixturedefs.values() if fixtures else ()
-        if any(d[-1].scope == "module" for d in definitions):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")

@@ -107,8 +107,8 @@ def test_test_command_runs_lint_then_pytest_and_stops_at_lint_errors(project, mo
 
 
 def test_tests_run_on_parallel_workers_and_quick_leaves_the_slow_ones_out():
-    assert dev.pytest_args("test", ["-x"], cpus=2) == ["-n", "4", "--dist", "loadgroup", "-x"]
-    assert dev.pytest_args("quick", [], cpus=1) == ["-n", "2", "--dist", "loadgroup", "-m", "not slow"]
+    assert dev.pytest_args("test", ["-x"], cpus=2) == ["-n", "4", "-x"]
+    assert dev.pytest_args("quick", [], cpus=1) == ["-n", "2", "-m", "not slow"]
     assert dev.pytest_args("test", [], cpus=64)[:2] == ["-n", "8"]
     for chosen in (["-n", "0"], ["-n3"], ["--numprocesses=2"], ["-p", "no:xdist"]):
         assert dev.pytest_args("test", chosen, cpus=2) == chosen  # the caller's choice stands
