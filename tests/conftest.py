@@ -14,6 +14,7 @@ import pytest
 from durabletask import client as dt_client
 from durabletask import worker as dt_worker
 
+from tests import scheduling
 from tests.helpers import Emulator, InProcessEmulator
 
 # The package's pytest plugin (dts_emulator), as an installed package's entry point would load it.
@@ -22,16 +23,11 @@ pytest_plugins = ["emulator.pytest_plugin"]
 
 def pytest_xdist_make_scheduler(config, log):
     """Parallel workers (``-n``) share the tests as tests/scheduling.py says, unless ``--dist`` chose otherwise."""
-    if config.getoption("dist") != "load":
-        return None
-    from tests.scheduling import ModuleFixtureScheduling
-
-    return ModuleFixtureScheduling(config, log)
+    return scheduling.scheduler(config, log) if config.getoption("dist") == "load" else None
 
 
 def pytest_collection_modifyitems(items):
-    """Slow tests first, so that the longest start at once and the short ones fill in around them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise as collected
+    scheduling.slow_first(items)
 
 
 @pytest.fixture(scope="session")
