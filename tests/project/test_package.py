@@ -139,6 +139,7 @@ def project(tmp_path_factory):
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTEST_ADDOPTS")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_COMPILE"] = "0"  # no .pyc files written at install time (Python writes those it imports)
     return env
 
 
