@@ -200,7 +200,7 @@ def test_a_backlog_of_entity_batches_is_shared_between_sdk_workers(emu):
 def test_a_stream_that_never_reads_holds_no_more_than_it_is_sent_at_once(emu, stub):
     """A worker stuck before reading keeps its share only: another worker gets work at once, not when it goes.
 
-    At 2,000 small work items (bench/break/hoard.py's size) such a stream used to hold them all,
+    At 2,000 small work items (docs/benchmarks.md, "Attacks on the core") such a stream used to hold them all,
     as many as fit in its flow-control window.
     """
     BACKLOG, LIMIT = 2_000, workitems.UNSTATED_LIMIT
