@@ -49,7 +49,7 @@ def oldest(base: str, name: str) -> str:
 
 
 def instance_path(instance_id: str) -> str:
-    return "/hubs/default/instances/" + urllib.parse.quote(instance_id, safe="")
+    return "/hubs/default/instance?id=" + urllib.parse.quote(instance_id, safe="")
 
 
 def take(output: Path) -> list[Path]:
@@ -81,7 +81,7 @@ def take(output: Path) -> list[Path]:
                 shots.append(output / f"dashboard-{name}.png")
                 page.screenshot(path=shots[-1])
             for name, path, ready in [
-                ("audit", "/hubs/default/entities/%40audit%40account-A", "text=audit completed"),
+                ("audit", "/hubs/default/entity?id=%40audit%40account-A", "text=audit completed"),
                 ("instance", instance_path(newest(base, "counter_workflow")), "text=final value"),
                 ("transfer", instance_path(oldest(base, "transfer_funds")), "text=Lock granted"),  # Part 2's
             ]:

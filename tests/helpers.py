@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -299,3 +300,15 @@ class DemoSite:
     def close(self) -> None:
         """Stop the client, the worker and the emulator (in that order), each even if another fails."""
         self._started.close()
+
+
+def instance_url(instance_id: str, action: str = "", hub: str = "default", api: bool = True) -> str:
+    """The dashboard's one form of an instance's URL (the API's, or the page's with ``api=False``)."""
+    prefix = "/api" if api else ""
+    return f"{prefix}/hubs/{hub}/instance{action and '/' + action}?id={urllib.parse.quote(instance_id, safe='')}"
+
+
+def entity_url(entity_id: str, action: str = "", hub: str = "default", api: bool = True) -> str:
+    """The dashboard's one form of an entity's URL (the API's, or the page's with ``api=False``)."""
+    prefix = "/api" if api else ""
+    return f"{prefix}/hubs/{hub}/entity{action and '/' + action}?id={urllib.parse.quote(entity_id, safe='')}"

@@ -6,8 +6,9 @@ every change goes through the same engine functions the gRPC service uses, and o
 through POST. The guard (guard.py) stands in front of every route: which hosts,
 origins and bodies it answers.
 
-An instance or entity ID goes in the path, or as ``?id=`` (which the page uses): browsers
-rewrite the path segments ``.`` and ``..`` however they are escaped.
+Each route has one form. An instance or entity ID goes as ``?id=``, never in the path:
+browsers rewrite the path segments ``.`` and ``..`` however they are escaped. Handlers are
+module-level functions; the backend they serve is ``request.app.state.backend``.
 """
 
 from __future__ import annotations
@@ -83,166 +84,198 @@ def _name(body: dict, field: str, missing: str) -> str:
     return value
 
 
-def _id(request: Request, param: str) -> str:
-    value = request.path_params.get(param) or request.query_params.get("id")
+def _id(request: Request) -> str:
+    value = request.query_params.get("id")
     if not value:
-        raise BadParameter("the ID is missing: give it in the path or as ?id=")
+        raise BadParameter("the ID is missing: give it as ?id=")
     return value
+
+
+def _backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+def _hub(request: Request) -> str:
+    hub = request.path_params["hub"]
+    known = _backend(request).hubs
+    if hub not in known:
+        raise HTTPException(404, f"task hub '{hub}' does not exist; known: {', '.join(known)}")
+    return hub
+
+
+def _instance_row(request: Request):
+    hub, instance_id = _hub(request), _id(request)
+    row = _backend(request).instance(hub, instance_id)
+    if row is None:
+        raise HTTPException(404, f"no instance '{instance_id}' in task hub '{hub}'")
+    return row
+
+
+def _entity_id(request: Request) -> str:
+    """An ID a signal may go to: it must have the entity form."""
+    entity_id = _id(request)
+    problem = check_entity_id(entity_id)
+    if problem:
+        raise BadParameter(problem)
+    return entity_id
+
+
+async def hubs(request: Request):
+    backend = _backend(request)
+
+    def counts(reads) -> list[tuple[str, dict[int, int], int]]:
+        return [(hub, reads.count_instances_by_status(hub), reads.count_entities(hub)) for hub in backend.hubs]
+
+    result = [{
+        "name": hub,
+        "instances": {views.STATUS_NAMES[s]: n for s, n in sorted(by_status.items())},
+        "instanceCount": sum(by_status.values()),
+        "entities": entity_count,
+    } for hub, by_status, entity_count in await backend.read(counts)]
+    return JSONResponse({"hubs": result})
+
+
+async def instances(request: Request):
+    hub = _hub(request)
+    status = request.query_params.get("status") or None
+    if status is not None and status not in views.STATUS_VALUES:
+        raise BadParameter(f"unknown status '{status}'; use one of {', '.join(views.STATUS_VALUES)}")
+    size = _int(request, "page_size", 50, 1, MAX_PAGE)
+    query = dict(statuses=[views.STATUS_VALUES[status]] if status else (),
+                 search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
+                 limit=size + 1, newest_first=True)
+    rows = await _backend(request).read(lambda reads: reads.query_instances(hub, **query))
+    rows, more = split_page(rows, size)
+    return JSONResponse({
+        "items": [views.instance_summary(r) for r in rows],
+        "next": instance_token(rows[-1]) if more else None,
+    })
+
+
+async def instance(request: Request):
+    row, backend = _instance_row(request), _backend(request)
+    blobs = backend.history(row.hub, row.instance_id)  # from the engine's memory: cheap
+    # Parsing and describing every event is not: it runs off the engine's loop.
+    history = await backend.offload(lambda: views.history([ev.parse(b) for b in blobs]))
+    return JSONResponse({"instance": views.instance_detail(row), "history": history})
+
+
+async def instance_action(request: Request):
+    row, backend = _instance_row(request), _backend(request)
+    action = request.path_params["action"]
+    body = await _body(request)
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise BadParameter("'reason' must be a string")
+    if action == "terminate":
+        control.terminate(backend, row.hub, row.instance_id, json.dumps(reason) if reason else None, False)
+    elif action == "suspend":
+        control.suspend(backend, row.hub, row.instance_id, reason)
+    elif action == "resume":
+        control.resume(backend, row.hub, row.instance_id, reason)
+    elif action == "purge":
+        if row.status not in ev.TERMINAL:
+            raise control.InvalidState(f"instance '{row.instance_id}' is still running; terminate it first")
+        control.purge(backend, row.hub, [row.instance_id], recursive=True)
+    elif action == "restart":
+        new_id = control.restart(backend, row.hub, row.instance_id, bool(body.get("newInstanceId")))
+        return JSONResponse({"ok": True, "instanceId": new_id})
+    elif action == "rewind":
+        control.rewind(backend, row.hub, row.instance_id, reason)
+    elif action == "raise-event":
+        name = _name(body, "name", "'name' (the event name) is required")
+        data = json.dumps(body["data"]) if "data" in body else None
+        control.raise_event(backend, row.hub, row.instance_id, name, data)
+    else:
+        raise HTTPException(404, f"unknown action '{action}'")
+    return JSONResponse({"ok": True})
+
+
+async def entity_list(request: Request):
+    hub, backend = _hub(request), _backend(request)
+    size = _int(request, "page_size", 50, 1, MAX_PAGE)
+    query = dict(name_or_key=request.query_params.get("q") or None,
+                 after=request.query_params.get("after") or None, limit=size + 1)
+    rows = await backend.read(lambda reads: reads.query_entities(hub, **query))
+    rows, more = split_page(rows, size)
+    return JSONResponse({"items": [views.entity_json(r, backend.backlog(r.hub, r.instance_id)) for r in rows],
+                         "next": rows[-1].instance_id if more else None})
+
+
+async def entity(request: Request):
+    # No format check: whatever the store holds (older files may hold malformed IDs) can be opened.
+    hub, entity_id, backend = _hub(request), _id(request), _backend(request)
+    row = backend.entity(hub, entity_id)
+    pending = [views.pending_operation(m) for m in backend.queued(hub, entity_id)]
+    if row is None and not pending:
+        raise HTTPException(404, f"no entity '{entity_id}' in task hub '{hub}'")
+    # An entity with queued operations but no state yet still has something to show.
+    detail = views.entity_json(row or EntityRow(hub, entity_id, None, None, None, None), len(pending))
+    return JSONResponse({"entity": detail, "pending": pending})
+
+
+async def signal(request: Request):
+    hub, entity_id = _hub(request), _entity_id(request)
+    body = await _body(request)
+    operation = _name(body, "operation", "'operation' is required")
+    request_pb = pb.SignalEntityRequest(instanceId=entity_id, name=operation, requestId=ev.new_id(),
+                                        input=ev.string(json.dumps(body["input"])) if "input" in body else None)
+    entities.signal(_backend(request), hub, request_pb)
+    return JSONResponse({"ok": True})
+
+
+async def page(request: Request):
+    return FileResponse(STATIC / "index.html")
+
+
+async def _bad_parameter(request: Request, exc: Exception):
+    return JSONResponse({"error": str(exc)}, status_code=400)
+
+
+async def _conflict(request: Request, exc: Exception):
+    return JSONResponse({"error": str(exc)}, status_code=409)
+
+
+async def _not_found(request: Request, exc: Exception):
+    return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+async def _http_error(request: Request, exc: HTTPException):
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception):
+    log.exception("dashboard request %s failed", request.url.path)
+    return JSONResponse({"error": f"internal error: {exc}"}, status_code=500)
+
+
+ROUTES = [
+    Route("/api/hubs", hubs),
+    Route("/api/hubs/{hub}/instances", instances),
+    Route("/api/hubs/{hub}/instance", instance),
+    Route("/api/hubs/{hub}/instance/{action}", instance_action, methods=["POST"]),
+    Route("/api/hubs/{hub}/entities", entity_list),
+    Route("/api/hubs/{hub}/entity", entity),
+    Route("/api/hubs/{hub}/entity/signal", signal, methods=["POST"]),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    Route("/", page),
+    Route("/hubs/{rest:path}", page),
+]
+
+ERRORS = {
+    BadParameter: _bad_parameter,
+    control.InvalidState: _conflict,
+    control.NotFound: _not_found,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}
 
 
 def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
     """The dashboard's routes behind its guard; ``hosts`` are the Host values it serves (guard.served_hosts)."""
+    from . import operations  # it builds on this module's helpers
 
-    def hub_of(request: Request) -> str:
-        hub = request.path_params["hub"]
-        if hub not in backend.hubs:
-            raise HTTPException(404, f"task hub '{hub}' does not exist; known: {', '.join(backend.hubs)}")
-        return hub
-
-    def instance_of(request: Request):
-        hub = hub_of(request)
-        instance_id = _id(request, "instance_id")
-        row = backend.instance(hub, instance_id)
-        if row is None:
-            raise HTTPException(404, f"no instance '{instance_id}' in task hub '{hub}'")
-        return row
-
-    async def hubs(request: Request):
-        def counts(reads) -> list[tuple[str, dict[int, int], int]]:
-            return [(hub, reads.count_instances_by_status(hub), reads.count_entities(hub)) for hub in backend.hubs]
-
-        result = [{
-            "name": hub,
-            "instances": {views.STATUS_NAMES[s]: n for s, n in sorted(by_status.items())},
-            "instanceCount": sum(by_status.values()),
-            "entities": entity_count,
-        } for hub, by_status, entity_count in await backend.read(counts)]
-        return JSONResponse({"hubs": result})
-
-    async def instances(request: Request):
-        hub = hub_of(request)
-        status = request.query_params.get("status") or None
-        if status is not None and status not in views.STATUS_VALUES:
-            raise BadParameter(f"unknown status '{status}'; use one of {', '.join(views.STATUS_VALUES)}")
-        size = _int(request, "page_size", 50, 1, MAX_PAGE)
-        query = dict(statuses=[views.STATUS_VALUES[status]] if status else (),
-                     search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
-                     limit=size + 1, newest_first=True)
-        rows = await backend.read(lambda reads: reads.query_instances(hub, **query))
-        rows, more = split_page(rows, size)
-        return JSONResponse({
-            "items": [views.instance_summary(r) for r in rows],
-            "next": instance_token(rows[-1]) if more else None,
-        })
-
-    async def instance(request: Request):
-        row = instance_of(request)
-        blobs = backend.history(row.hub, row.instance_id)  # from the engine's memory: cheap
-        # Parsing and describing every event is not: it runs off the engine's loop.
-        history = await backend.offload(lambda: views.history([ev.parse(b) for b in blobs]))
-        return JSONResponse({"instance": views.instance_detail(row), "history": history})
-
-    async def instance_action(request: Request):
-        row = instance_of(request)
-        action = request.path_params["action"]
-        body = await _body(request)
-        reason = body.get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise BadParameter("'reason' must be a string")
-        if action == "terminate":
-            control.terminate(backend, row.hub, row.instance_id, json.dumps(reason) if reason else None, False)
-        elif action == "suspend":
-            control.suspend(backend, row.hub, row.instance_id, reason)
-        elif action == "resume":
-            control.resume(backend, row.hub, row.instance_id, reason)
-        elif action == "purge":
-            if row.status not in ev.TERMINAL:
-                raise control.InvalidState(f"instance '{row.instance_id}' is still running; terminate it first")
-            control.purge(backend, row.hub, [row.instance_id], recursive=True)
-        elif action == "raise-event":
-            name = _name(body, "name", "'name' (the event name) is required")
-            data = json.dumps(body["data"]) if "data" in body else None
-            control.raise_event(backend, row.hub, row.instance_id, name, data)
-        else:
-            raise HTTPException(404, f"unknown action '{action}'")
-        return JSONResponse({"ok": True})
-
-    def entity_json(row: EntityRow) -> dict:
-        return views.entity_json(row, backend.backlog(row.hub, row.instance_id))
-
-    async def entity_list(request: Request):
-        hub = hub_of(request)
-        size = _int(request, "page_size", 50, 1, MAX_PAGE)
-        query = dict(name_or_key=request.query_params.get("q") or None,
-                     after=request.query_params.get("after") or None, limit=size + 1)
-        rows = await backend.read(lambda reads: reads.query_entities(hub, **query))
-        rows, more = split_page(rows, size)
-        return JSONResponse({"items": [entity_json(r) for r in rows],
-                             "next": rows[-1].instance_id if more else None})
-
-    def entity_id_of(request: Request) -> str:
-        entity_id = _id(request, "entity_id")
-        problem = check_entity_id(entity_id)
-        if problem:
-            raise BadParameter(problem)
-        return entity_id
-
-    async def entity(request: Request):
-        # No format check: whatever the store holds (older files may hold malformed IDs) can be opened.
-        hub, entity_id = hub_of(request), _id(request, "entity_id")
-        row = backend.entity(hub, entity_id)
-        pending = [views.pending_operation(m) for m in backend.queued(hub, entity_id)]
-        if row is None and not pending:
-            raise HTTPException(404, f"no entity '{entity_id}' in task hub '{hub}'")
-        # An entity with queued operations but no state yet still has something to show.
-        detail = views.entity_json(row or EntityRow(hub, entity_id, None, None, None, None), len(pending))
-        return JSONResponse({"entity": detail, "pending": pending})
-
-    async def signal(request: Request):
-        hub, entity_id = hub_of(request), entity_id_of(request)
-        body = await _body(request)
-        operation = _name(body, "operation", "'operation' is required")
-        request_pb = pb.SignalEntityRequest(instanceId=entity_id, name=operation, requestId=ev.new_id(),
-                                            input=ev.string(json.dumps(body["input"])) if "input" in body else None)
-        entities.signal(backend, hub, request_pb)
-        return JSONResponse({"ok": True})
-
-    async def page(request: Request):
-        return FileResponse(STATIC / "index.html")
-
-    async def bad_parameter(request: Request, exc: Exception):
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
-    async def conflict(request: Request, exc: Exception):
-        return JSONResponse({"error": str(exc)}, status_code=409)
-
-    async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-
-    async def unexpected(request: Request, exc: Exception):
-        log.exception("dashboard request %s failed", request.url.path)
-        return JSONResponse({"error": f"internal error: {exc}"}, status_code=500)
-
-    routes = [
-        Route("/api/hubs", hubs),
-        Route("/api/hubs/{hub}/instances", instances),
-        Route("/api/hubs/{hub}/instances/{instance_id:path}/{action}", instance_action, methods=["POST"]),
-        Route("/api/hubs/{hub}/instances/{instance_id:path}", instance),
-        Route("/api/hubs/{hub}/instance/{action}", instance_action, methods=["POST"]),
-        Route("/api/hubs/{hub}/instance", instance),
-        Route("/api/hubs/{hub}/entities", entity_list),
-        Route("/api/hubs/{hub}/entities/{entity_id:path}/signal", signal, methods=["POST"]),
-        Route("/api/hubs/{hub}/entities/{entity_id:path}", entity),
-        Route("/api/hubs/{hub}/entity/signal", signal, methods=["POST"]),
-        Route("/api/hubs/{hub}/entity", entity),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        Route("/", page),
-        Route("/hubs/{rest:path}", page),
-    ]
-    return Starlette(routes=routes, middleware=[Middleware(Guard, hosts=hosts)], exception_handlers={
-        BadParameter: bad_parameter,
-        control.InvalidState: conflict,
-        control.NotFound: lambda r, e: JSONResponse({"error": str(e)}, status_code=404),
-        HTTPException: http_error,
-        Exception: unexpected,
-    })
+    app = Starlette(routes=operations.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
+                    exception_handlers=ERRORS)
+    app.state.backend = backend
+    return app

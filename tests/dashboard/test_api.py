@@ -13,7 +13,7 @@ import pytest
 from durabletask import client as dt_client
 from durabletask import entities
 
-from tests.helpers import DemoSite, Emulator, Process, awaits_approval, wait_until
+from tests.helpers import DemoSite, Emulator, Process, awaits_approval, entity_url, instance_url, wait_until
 
 
 class Api:
@@ -92,13 +92,13 @@ def test_bad_instance_list_parameters_are_400(api, query, fragment):
 
 def test_unknown_hub_instance_and_entity_are_404(api):
     assert api.get("/api/hubs/nope/instances")[0] == 404
-    assert api.get("/api/hubs/default/instances/no-such-instance")[0] == 404
-    assert api.get("/api/hubs/default/entities/@counter@nobody")[0] == 404
+    assert api.get(instance_url("no-such-instance"))[0] == 404
+    assert api.get(entity_url("@counter@nobody"))[0] == 404
 
 
 def test_instance_detail_shows_entity_signals_calls_and_result(api):
     _, page = api.get("/api/hubs/default/instances?q=counter_workflow&page_size=1")
-    status, body = api.get(f"/api/hubs/default/instances/{page['items'][0]['id']}")
+    status, body = api.get(instance_url(page['items'][0]['id']))
     assert status == 200
     assert body["instance"]["output"].endswith("final value: 12")
     labels = [e["label"] for e in body["history"]]
@@ -113,22 +113,22 @@ def test_instance_detail_shows_entity_signals_calls_and_result(api):
 def test_actions_terminate_suspend_resume_raise_and_purge(api, grpc_client, uid):
     first = grpc_client.schedule_new_orchestration(awaits_approval, instance_id=f"a-{uid}")
     grpc_client.wait_for_orchestration_start(first, timeout=30)
-    assert api.post(f"/api/hubs/default/instances/{first}/suspend")[0] == 200
-    wait_until(lambda: api.get(f"/api/hubs/default/instances/{first}")[1]["instance"]["status"] == "SUSPENDED",
+    assert api.post(instance_url(first, "suspend"))[0] == 200
+    wait_until(lambda: api.get(instance_url(first))[1]["instance"]["status"] == "SUSPENDED",
                message="SUSPENDED")
-    assert api.post(f"/api/hubs/default/instances/{first}/resume")[0] == 200
-    assert api.post(f"/api/hubs/default/instances/{first}/raise-event", {"name": "approve", "data": {"by": "x"}})[0] \
+    assert api.post(instance_url(first, "resume"))[0] == 200
+    assert api.post(instance_url(first, "raise-event"), {"name": "approve", "data": {"by": "x"}})[0] \
         == 200
     assert grpc_client.wait_for_orchestration_completion(first, timeout=30).get_output() == {"by": "x"}
     second = grpc_client.schedule_new_orchestration(awaits_approval, instance_id=f"b-{uid}")
     grpc_client.wait_for_orchestration_start(second, timeout=30)
-    status, body = api.post(f"/api/hubs/default/instances/{second}/purge")
+    status, body = api.post(instance_url(second, "purge"))
     assert status == 409 and "still running" in body["error"]
-    assert api.post(f"/api/hubs/default/instances/{second}/terminate", {"reason": "enough"})[0] == 200
+    assert api.post(instance_url(second, "terminate"), {"reason": "enough"})[0] == 200
     state = grpc_client.wait_for_orchestration_completion(second, timeout=30)
     assert state.runtime_status == dt_client.OrchestrationStatus.TERMINATED
-    assert api.post(f"/api/hubs/default/instances/{second}/purge")[0] == 200
-    assert api.get(f"/api/hubs/default/instances/{second}")[0] == 404
+    assert api.post(instance_url(second, "purge"))[0] == 200
+    assert api.get(instance_url(second))[0] == 404
 
 
 @pytest.mark.parametrize("path, body, raw, fragment", [
@@ -139,7 +139,7 @@ def test_actions_terminate_suspend_resume_raise_and_purge(api, grpc_client, uid)
 ])
 def test_bad_action_bodies_are_400(api, grpc_client, uid, path, body, raw, fragment):
     instance_id = grpc_client.schedule_new_orchestration(awaits_approval, instance_id=f"bad-{uid}")
-    status, response = api.post(f"/api/hubs/default/instances/{instance_id}/{path}", body, raw)
+    status, response = api.post(instance_url(instance_id, path), body, raw)
     assert status == 400 and fragment in response["error"]
     grpc_client.terminate_orchestration(instance_id)
 
@@ -147,13 +147,13 @@ def test_bad_action_bodies_are_400(api, grpc_client, uid, path, body, raw, fragm
 def test_state_changes_only_through_post(api):
     _, page = api.get("/api/hubs/default/instances?page_size=1")
     instance_id = page["items"][0]["id"]
-    assert api.get(f"/api/hubs/default/instances/{instance_id}/terminate")[0] in (404, 405)
-    assert api.get("/api/hubs/default/entities/@counter@my-counter/signal")[0] in (404, 405)
+    assert api.get(instance_url(instance_id, "terminate"))[0] in (404, 405)
+    assert api.get(entity_url("@counter@my-counter", "signal"))[0] in (404, 405)
 
 
 def test_unknown_action_is_404(api):
     _, page = api.get("/api/hubs/default/instances?page_size=1")
-    assert api.post(f"/api/hubs/default/instances/{page['items'][0]['id']}/explode")[0] == 404
+    assert api.post(instance_url(page['items'][0]['id'], "explode"))[0] == 404
 
 
 def test_entities_list_search_and_detail(api):
@@ -165,38 +165,37 @@ def test_entities_list_search_and_detail(api):
     assert len(by_name["items"]) == 2 and by_name["next"]
     _, nothing = api.get("/api/hubs/default/entities?q=zzz")
     assert nothing["items"] == []
-    status, detail = api.get("/api/hubs/default/entities/@counter@my-counter")
+    status, detail = api.get(entity_url("@counter@my-counter"))
     assert status == 200 and detail["entity"]["state"] == 75 and detail["pending"] == []
     assert detail["entity"]["lockedBy"] is None
 
 
 def test_signal_from_the_dashboard(api, grpc_client, uid):
-    assert api.post(f"/api/hubs/default/entities/@counter@{uid}/signal", {"operation": "add", "input": 7})[0] == 200
+    assert api.post(entity_url(f"@counter@{uid}", "signal"), {"operation": "add", "input": 7})[0] == 200
     wait_until(lambda: (m := grpc_client.get_entity(entities.EntityInstanceId("counter", uid)))
                and m.get_typed_state(int) == 7, message="signalled counter")
 
 
-@pytest.mark.parametrize("path, body, raw, fragment", [
-    ("@counter@k/signal", {}, None, "'operation'"),
-    ("@counter@k/signal", None, b"nope", "not JSON"),
-    ("counter-k/signal", {"operation": "add"}, None, "'@<name>@<key>'"),
-    ("@Counter@k/signal", {"operation": "add"}, None, "lower-case"),
+@pytest.mark.parametrize("entity_id, body, raw, fragment", [
+    ("@counter@k", {}, None, "'operation'"),
+    ("@counter@k", None, b"nope", "not JSON"),
+    ("counter-k", {"operation": "add"}, None, "'@<name>@<key>'"),
+    ("@Counter@k", {"operation": "add"}, None, "lower-case"),
 ])
-def test_bad_signals_are_400(api, path, body, raw, fragment):
-    status, response = api.post(f"/api/hubs/default/entities/{path}", body, raw)
+def test_bad_signals_are_400(api, entity_id, body, raw, fragment):
+    status, response = api.post(entity_url(entity_id, "signal"), body, raw)
     assert status == 400 and fragment in response["error"]
 
 
 def test_html_in_keys_is_returned_as_data(api, grpc_client):
     key = "<img src=x onerror=alert(1)>"
     grpc_client.signal_entity(entities.EntityInstanceId("counter", key), "add", 1)
-    encoded = urllib.parse.quote(f"@counter@{key}", safe="")
-    wait_until(lambda: api.get(f"/api/hubs/default/entities/{encoded}")[0] == 200, message="entity")
-    assert api.get(f"/api/hubs/default/entities/{encoded}")[1]["entity"]["key"] == key
+    wait_until(lambda: api.get(entity_url(f"@counter@{key}"))[0] == 200, message="entity")
+    assert api.get(entity_url(f"@counter@{key}"))[1]["entity"]["key"] == key
 
 
 def test_pages_are_served_for_every_view(api):
-    for path in ("/", "/hubs/default/instances", "/hubs/default/entities/%40counter%40my-counter"):
+    for path in ("/", "/hubs/default/instances", entity_url("@counter@my-counter", api=False)):
         with urllib.request.urlopen(api.base + path, timeout=10) as response:
             assert response.status == 200 and b'<script src="/static/app.js">' in response.read()
     with urllib.request.urlopen(api.base + "/static/app.js", timeout=10) as response:

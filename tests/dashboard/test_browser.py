@@ -12,7 +12,7 @@ import pytest
 from durabletask import client as dt_client
 from durabletask import entities
 
-from tests.helpers import ROOT, DemoSite, awaits_approval
+from tests.helpers import ROOT, DemoSite, awaits_approval, entity_url, instance_url
 
 pytestmark = pytest.mark.slow  # a browser, and the screenshot script
 
@@ -66,7 +66,7 @@ def test_html_entity_key_is_shown_as_text(site, page):
 def test_signal_an_entity_from_its_page(site, page, uid):
     base, c = site
     c.signal_entity(entities.EntityInstanceId("counter", uid), "add", 1)
-    page.goto(f"{base}/hubs/default/entities/%40counter%40{uid}")
+    page.goto(base + entity_url(f"@counter@{uid}", api=False))
     playwright_api.expect(page.locator("#state")).to_have_text("1")
     page.fill("input[name=operation]", "add")
     page.fill("input[name=input]", "41")
@@ -83,7 +83,7 @@ def test_terminate_asks_to_confirm(site, page, uid):
     base, c = site
     instance_id = c.schedule_new_orchestration(awaits_approval, instance_id=f"t-{uid}")
     c.wait_for_orchestration_start(instance_id, timeout=30)
-    page.goto(f"{base}/hubs/default/instances/{instance_id}")
+    page.goto(base + instance_url(instance_id, api=False))
     page.click("text=Terminate")
     assert page.dialogs and instance_id in page.dialogs[0]
     state = c.wait_for_orchestration_completion(instance_id, timeout=30)

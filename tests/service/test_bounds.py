@@ -97,7 +97,7 @@ def test_the_dashboard_does_not_build_a_long_history_on_the_engines_loop():
         _long_history(streams, "long", EVENTS)
         views.history = lambda events: seen.append((threading.current_thread().name, len(events))) or original(
             events)
-        with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instances/long") as response:
+        with urllib.request.urlopen(f"{emu.dashboard}/api/hubs/default/instance?id=long") as response:
             assert response.status == 200
         assert seen and seen[0][1] > EVENTS  # the view did read the long history
         assert not any(thread == "emulator-engine" and n > 1_000 for thread, n in seen), seen
@@ -136,7 +136,7 @@ def test_waits_that_time_out_leave_nothing_behind(emu):
                 assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         streams.run(go())
         wait_until(lambda: emu.on_loop(lambda: emu.backend.waiting) == 0, message="no waiter left")
-        assert emu.on_loop(lambda: len(emu.backend._watchers)) == 0
+        assert emu.on_loop(lambda: emu.backend.watched) == 0
     finally:
         streams.close()
 
@@ -231,7 +231,8 @@ DEPTH = 10_000
 async def _build_chain(emu, ids: list[str]) -> None:
     """A chain of running sub-orchestrations, built through the engine (a worker would need minutes)."""
     backend, store = emu.backend, emu.backend.store
-    started = ev.event(executionStarted=pb.ExecutionStartedEvent(name="chain")).SerializeToString()
+    started = ev.event(executionStarted=pb.ExecutionStartedEvent(name="chain"),
+                       at=backend.clock.now()).SerializeToString()
     with backend.tx():
         for n, instance_id in enumerate(ids):
             parent = None

@@ -90,6 +90,12 @@ MALFORMED = [
      "actions[1].completeOrchestration: a second completeOrchestration"),
     ("lock set with a non-entity", [lock(["@c@ok", "not-an-entity"], "{id}")],
      "actions[0].sendEntityMessage.entityLockRequested.lockSet[1]: entity ID 'not-an-entity' is not of the form"),
+    ("signal to a non-entity", [pb.OrchestratorAction(id=1, sendEntityMessage=pb.SendEntityMessageAction(
+        entityOperationSignaled=pb.EntityOperationSignaledEvent(
+            requestId="r1", operation="add", targetInstanceId=text("nope"))))],
+     "actions[0].sendEntityMessage.entityOperationSignaled.targetInstanceId: entity ID 'nope' is not of the form"),
+    ("lock set with an empty key", [lock(["@c@"], "{id}")],
+     "entityLockRequested.lockSet[0]: entity ID '@c@' has an empty key"),
     ("lock for another instance", [lock(["@c@ok"], "ghost")],
      "entityLockRequested.parentInstanceId is 'ghost'; it must be the sending instance"),
     ("call for another instance", [pb.OrchestratorAction(id=1, sendEntityMessage=pb.SendEntityMessageAction(
@@ -246,11 +252,11 @@ def disk_full() -> sqlite3.Error:
     return error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error, code", [
     (sqlite3.OperationalError("disk I/O error"), grpc.StatusCode.UNAVAILABLE),
     (disk_full(), grpc.StatusCode.RESOURCE_EXHAUSTED),
 ])
-@pytest.mark.slow
 def test_storage_errors_are_one_line_a_clear_code_and_retried_with_backoff(tmp_path, caplog, error, code):
     switch = FailingCommits(error)
     path = tmp_path / "failing.db"
