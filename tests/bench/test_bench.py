@@ -353,6 +353,7 @@ def test_compare_refuses_a_folder_that_is_not_a_checkout(tmp_path):
     assert f"{tmp_path} is not a checkout of this project" in result.stderr
 
 
+@pytest.mark.slow
 def test_quick_soak_samples_a_bounded_wal_and_the_wal_per_call(tmp_path):
     """Steady load on one data file: before the WAL bound, 8 s of it left a -wal file of 40 MiB."""
     from bench import run
