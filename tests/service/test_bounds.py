@@ -21,7 +21,6 @@ from durabletask import client as dt_client
 from durabletask import entities
 from durabletask import worker as dt_worker
 from durabletask.internal import orchestrator_service_pb2 as pb
-from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
 from emulator import events as ev
 from emulator import workitems
@@ -30,18 +29,6 @@ from tests.helpers import InProcessEmulator, RawWorker, free_port, status_of, te
 from tests.service.aio_streams import Streams, create, sleeping
 
 HUB = "default"
-
-
-@pytest.fixture
-def emu(engine_emulator):
-    return engine_emulator
-
-
-@pytest.fixture
-def stub(emu):
-    channel = grpc.insecure_channel(emu.address)
-    yield pb_grpc.TaskHubSidecarServiceStub(channel)
-    channel.close()
 
 
 def test_filtered_streams_do_not_rescan_the_backlog_for_every_new_work_item(emu, monkeypatch):

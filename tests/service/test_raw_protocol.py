@@ -28,18 +28,6 @@ HUB = "default"
 
 
 @pytest.fixture
-def emu(engine_emulator):
-    return engine_emulator
-
-
-@pytest.fixture
-def stub(emu):
-    channel = grpc.insecure_channel(emu.address)
-    yield pb_grpc.TaskHubSidecarServiceStub(channel)
-    channel.close()
-
-
-@pytest.fixture
 def worker(stub):
     w = RawWorker(stub)
     yield w
