@@ -21,6 +21,7 @@ from tests.helpers import Emulator, InProcessEmulator
 pytest_plugins = ["emulator.pytest_plugin"]
 
 
+@pytest.hookimpl(optionalhook=True)  # a run without pytest-xdist never calls it
 def pytest_xdist_make_scheduler(config, log):
     """Parallel workers (``-n``) share the tests as tests/scheduling.py says, unless ``--dist`` chose otherwise."""
     return scheduling.scheduler(config, log) if config.getoption("dist") == "load" else None
