@@ -3,10 +3,11 @@
     python dev.py demo        (or: make demo)
     python dev.py test        (or: make test)
 
-``python dev.py help`` lists every command; arguments after a command go to the program it
-runs. The Makefile calls this file, so both forms do the same. It creates ``.venv`` with the
-Python that runs it, installs the requirements pinned by ``constraints.txt``, and installs again
-only when one of those files changes. Standard library only: it must run before anything is installed.
+``python dev.py help`` lists every command (``quick``: the tests not marked slow, the inner loop);
+arguments after a command go to the program it runs. The Makefile calls this file, so both forms
+do the same. It creates ``.venv`` with the Python that runs it, installs the requirements pinned by
+``constraints.txt``, and installs again only when one of those files changes. Standard library
+only: it must run before anything is installed.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ class Project:
 # Each command, with the line `python dev.py help` shows for it.
 COMMANDS = {
     "demo": "run the whole demo: the built-in emulator (unless a scheduler answers at ENDPOINT), worker, client",
-    "test": "lint, then every test (pytest; arguments go to pytest)",
+    "test": "lint, then every test, in parallel (pytest; arguments go to pytest)",
+    "quick": "the tests not marked slow, in parallel: the inner loop (arguments go to pytest)",
     "lint": "ruff over the project",
     "emulator": "the built-in emulator alone, with its dashboard on http://localhost:8082 (--help: its flags)",
     "worker": "the worker alone, against ENDPOINT (default http://localhost:8080)",
@@ -187,7 +189,21 @@ PROGRAMS = {
     "client": ["client.py"],
     "bench": ["bench/run.py"],
 }
-DEV_COMMANDS = ("test", "lint", "bench")
+DEV_COMMANDS = ("test", "quick", "lint", "bench")
+
+
+def parallel_workers(cpus: int | None) -> int:
+    """pytest-xdist workers: two per core, as most tests wait on a process, a socket or pip, not the CPU."""
+    return max(2, min(8, 2 * (cpus or 1)))
+
+
+def pytest_args(command: str, rest: list[str], cpus: int | None = None) -> list[str]:
+    """pytest's arguments for ``test`` or ``quick``: parallel workers unless ``rest`` chooses (-n, -p no:xdist)."""
+    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in rest) or "no:xdist" in rest
+    args = [] if chosen else ["-n", str(parallel_workers(cpus or os.cpu_count()))]
+    if command == "quick":
+        args += ["-m", "not slow"]
+    return [*args, *rest]
 
 
 def usage() -> str:
@@ -229,11 +245,11 @@ def main(argv: list[str] | None = None, project: Project | None = None) -> int:
     if command == "install":
         return 0
     python = str(project.python)
-    if command in ("test", "lint"):
+    if command in ("test", "quick", "lint"):
         status = project.run([str(venv_tool(project.venv, "ruff")), "check", "."])
         if status or command == "lint":
             return status
-        return project.run([python, "-m", "pytest", *rest])
+        return project.run([python, "-m", "pytest", *pytest_args(command, rest)])
     return project.run([python, *PROGRAMS[command], *rest])
 
 

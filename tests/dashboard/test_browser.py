@@ -14,6 +14,8 @@ from durabletask import entities
 
 from tests.helpers import ROOT, DemoSite, awaits_approval, entity_url, instance_url
 
+pytestmark = pytest.mark.slow  # a browser, and the screenshot script
+
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not os.path.exists(CHROMIUM):

@@ -143,6 +143,7 @@ def test_marker_without_the_fixture(session_endpoint):
 '''
 
 
+@pytest.mark.slow
 def test_through_pytest_a_timed_out_wait_names_the_timer_and_the_flag_and_a_lost_marker_is_an_error(tmp_path):
     (tmp_path / "test_user.py").write_text(ONE_DAY_TIMER)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
