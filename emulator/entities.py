@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
+from . import entity_log
 from . import events as ev
 from .backend import Backend, Refused
 from .dispatch import Lease
@@ -37,12 +38,16 @@ class EntityStateTooLarge(Refused):
 
 @dataclass
 class Operation:
-    """One leased operation: where its result goes, if anywhere."""
+    """One leased operation: where its result goes, if anywhere, and what the log says of it."""
 
     message_id: int
     request_id: str
     caller: str | None
     caller_execution: str | None
+    name: str
+    input: str | None
+    sender: str | None
+    sent_at: float
 
 
 def _row(backend: Backend, hub: str, entity_id: str) -> EntityRow:
@@ -78,11 +83,13 @@ def pump(backend: Backend, hub: str, entity_id: str) -> None:
                 # The holder asked again for a lock it holds: grant it once more.
                 log.warning("entity %s: lock requested again by its holder %s", entity_id, row.lock_owner)
             _grant(backend, row, e.entityLockRequested)
+            entity_log.record_lock(backend, hub, entity_id, row.lock_owner, True, ev.seconds(e.timestamp), row.state)
         elif kind == "entityUnlockSent":
             if row.critical_section == e.entityUnlockSent.criticalSectionId:
-                row.lock_owner = row.critical_section = None
+                owner, row.lock_owner, row.critical_section = row.lock_owner, None, None
                 row.last_modified = ev.now()
                 store.put_entity(row)
+                entity_log.record_lock(backend, hub, entity_id, owner, False, ev.seconds(e.timestamp), row.state)
         else:
             log.warning("entity %s: dropping unexpected message %s", entity_id, kind)
 
@@ -111,6 +118,7 @@ def release_locks_of(backend: Backend, hub: str, owner: str) -> int:
         row.lock_owner = row.critical_section = None
         row.last_modified = ev.now()
         backend.store.put_entity(row)
+        entity_log.record_lock(backend, hub, row.instance_id, owner, False, None, row.state)
         backend.wake(hub, ENTITY, row.instance_id)
         released += 1
     return released
@@ -137,6 +145,7 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
             message.id, op.requestId,
             op.parentInstanceId.value if called else None,
             op.parentExecutionId.value if called and op.HasField("parentExecutionId") else None,
+            op.operation, op.input.value if op.HasField("input") else None, message.sender, ev.seconds(e.timestamp),
         )
         size += field_size(message.payload)  # the event is larger than the operation it carries
         if size > backend.max_message_bytes:
@@ -207,6 +216,7 @@ def _apply(backend: Backend, hub: str, entity_id: str, operations: list[Operatio
         results += [pb.OperationResult(failure=pb.OperationResultFailure(failureDetails=reason))
                     for _ in operations[len(results):]]
     row = _row(backend, hub, entity_id)
+    before = row.state
     if not keep_state:
         state = ev.optional_string(result, "entityState")
         if state is not None and len(state.encode()) > backend.entity_state_limit:
@@ -217,6 +227,7 @@ def _apply(backend: Backend, hub: str, entity_id: str, operations: list[Operatio
     row.last_modified = ev.now()
     store.put_entity(row)
     store.delete_messages([op.message_id for op in operations])
+    entity_log.record_batch(backend, hub, entity_id, operations, results, before, row.state)
     for op, outcome in zip(operations, results, strict=False):
         if op.caller is None:
             continue
@@ -260,6 +271,7 @@ def _side_effect(backend: Backend, hub: str, entity_id: str, action: pb.Operatio
         backend.create_instance(hub, instance_id, s.name, version=ev.optional_string(s, "version"),
                                 input=ev.optional_string(s, "input"),
                                 scheduled_start=ev.optional_seconds(s, "scheduledTime"))
+        backend.store.note_started_by(hub, instance_id, entity_id)
 
 
 def signal(backend: Backend, hub: str, request: pb.SignalEntityRequest) -> None:

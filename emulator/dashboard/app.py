@@ -32,7 +32,7 @@ from ..backend import Backend
 from ..paging import instance_token, parse_instance_token, split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
-from . import payload, views
+from . import drawings, payload, views
 from .guard import Guard
 from .payload import JSONResponse
 
@@ -155,9 +155,20 @@ async def instances(request: Request):
 async def instance(request: Request):
     row, backend = _instance_row(request), _backend(request)
     blobs = backend.history(row.hub, row.instance_id)  # from the engine's memory: cheap
-    # Parsing and describing every event is not: it runs off the engine's loop.
-    history = await backend.offload(lambda: views.history([ev.parse(b) for b in blobs]))
-    return JSONResponse({"instance": views.instance_detail(row), "history": history})
+    if row.parent_instance_id:
+        starter = {"kind": "orchestration", "id": row.parent_instance_id}
+    else:
+        entity_id = await backend.read(lambda reads: reads.started_by(row.hub, row.instance_id))
+        starter = {"kind": "entity", "id": entity_id} if entity_id else {"kind": "client", "id": None}
+
+    def describe() -> tuple[list[dict], dict]:
+        events = [ev.parse(b) for b in blobs]
+        return views.history(events), drawings.draw(events, row.instance_id, starter)
+
+    # Parsing and describing every event is not cheap: it runs off the engine's loop.
+    history, drawn = await backend.offload(describe)
+    return JSONResponse({"instance": {**views.instance_detail(row), "startedBy": starter}, "history": history,
+                         "drawings": drawn})
 
 
 async def instance_action(request: Request):
@@ -191,10 +202,17 @@ async def entity_list(request: Request):
     size = _int(request, "page_size", 50, 1, MAX_PAGE)
     query = dict(name_or_key=request.query_params.get("q") or None,
                  after=request.query_params.get("after") or None, limit=size + 1)
-    rows = await backend.read(lambda reads: reads.query_entities(hub, **query))
-    rows, more = split_page(rows, size)
-    return JSONResponse({"items": [views.entity_json(r, backend.backlog(r.hub, r.instance_id)) for r in rows],
-                         "next": rows[-1].instance_id if more else None})
+
+    def read(reads):
+        rows, more = split_page(reads.query_entities(hub, **query), size)
+        return rows, more, reads.last_failures(hub, [r.instance_id for r in rows])
+
+    rows, more, failures = await backend.read(read)
+    return JSONResponse({
+        "items": [views.entity_json(r, backend.backlog(r.hub, r.instance_id), failures.get(r.instance_id))
+                  for r in rows],
+        "next": rows[-1].instance_id if more else None,
+    })
 
 
 async def entity(request: Request):
@@ -207,6 +225,17 @@ async def entity(request: Request):
     # An entity with queued operations but no state yet still has something to show.
     detail = views.entity_json(row or EntityRow(hub, entity_id, None, None, None, None), len(pending))
     return JSONResponse({"entity": detail, "pending": pending})
+
+
+async def entity_operations(request: Request):
+    """A page of the entity's operation log, newest first; ``next`` is the ``before`` of the following page."""
+    hub, entity_id, backend = _hub(request), _id(request), _backend(request)
+    size = _int(request, "page_size", 50, 1, MAX_PAGE)
+    before = _int(request, "before", 0, 1, 2**62) or None
+    rows = await backend.read(lambda reads: reads.entity_operations(hub, entity_id, before, size + 1))
+    rows, more = split_page(rows, size)
+    return JSONResponse({"items": [views.operation_json(r) for r in rows], "next": rows[-1].seq if more else None,
+                         "kept": backend.store.entity_log})
 
 
 async def signal(request: Request):
@@ -251,6 +280,7 @@ ROUTES = [
     Route("/api/hubs/{hub}/instance/{action}", instance_action, methods=["POST"]),
     Route("/api/hubs/{hub}/entities", entity_list),
     Route("/api/hubs/{hub}/entity", entity),
+    Route("/api/hubs/{hub}/entity/operations", entity_operations),
     Route("/api/hubs/{hub}/entity/signal", signal, methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
     Route("/", page),

@@ -13,6 +13,7 @@ from google.protobuf import json_format
 
 from .. import events as ev
 from ..store import EntityRow, InstanceRow, MessageRow
+from ..store.oplog import OperationRow
 from .payload import parse_stored as parse_json  # payloads as values, or as text if not strict JSON
 
 STATUS_NAMES = {v: pb.OrchestrationStatus.Name(v).removeprefix("ORCHESTRATION_STATUS_")
@@ -158,9 +159,10 @@ def _entry(index: int, e: pb.HistoryEvent, calls: dict[str, str]) -> dict:
     }
 
 
-def entity_json(row: EntityRow, backlog: int) -> dict:
+def entity_json(row: EntityRow, backlog: int, last_failure: float | None = None) -> dict:
     parts = row.instance_id.split("@")
     return {
+        "lastFailure": iso(last_failure),
         "id": row.instance_id,
         "name": parts[1] if len(parts) == 3 else "",
         "key": parts[2] if len(parts) == 3 else row.instance_id,
@@ -183,3 +185,27 @@ def pending_operation(m: MessageRow) -> dict:
     elif kind == "entityUnlockSent":
         entry.update(operation="(lock release)", input=None)
     return entry
+
+
+def _kept(text: str | None, size: int) -> dict:
+    """A capped text from the operation log: its value (or text, if cut short) and its full size."""
+    cut = text is not None and size > len(text.encode("utf-8", "surrogatepass"))
+    return {"value": text if cut else parse_json(text), "size": size, "truncated": cut}
+
+
+def operation_json(row: OperationRow) -> dict:
+    """One row of an entity's operation log."""
+    return {
+        "seq": row.seq,
+        "operation": row.operation,
+        "input": _kept(row.input, row.input_size),
+        "outcome": "failed" if row.failed else "succeeded",
+        "result": None if row.failed else _kept(row.result, row.result_size),
+        "error": {"type": row.error_type, "message": row.error_message} if row.failed else None,
+        "sender": {"kind": row.sender_kind, "id": row.sender},
+        "sent": iso(row.sent_at),
+        "applied": iso(row.applied_at),
+        "stateBefore": parse_json(row.state_before),  # capped like the others: cut short, it shows as text
+        "stateAfter": _kept(row.state_after, row.state_size),
+        "batchSize": row.batch_size,
+    }

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from . import queries
+from . import oplog, queries
 from .queries import SEARCH_WINDOW
 from .rows import MESSAGE_COLUMNS, EntityRow, InstanceRow, MessageRow, instance_from
 
@@ -114,6 +114,21 @@ class Reads:
 
     def count_entities(self, hub: str) -> int:
         return self._store.count_entities(hub)
+
+    def entity_operations(self, hub: str, entity_id: str, before: int | None, limit: int) -> list[oplog.OperationRow]:
+        """The entity's operation log, newest first (see oplog.py)."""
+        return oplog.page(self._any_fetch, hub, entity_id, before, limit)
+
+    def started_by(self, hub: str, instance_id: str) -> str | None:
+        """The entity that started the instance, if one did."""
+        return oplog.started_by(self._any_fetch, hub, instance_id)
+
+    def last_failures(self, hub: str, entity_ids: Sequence[str]) -> dict[str, float]:
+        return oplog.last_failures(self._any_fetch, hub, entity_ids)
+
+    def _any_fetch(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        """This reader's connection, or the store's own for an in-memory store."""
+        return self._store._rows(sql, params) if self.same_thread else self._fetch(sql, params)
 
     # -- pending messages ---------------------------------------------------------
 
