@@ -83,7 +83,8 @@ def draw(events: list[pb.HistoryEvent], instance_id: str, starter: dict | None) 
                     seq.send(span["target"], SELF, "failed" if kind == "taskFailed" else "result", at, "result")
             case "timerCreated":
                 spans.start(("timer", e.eventId), "timer", f"timer {e.eventId}", at, SELF)
-                seq.send(SELF, SELF, f"timer until {inner.fireAt.ToJsonString()}", at, "timer")
+                fires = round((ev.seconds(inner.fireAt) - origin) * 1000, 1)
+                seq.send(SELF, SELF, f"timer until +{fires:g} ms", at, "timer")
             case "timerFired":
                 spans.end(("timer", inner.timerId), at, "done")
                 seq.send(SELF, SELF, f"timer {inner.timerId} fired", at, "timer")
