@@ -169,6 +169,8 @@ class Backend:
         self._failures: dict[tuple[str, str, str], int] = {}  # targets whose last apply failed
         self._attempts: dict[tuple[str, str, str], int] = {}  # failures in a row that were not storage errors
         self._storage_logged_at = float("-inf")
+        # The last storage error, and how many writes had committed then (health.py: refused since?).
+        self.storage_error: tuple[str, int] | None = None
         self.clock = clocks.Clock()  # this emulator's time (see clock.py); the server binds it to the engine's thread
         # The store's reader and one thread to run it on (its connection serves one thread at a time).
         self.reads = store.reads()
@@ -241,6 +243,7 @@ class Backend:
 
     def storage_failed(self, error: BaseException) -> None:
         """Log a storage error once per interval: it repeats for as long as the disk is full."""
+        self.storage_error = (str(error), self.store.writes_committed)
         moment = time.monotonic()
         if moment - self._storage_logged_at >= STORAGE_LOG_INTERVAL:
             self._storage_logged_at = moment

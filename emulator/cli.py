@@ -10,7 +10,9 @@ import socket
 import sys
 from pathlib import Path
 
+from . import health
 from .dashboard.guard import check_host_name
+from .retention import parse_duration
 from .server import EmulatorServer, Options, PortInUse
 from .store import DataFileError, DataInUse, SchemaError
 from .store.oplog import DEFAULT_LIMIT
@@ -58,6 +60,13 @@ def _kept_operations(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _allowed_hosts(text: str) -> list[str]:
     try:
         return [check_host_name(name) for name in text.split(",") if name.strip()]
@@ -77,6 +86,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m emulator") 
     p.add_argument("--dashboard-allow-host", type=_allowed_hosts, action="extend", default=[], metavar="NAME",
                    help="a Host name (NAME or NAME:PORT) the dashboard also serves, for a proxy in front of it; "
                         "repeatable or comma-separated (default: loopback names and --host only)")
+    p.add_argument("--dashboard-read-only", action="store_true",
+                   help="the dashboard shows everything but refuses every action (to show it to others)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path(".emulator") / "emulator.db",
                        help="SQLite file that keeps all state (default: .emulator/emulator.db)")
@@ -97,6 +108,15 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m emulator") 
     p.add_argument("--time-skipping", action="store_true",
                    help="for tests: whenever no work item is running or ready, the clock jumps to the next timer, "
                         "delayed message or scheduled start (default: off, the wall clock)")
+    p.add_argument("--allow-hub-management", action="store_true",
+                   help="let clients create task hubs not named at start-up (CreateTaskHub) and delete them "
+                        "(default: off; like the official emulator, other hub names get NOT_FOUND)")
+    p.add_argument("--retention", type=_duration, default=None, metavar="DURATION",
+                   help="purge instances this long after they finished, e.g. 90s, 15m, 12h, 7d "
+                        "(default: off, kept until purged)")
+    p.add_argument("--check", metavar="ENDPOINT", nargs="?", const="http://localhost:8080",
+                   help="do not serve: ask the emulator at ENDPOINT (default http://localhost:8080) whether it is "
+                        "healthy (gRPC health service); exit 0 if it is, 1 if not")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="log level for the emulator's own logs (default: warning)")
     return p.parse_args(argv)
@@ -142,6 +162,10 @@ def wait_for_stop_signal() -> int:
 
 def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int:
     args = parse_args(argv, prog)
+    if args.check:
+        healthy, message = health.check(args.check)
+        print(message)  # the user-facing answer of a command
+        return 0 if healthy else 1
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     options = Options(host=args.host, port=args.port, dashboard_port=args.dashboard_port,
@@ -149,7 +173,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int
                       data=None if args.in_memory else args.data,
                       task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes,
                       liveness_timeout=args.liveness_timeout, max_waiters=args.max_waiters,
-                      time_skipping=args.time_skipping, entity_log=args.entity_log)
+                      time_skipping=args.time_skipping, allow_hub_management=args.allow_hub_management,
+                      retention=args.retention, dashboard_read_only=args.dashboard_read_only,
+                      entity_log=args.entity_log)
     try:
         server = EmulatorServer(options)
         port = server.start()
@@ -168,7 +194,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int
         log.info(
             "Durable Task Scheduler emulator ready\n"
             "  gRPC endpoint: http://%s:%d\n  dashboard:     %s\n  task hubs:     %s\n  data:          %s%s",
-            args.host, port, server.dashboard_url or "off (--dashboard-port 0)", ", ".join(options.task_hubs), data,
+            args.host, port, (server.dashboard_url or "off (--dashboard-port 0)")
+            + (" (read-only)" if options.dashboard_read_only and server.dashboard_url else ""),
+            ", ".join(options.task_hubs), data,
             "\n  time:          skipping (--time-skipping)" if options.time_skipping else "",
         )
         if options.time_skipping and options.data is not None:

@@ -125,8 +125,8 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     store, hub, batch = backend.store, lease.hub, lease.data
     row = store.get_instance(hub, lease.target)
     store.delete_messages(batch.message_ids)
-    if row is None or row.execution_id != batch.execution_id:
-        return  # purged or replaced while the worker was busy
+    if row is None or row.execution_id != batch.execution_id or row.status in ev.TERMINAL:
+        return  # purged, replaced or force-terminated (force.py) while the worker was busy
     taken = [(a, a.WhichOneof("orchestratorActionType")) for a in response.actions]
     rewinds = [a.rewindOrchestration for a, kind in taken if kind == "rewindOrchestration"]
     if rewinds:

@@ -24,12 +24,16 @@ from pathlib import Path
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from . import events as ev
+from . import health
 from .engine import create_backend
+from .retention import DEFAULT_BATCH, DEFAULT_INTERVAL, Retention
 from .service import TaskHubService
 from .store import Store, oplog
 from .validation import MAX_MESSAGE_BYTES
+from .workers import Registry
 
 log = logging.getLogger("emulator")
 
@@ -60,6 +64,11 @@ class Options:
     entity_log: int = oplog.DEFAULT_LIMIT  # operations the log keeps per entity; 0: no log
     grace: float = 3.0  # how long a stop lets in-flight calls finish
     time_skipping: bool = False  # an idle emulator's clock jumps to the next due time (for tests)
+    allow_hub_management: bool = False  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up (hubs.py)
+    dashboard_read_only: bool = False  # every dashboard action refused (guard.py); reads still work
+    retention: float | None = None  # purge instances this many seconds after they finished (retention.py)
+    retention_interval: float = DEFAULT_INTERVAL
+    retention_batch: int = DEFAULT_BATCH
 
 
 def _check_port(host: str, port: int, flag: str = "--port") -> None:
@@ -118,12 +127,16 @@ class EmulatorServer:
         self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
                                       max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None
+        self.uptime = health.Clock()
+        self.workers = Registry()  # connected and departed worker streams, for the dashboard
         self.backend.clock.skipping = options.time_skipping
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: grpc.aio.Server | None = None
         self._dashboard = None
         self._stopped: asyncio.Event | None = None
+        self.retention = (Retention(self.backend, options.retention, options.retention_interval,
+                                    options.retention_batch) if options.retention else None)
 
     @property
     def endpoint(self) -> str:
@@ -165,9 +178,13 @@ class EmulatorServer:
         o = self.options
         self._stopped = asyncio.Event()
         self.backend.attach(asyncio.get_running_loop())
+        if self.retention is not None:
+            self.retention.start(asyncio.get_running_loop())
         try:
             server = grpc.aio.server(options=grpc_options(o))
-            pb_grpc.add_TaskHubSidecarServiceServicer_to_server(TaskHubService(self.backend), server)
+            pb_grpc.add_TaskHubSidecarServiceServicer_to_server(
+                TaskHubService(self.backend, hub_management=o.allow_hub_management, workers=self.workers), server)
+            health_pb2_grpc.add_HealthServicer_to_server(health.HealthService(self.backend), server)
             try:
                 port = server.add_insecure_port(f"{o.host}:{o.port}")
             except RuntimeError as exc:
@@ -179,7 +196,9 @@ class EmulatorServer:
             if o.dashboard_port:
                 from .dashboard.server import DashboardServer
 
-                self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts)
+                self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts,
+                                                  read_only=o.dashboard_read_only, workers=self.workers,
+                                                  health=lambda: health.report(self.backend, self.uptime))
                 try:
                     await self._dashboard.start()
                 except OSError as exc:
@@ -198,6 +217,8 @@ class EmulatorServer:
     async def _shutdown(self) -> None:
         """End worker streams and waits, let in-flight calls finish (bounded), close the store."""
         self.backend.shutdown()
+        if self.retention is not None:
+            self.retention.stop()
         if self._dashboard is not None:
             await self._dashboard.stop()
         if self._server is not None:

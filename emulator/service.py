@@ -21,14 +21,17 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import empty_pb2, wrappers_pb2
 
-from . import activities, control, entities, orchestrations
+from . import activities, control, entities, force, hubs, orchestrations
 from . import events as ev
 from .backend import STORAGE_ERRORS, Backend, OverLimit, ShuttingDown, StaleWorkItem
 from .control import InvalidState, NotFound
 from .paging import instance_token, parse_instance_token, split_page
-from .store import InstanceRow
+from .store import ACTIVITY, ENTITY, ORCHESTRATION, InstanceRow
 from .validation import check_entity_id, check_instance_id, check_name, field_size, message_size
+from .workers import Registry
 from .workitems import Feeder, Filters, limits_from_request
+
+KINDS = (ORCHESTRATION, ACTIVITY, ENTITY)
 
 log = logging.getLogger("emulator.service")
 T = TypeVar("T")
@@ -147,9 +150,13 @@ def instance_state(row: InstanceRow, include_payloads: bool = True) -> pb.Orches
 
 
 class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
-    def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS):
+    def __init__(self, backend: Backend, health_ping_seconds: float = HEALTH_PING_SECONDS,
+                 hub_management: bool = False, workers: Registry | None = None):
         self.backend = backend
+        self.workers = workers if workers is not None else Registry()  # for the dashboard's workers view
         self.health_ping_seconds = health_ping_seconds
+        self.hub_management = hub_management  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up
+        self.startup_hubs = frozenset(backend.hubs)
 
     def _check_size(self, name: str, request) -> None:
         """Refuse a request beyond the limit; a worker's answer that large also fails its work item.
@@ -183,12 +190,18 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
                 return items[:n], True
         return items, False
 
+    @staticmethod
+    def _hub_name(context: grpc.aio.ServicerContext) -> str:
+        return next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
+
     def _hub(self, context: grpc.aio.ServicerContext) -> str:
-        hub = next((value for key, value in context.invocation_metadata() if key == "taskhub"), None) or "default"
+        hub = self._hub_name(context)
         if hub not in self.backend.hubs:
             known = ", ".join(self.backend.hubs)
+            how = ("or create it with CreateTaskHub" if self.hub_management
+                   else "or let clients create hubs with --allow-hub-management")
             raise UnknownHub(f"task hub '{hub}' does not exist; this emulator serves: {known} "
-                             "(add hubs with --task-hubs or DTS_TASK_HUB_NAMES)")
+                             f"(add hubs with --task-hubs or DTS_TASK_HUB_NAMES, {how})")
         return hub
 
     @_rpc
@@ -283,9 +296,14 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         control.rewind(self.backend, self._hub(context), request.instanceId, ev.optional_string(request, "reason"))
         return pb.RewindInstanceResponse()
 
-    async def SkipGracefulOrchestrationTerminations(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "SkipGracefulOrchestrationTerminations is not supported by this emulator")
+    @_rpc
+    async def SkipGracefulOrchestrationTerminations(self, request: pb.SkipGracefulOrchestrationTerminationsRequest,
+                                                    context):
+        hub = self._hub(context)
+        ids = list(request.instanceBatch.instanceIds)
+        _require(force.check_batch(ids))
+        left = force.skip_graceful_terminations(self.backend, hub, ids, ev.optional_string(request, "reason"))
+        return pb.SkipGracefulOrchestrationTerminationsResponse(unterminatedInstanceIds=left)
 
     @_rpc
     async def PurgeInstances(self, request: pb.PurgeInstancesRequest, context):
@@ -368,6 +386,11 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
 
     @_rpc
     async def CreateTaskHub(self, request: pb.CreateTaskHubRequest, context):
+        name = self._hub_name(context)
+        if self.hub_management and name not in self.backend.hubs:
+            _require(hubs.check_name(name))
+            hubs.create(self.backend, name)
+            return pb.CreateTaskHubResponse()
         hub = self._hub(context)
         if request.recreateIfExists:
             self.backend.delete_hub(hub)
@@ -375,7 +398,8 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
 
     @_rpc
     async def DeleteTaskHub(self, request, context):
-        self.backend.delete_hub(self._hub(context))
+        hub = self._hub(context)
+        hubs.delete(self.backend, hub, keep_serving=not self.hub_management or hub in self.startup_hubs)
         return pb.DeleteTaskHubResponse()
 
     # -- workers ------------------------------------------------------------------
@@ -390,7 +414,9 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
         hub = self._hub(context)
         backend = self.backend
         stream = backend.open_stream()
-        feeder = Feeder(backend, hub, stream, Filters.from_request(request), limits_from_request(request))
+        filters = Filters.from_request(request)
+        feeder = Feeder(backend, hub, stream, filters, limits_from_request(request))
+        self.workers.opened(stream, hub, request.worker_instance_id, filters)
         log.info("worker stream %d connected to task hub %s", stream, hub)
         try:
             while not backend.stream_closed(stream):
@@ -399,8 +425,11 @@ class TaskHubService(pb_grpc.TaskHubSidecarServiceServicer):
                     if item is not None:
                         backend.abandon(item.completionToken)
                     break
+                if item is not None:
+                    self.workers.gave(stream)
                 yield item if item is not None else pb.WorkItem(healthPing=pb.HealthPing())
         finally:
+            self.workers.closed(stream, sum(backend.dispatch.held(stream, kind) for kind in KINDS))
             backend.close_stream(stream)
             log.info("worker stream %d disconnected", stream)
 

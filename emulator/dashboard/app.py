@@ -188,6 +188,11 @@ async def instance_action(request: Request):
         if row.status not in ev.TERMINAL:
             raise control.InvalidState(f"instance '{row.instance_id}' is still running; terminate it first")
         control.purge(backend, row.hub, [row.instance_id], recursive=True)
+    elif action == "restart":
+        new_id = control.restart(backend, row.hub, row.instance_id, bool(body.get("newInstanceId")))
+        return JSONResponse({"ok": True, "instanceId": new_id})
+    elif action == "rewind":
+        control.rewind(backend, row.hub, row.instance_id, reason)
     elif action == "raise-event":
         name = _name(body, "name", "'name' (the event name) is required")
         data = json.dumps(body["data"]) if "data" in body else None
@@ -298,6 +303,9 @@ ERRORS = {
 
 def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
     """The dashboard's routes behind its guard; ``hosts`` are the Host values it serves (guard.served_hosts)."""
-    app = Starlette(routes=ROUTES, middleware=[Middleware(Guard, hosts=hosts)], exception_handlers=ERRORS)
+    from . import operations  # it builds on this module's helpers
+
+    app = Starlette(routes=operations.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
+                    exception_handlers=ERRORS)
     app.state.backend = backend
     return app

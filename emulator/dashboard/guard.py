@@ -87,8 +87,11 @@ def _origin_authority(origin: str) -> str | None:
 class Guard:
     """Refuses what the dashboard must not answer; passes the rest to ``app``."""
 
-    def __init__(self, app: ASGIApp, hosts: frozenset[str], max_body: int = MAX_BODY_BYTES):
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], max_body: int = MAX_BODY_BYTES, read_only: bool = False,
+                 open_paths: frozenset[str] = frozenset()):
+        """``read_only``: every change refused; ``open_paths``: GET paths any Host may read (the health report)."""
         self.app, self.hosts, self.max_body = app, hosts, max_body
+        self.read_only, self.open_paths = read_only, open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,6 +118,8 @@ class Guard:
         method = scope["method"]
         if method not in ALLOWED_METHODS:
             return 405, f"method {method} is not allowed; the dashboard answers GET, HEAD and POST"
+        if method in ("GET", "HEAD") and scope["path"] in self.open_paths:
+            return None  # a probe names the pod's address, not a served host; the answer is not secret
         hosts = _header(scope, b"host")
         if len(hosts) != 1 or hosts[0].lower() not in self.hosts:
             named = hosts[0] if len(hosts) == 1 else f"{len(hosts)} Host headers"
@@ -124,7 +129,11 @@ class Guard:
         if lengths and (not lengths[0].isdigit() or int(lengths[0]) > self.max_body):
             return 413, f"the request body is larger than the dashboard's limit of {self.max_body} bytes"
         if method == "POST":
-            return self._change_refusal(scope)
+            refused = self._change_refusal(scope)
+            if refused is None and self.read_only:
+                return 403, ("the dashboard is read-only (--dashboard-read-only): it shows instances and entities "
+                             "but changes nothing")
+            return refused
         sites = _header(scope, b"sec-fetch-site")
         if scope["path"].startswith("/api/") and sites and sites[0].lower() not in OWN_FETCH_SITES:
             # An <img> or <script> on another page must not make the dashboard do work for it.
@@ -149,7 +158,9 @@ class Guard:
 def _with_security_headers(send: Send) -> Send:
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            headers = list(message.get("headers", []))
+            present = {name.lower() for name, _ in headers}  # an inner guard (dashboard/server.py) added them
+            message = {**message, "headers": [*headers, *(h for h in SECURITY_HEADERS if h[0] not in present)]}
         await send(message)
     return sending
 

@@ -162,6 +162,11 @@ class Store:
         with self._lock:
             return version_of(self._db)
 
+    @property
+    def writes_committed(self) -> int:
+        """How many writing transactions committed so far: a later one shows the disk takes writes again."""
+        return self._writer.commits
+
     def reads(self) -> Reads:
         """A reader for the dashboard and query calls; see reads.py for which thread may use it."""
         with self._lock:

@@ -65,6 +65,7 @@ class Writer:
         self.queue = WriteQueue()
         self._begun = False  # BEGIN sent for the open transaction
         self._committed = committed
+        self.commits = 0  # transactions that wrote and committed (the health report compares it)
 
     def add(self, template: str, placeholder: str, rows: Sequence[Sequence]) -> None:
         self.queue.add(template, placeholder, rows)
@@ -96,6 +97,8 @@ class Writer:
             except sqlite3.Error as exc:
                 raise StorageError(self.path, exc) from exc
             self._begun = False
+        if wrote:
+            self.commits += 1
         if wrote and self._committed is not None:
             self._committed()
 

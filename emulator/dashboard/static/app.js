@@ -63,7 +63,8 @@ function showError(err) {
 function setNav(hub, current) {
   const items = [link("/", "Task hubs")];
   if (hub) {
-    items.push(link(`/hubs/${enc(hub)}/instances`, "Orchestrations"), link(`/hubs/${enc(hub)}/entities`, "Entities"));
+    items.push(link(`/hubs/${enc(hub)}/instances`, "Orchestrations"), link(`/hubs/${enc(hub)}/entities`, "Entities"),
+      link(`/hubs/${enc(hub)}/workers`, "Workers"));
   }
   for (const a of items) if (a.textContent === current) a.classList.add("current");
   nav.replaceChildren(...items);
@@ -140,20 +141,115 @@ async function instancesView(hub) {
   refresh.addEventListener("change", filter);
   const rows = page.items.map((i) =>
     h("tr", { "data-instance": i.id },
+      h("td", {}, h("input", { type: "checkbox", class: "select", value: i.id, "aria-label": `Select ${i.id}` })),
       h("td", { class: "id" }, link(instancePath(hub, i.id), i.id)),
       h("td", {}, i.name), h("td", {}, status(i.status)),
       h("td", {}, when(i.created)), h("td", {}, when(i.updated)),
       h("td", {}, i.customStatus === null ? "" : JSON.stringify(i.customStatus))));
+  const table = h("table", {}, h("thead", {}, h("tr", {}, ["", "Instance ID", "Name", "Status", "Created", "Last updated", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows));
+  const filterNow = { status: params.get("status") || "", q: params.get("q") || "" };
   show(
     h("h1", {}, `Orchestrations in ${hub}`),
+    startForm(hub),
     h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, h("button", { type: "submit" }, "Filter"),
       h("label", {}, refresh, " Auto-refresh")),
+    bulkBar(hub, table, filterNow),
     rows.length
-      ? h("table", {}, h("thead", {}, h("tr", {}, ["Instance ID", "Name", "Status", "Created", "Last updated", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
+      ? table
       : h("p", { class: "muted" }, "No orchestrations match."),
     pager(page),
   );
   autoRefresh(() => instancesView(hub).catch(showError), refresh.checked);
+}
+
+// A form's own error line: the form and what the user typed stay as they are.
+function formError(form, message) {
+  let line = form.querySelector(".error");
+  if (!line) { line = h("p", { class: "error", role: "alert" }); form.append(line); }
+  line.textContent = message;
+}
+
+function parseJson(text, what) {
+  try { return JSON.parse(text); } catch { throw new Error(`${what} is not valid JSON`); }
+}
+
+function startForm(hub) {
+  const field = (name, label, attrs = {}) => h("label", {}, label, h("input", { name, ...attrs }));
+  const form = h("form", { class: "start", id: "start-form" },
+    field("name", "Orchestration", { required: true, placeholder: "e.g. counter_workflow" }),
+    field("input", "Input (JSON)", { placeholder: "e.g. {\"key\": \"a\"}" }),
+    field("instanceId", "Instance ID", { placeholder: "(new)" }),
+    field("scheduledStart", "Start at", { type: "datetime-local", step: "1" }),
+    field("tags", "Tags (JSON object)", { placeholder: "{\"team\": \"billing\"}" }),
+    field("version", "Version"),
+    h("button", { type: "submit" }, "Start"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const v = (name) => form.elements[name].value.trim();
+    try {
+      const body = { name: v("name") };
+      if (v("input")) body.input = parseJson(v("input"), "The input");
+      if (v("instanceId")) body.instanceId = v("instanceId");
+      if (v("scheduledStart")) body.scheduledStart = new Date(v("scheduledStart")).toISOString();
+      if (v("tags")) body.tags = parseJson(v("tags"), "The tags");
+      if (v("version")) body.version = v("version");
+      const { instanceId } = await post(`/hubs/${enc(hub)}/start`, body);
+      go(instancePath(hub, instanceId));
+    } catch (err) {
+      formError(form, err.message);
+    }
+  });
+  return h("details", { class: "panel" }, h("summary", {}, "Start an orchestration"), form);
+}
+
+function bulkBar(hub, table, filterNow) {
+  const actionSelect = h("select", { name: "bulk-action", "aria-label": "Bulk action" },
+    ["terminate", "suspend", "resume", "purge"].map((a) => h("option", { value: a }, a)));
+  const bar = h("div", { class: "toolbar bulk" });
+  const run = async (target) => {
+    const action = actionSelect.value;
+    try {
+      const { count } = await post(`/hubs/${enc(hub)}/bulk`, { action, dryRun: true, ...target });
+      if (!count) return formError(bar, `No instance there can be given '${action}'.`);
+      if (!window.confirm(`${action} ${count} instance(s)? ${action === "purge" ? "This cannot be undone." : ""}`)) return;
+      const done = await post(`/hubs/${enc(hub)}/bulk`, { action, ...target });
+      await route();
+      main.prepend(h("p", { class: "notice", role: "status" }, `${action}: ${done.count} instance(s).`));
+    } catch (err) {
+      formError(bar, err.message);
+    }
+  };
+  const selected = () => [...table.querySelectorAll("input.select:checked")].map((c) => c.value);
+  bar.append(actionSelect,
+    h("button", { type: "button", onclick: () => run({ ids: selected() }) }, "Apply to selected"),
+    h("button", { type: "button", onclick: () => run({ filter: filterNow }) }, "Apply to all matching the filter"));
+  return bar;
+}
+
+async function workersView(hub) {
+  setNav(hub, "Workers");
+  const { connected, gone } = await api(`/hubs/${enc(hub)}/workers`);
+  const names = (r) => (r ? ["orchestrations", "activities", "entities"].map((k) => `${k}: ${r[k].join(", ") || "none"}`).join("; ") : "everything (no work-item filters sent)");
+  const holds = (held) => Object.entries(held).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing";
+  const refresh = h("input", { type: "checkbox", checked: listParams().get("refresh") === "1" });
+  refresh.addEventListener("change", () => go(`/hubs/${enc(hub)}/workers${refresh.checked ? "?refresh=1" : ""}`));
+  show(
+    h("h1", {}, `Workers of ${hub}`),
+    h("label", {}, refresh, " Auto-refresh"),
+    h("h2", {}, "Connected"),
+    connected.length
+      ? h("table", { id: "workers" }, h("thead", {}, h("tr", {}, ["Stream", "Worker", "Registered", "Holds now", "Connected", "Last work item"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, connected.map((w) => h("tr", { "data-stream": w.stream }, h("td", {}, w.stream), h("td", { class: "id" }, w.workerId || ""),
+          h("td", { class: "registered" }, names(w.registered)), h("td", {}, holds(w.holds)), h("td", {}, when(w.connected)), h("td", {}, when(w.lastWorkItem))))))
+      : h("p", { class: "muted" }, "No worker is connected to this task hub."),
+    h("h2", {}, "Gone (disconnected, or dropped by the liveness check)"),
+    gone.length
+      ? h("table", { id: "gone" }, h("thead", {}, h("tr", {}, ["Stream", "Worker", "Registered", "Connected", "Ended", "Work re-queued"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, gone.map((w) => h("tr", { "data-stream": w.stream }, h("td", {}, w.stream), h("td", { class: "id" }, w.workerId || ""),
+          h("td", {}, names(w.registered)), h("td", {}, when(w.connected)), h("td", {}, when(w.ended)), h("td", {}, w.requeuedAtEnd)))))
+      : h("p", { class: "muted" }, "None yet."),
+  );
+  autoRefresh(() => workersView(hub).catch(showError), refresh.checked);
 }
 
 async function act(path, body, confirmText, then = route) {
@@ -197,6 +293,8 @@ async function instanceView(hub, id) {
       h("button", { class: "danger", disabled: ended, onclick: () => act(action("terminate"), { reason: "terminated from the dashboard" }, `Terminate ${i.id}?`) }, "Terminate"),
       h("button", { disabled: ended || i.status === "SUSPENDED", onclick: () => act(action("suspend"), {}) }, "Suspend"),
       h("button", { disabled: i.status !== "SUSPENDED", onclick: () => act(action("resume"), {}) }, "Resume"),
+      h("button", { disabled: i.status !== "FAILED", onclick: () => act(action("rewind"), { reason: "rewound from the dashboard" }, `Rewind ${i.id}? It runs again from where it failed.`) }, "Rewind"),
+      h("button", { disabled: !ended, onclick: () => act(action("restart"), {}, `Restart ${i.id} with the same input?`) }, "Restart"),
       h("button", { class: "danger", disabled: !ended, onclick: () => act(action("purge"), {}, `Purge ${i.id} and its history? This cannot be undone.`, () => go(`/hubs/${enc(hub)}/instances`)) }, "Purge"),
     ),
     h("form", { class: "inline", onsubmit: (event) => {
@@ -425,6 +523,7 @@ async function route() {
     if (parts[0] === "hubs" && parts[2] === "entity" && parts.length === 3 && id) return await entityView(parts[1], id);
     if (parts[0] === "hubs" && parts[2] === "instances" && parts.length === 3) return await instancesView(parts[1]);
     if (parts[0] === "hubs" && parts[2] === "entities" && parts.length === 3) return await entitiesView(parts[1]);
+    if (parts[0] === "hubs" && parts[2] === "workers" && parts.length === 3) return await workersView(parts[1]);
     showError(new Error(`Nothing here: ${location.pathname}`));
   } catch (err) {
     showError(err);
@@ -441,4 +540,7 @@ document.addEventListener("click", (event) => {
   }
 });
 window.addEventListener("popstate", route);
+api("/settings").then((s) => {
+  if (s.readOnly) document.body.prepend(h("p", { class: "notice", id: "read-only" }, "Read-only: this dashboard shows everything and changes nothing."));
+}).catch(() => {});
 route();

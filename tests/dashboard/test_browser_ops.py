@@ -1,0 +1,144 @@
+"""The dashboard's operator actions in Chromium: start (scheduled), rewind, bulk purge, the workers view."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+from durabletask import client as dt_client
+from durabletask import task
+from durabletask.worker import TaskHubGrpcWorker
+
+from tests.helpers import ROOT, InProcessEmulator, Process, free_port
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = playwright_api.expect
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)", allow_module_level=True)
+
+FLAKY_CALLS: list[int] = []
+
+
+def flaky_step(ctx: task.ActivityContext, _) -> str:
+    """Fails the first time it runs, works after: what a rewind is for."""
+    FLAKY_CALLS.append(1)
+    if len(FLAKY_CALLS) == 1:
+        raise RuntimeError("the first attempt fails")
+    return "worked"
+
+
+def flaky(ctx: task.OrchestrationContext, _):
+    return (yield ctx.call_activity(flaky_step))
+
+
+def greet(ctx: task.OrchestrationContext, name):
+    return f"hello {name}"
+
+
+WORKER = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from durabletask.worker import TaskHubGrpcWorker
+import worker
+w = TaskHubGrpcWorker(host_address=sys.argv[1])
+worker.register(w)
+w.use_work_item_filters()
+w.start()
+print("worker ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    emu = InProcessEmulator(None, dashboard_port=free_port(), time_skipping=False).start()
+    w = TaskHubGrpcWorker(host_address=emu.address)
+    w.add_orchestrator(flaky)
+    w.add_orchestrator(greet)
+    w.add_activity(flaky_step)
+    w.start()
+    c = dt_client.TaskHubGrpcClient(host_address=emu.address)
+    try:
+        yield emu, c
+    finally:
+        c.close()
+        w.stop()
+        emu.stop()
+
+
+def test_start_with_a_scheduled_time_and_see_it_run(site, page):
+    emu, c = site
+    page.goto(emu.dashboard + "/hubs/default/instances")
+    page.click("summary:has-text('Start an orchestration')")
+    form = page.locator("#start-form")
+    form.locator("[name=name]").fill("greet")
+    form.locator("[name=input]").fill('"not json')
+    form.locator("[name=instanceId]").fill("scheduled-1")
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".error")).to_have_text("The input is not valid JSON")
+    expect(form.locator("[name=instanceId]")).to_have_value("scheduled-1")  # what the user typed stays
+    form.locator("[name=input]").fill('"world"')
+    start_at = (datetime.now() + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S")
+    form.locator("[name=scheduledStart]").fill(start_at)
+    form.locator("[name=tags]").fill('{"team": "ops"}')
+    form.locator("button[type=submit]").click()
+    expect(page.locator("h1")).to_have_text("scheduled-1")
+    state = c.get_orchestration_state("scheduled-1")
+    assert state.runtime_status == dt_client.OrchestrationStatus.PENDING  # not before its time
+    assert emu.on_loop(lambda: emu.backend.instance("default", "scheduled-1")).scheduled_start is not None
+    assert emu.on_loop(lambda: emu.backend.instance("default", "scheduled-1")).tags == {"team": "ops"}
+    done = c.wait_for_orchestration_completion("scheduled-1", timeout=60)
+    assert done.serialized_output == '"hello world"'
+    page.reload()
+    expect(page.locator("#status")).to_have_text("COMPLETED")
+
+
+def test_rewind_a_failed_instance(site, page):
+    emu, c = site
+    FLAKY_CALLS.clear()
+    c.schedule_new_orchestration(flaky, instance_id="flaky-1")
+    failed = c.wait_for_orchestration_completion("flaky-1", timeout=60)
+    assert failed.runtime_status == dt_client.OrchestrationStatus.FAILED
+    page.goto(emu.dashboard + "/hubs/default/instance?id=flaky-1")
+    expect(page.locator("#status")).to_have_text("FAILED")
+    page.click("button:has-text('Rewind')")
+    done = c.wait_for_orchestration_completion("flaky-1", timeout=60)
+    assert done.runtime_status == dt_client.OrchestrationStatus.COMPLETED
+    assert done.serialized_output == '"worked"'
+    assert any("Rewind flaky-1" in d for d in page.dialogs)
+
+
+def test_bulk_purge_a_filtered_set_and_see_the_count(site, page):
+    emu, c = site
+    for n in range(3):
+        c.schedule_new_orchestration(greet, input=str(n), instance_id=f"bulk-{n}")
+        c.wait_for_orchestration_completion(f"bulk-{n}", timeout=60)
+    c.schedule_new_orchestration(greet, input="x", instance_id="kept-1")
+    c.wait_for_orchestration_completion("kept-1", timeout=60)
+    page.goto(emu.dashboard + "/hubs/default/instances?status=COMPLETED&q=bulk-")
+    expect(page.locator("tr[data-instance]")).to_have_count(3)
+    page.select_option("[name=bulk-action]", "purge")
+    page.click("button:has-text('Apply to all matching the filter')")
+    expect(page.locator(".notice")).to_have_text("purge: 3 instance(s).")
+    assert any(d.startswith("purge 3 instance(s)?") for d in page.dialogs)
+    assert all(c.get_orchestration_state(f"bulk-{n}") is None for n in range(3))
+    assert c.get_orchestration_state("kept-1") is not None
+
+
+def test_workers_view_shows_a_worker_and_then_its_drop(site, page):
+    emu, _ = site
+    worker = Process([sys.executable, "-c", WORKER, emu.address])
+    try:
+        worker.wait_for_line("worker ready", timeout=60)
+        page.goto(emu.dashboard + "/hubs/default/workers?refresh=1")
+        registered = page.locator("#workers td.registered").filter(has_text="counter_workflow")
+        expect(registered).to_have_count(1, timeout=30_000)
+        expect(registered).to_contain_text("entities: account, audit, counter")
+    finally:
+        worker.signal(9)
+        worker.wait()
+    expect(page.locator("#gone tr[data-stream]").filter(has_text="counter_workflow")).to_have_count(1, timeout=60_000)

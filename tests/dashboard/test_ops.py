@@ -1,0 +1,155 @@
+"""Operating the emulator: the health report (HTTP, gRPC, --check), read-only mode, Aspire's links, the icon."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+
+import grpc
+import pytest
+from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from emulator.dashboard.extras import aspire_target
+from emulator.store import Store
+from emulator.testing import Emulator
+from tests.helpers import Process, free_port, wait_until
+from tests.store.test_failures import FailingConnection
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, host: str | None = None,
+            **headers: str) -> tuple[int, dict, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest(method, path, skip_host=True)
+        connection.putheader("Host", host or f"127.0.0.1:{port}")
+        for name, value in headers.items():
+            connection.putheader(name.replace("_", "-"), value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def health_json(port: int) -> dict | None:
+    """The /healthz answer, or None while nothing listens yet."""
+    try:
+        status, _, body = request(port, "GET", "/healthz")
+    except OSError:
+        return None
+    return {"http": status, **json.loads(body)}
+
+
+def check(endpoint: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emulator", "--check", endpoint], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_health_answers_a_ci_job_that_started_the_emulator(tmp_path):
+    """As CI would: start the process, poll /healthz until it answers, then ask over gRPC with --check."""
+    grpc_port, dashboard_port = free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{grpc_port}"
+    assert check(endpoint).returncode == 1  # the precondition: nothing serves there yet
+    process = Process([sys.executable, "-m", "emulator", "--port", str(grpc_port), "--dashboard-port",
+                       str(dashboard_port), "--data", str(tmp_path / "ci.db"), "--task-hubs", "default,ci"])
+    try:
+        report = wait_until(lambda: health_json(dashboard_port), timeout=60, message="/healthz answering")
+        assert report["http"] == 200 and report["status"] == "ok"
+        assert report["taskHubs"] == ["default", "ci"]
+        assert report["store"] == {"state": "AVAILABLE", "inMemory": False}
+        assert 0 <= report["uptimeSeconds"] < 600
+        # A probe names the pod's address, not a host the dashboard serves: the health report still answers.
+        assert request(dashboard_port, "GET", "/healthz", host="10.1.2.3:8082")[0] == 200
+        assert request(dashboard_port, "GET", "/api/hubs", host="10.1.2.3:8082")[0] == 403
+        answered = check(endpoint)
+        assert answered.returncode == 0, answered.stdout + answered.stderr
+        assert "SERVING" in answered.stdout
+    finally:
+        process.stop()
+    stopped = check(endpoint)
+    assert stopped.returncode == 1 and "no answer" in stopped.stdout
+
+
+def test_a_store_that_refuses_writes_is_reported_unavailable(tmp_path):
+    connect, connections = FailingConnection.connector()
+    port = free_port()
+    with (Emulator(store=Store(tmp_path / "h.db", connect=connect), dashboard_port=port) as emu,
+          grpc.insecure_channel(emu.address) as channel):
+        stub, health = pb_grpc.TaskHubSidecarServiceStub(channel), health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+        writer = connections[0]
+        writer.fail_on = "COMMIT"
+        with pytest.raises(grpc.RpcError):
+            stub.StartInstance(pb.CreateInstanceRequest(name="orch", instanceId="refused"))
+        assert writer.failed == ["COMMIT"]  # the precondition: the write was refused
+        report = health_json(port)
+        assert report["http"] == 503 and report["status"] == "unavailable"
+        assert report["store"]["state"] == "UNAVAILABLE" and "disk I/O error" in report["store"]["error"]
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        assert health.Check(health_pb2.HealthCheckRequest(service="TaskHubSidecarService")).status == not_serving
+        # The disk takes writes again: the next one that commits clears it.
+        stub.StartInstance(pb.CreateInstanceRequest(name="orch", instanceId="accepted"))
+        assert health_json(port)["store"]["state"] == "AVAILABLE"
+        with pytest.raises(grpc.RpcError) as unknown:
+            health.Check(health_pb2.HealthCheckRequest(service="something.Else"))
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def post(port: int, path: str, body: dict, origin: str | None = None) -> tuple[int, dict]:
+    status, _, answer = request(port, "POST", path, json.dumps(body).encode(), Content_Type="application/json",
+                                Origin=origin or f"http://127.0.0.1:{port}", Sec_Fetch_Site="same-origin")
+    return status, json.loads(answer)
+
+
+def test_read_only_refuses_every_action_and_still_reads():
+    port = free_port()
+    with Emulator(dashboard_port=port, dashboard_read_only=True) as emu:
+        emu.on_loop(lambda: emu.backend.create_instance("default", "shown", "orch"))
+        status, answer = post(port, "/api/hubs/default/instance/terminate?id=shown", {})
+        assert status == 403 and "read-only (--dashboard-read-only)" in answer["error"]
+        status, answer = post(port, "/api/hubs/default/entity/signal?id=@counter@a", {"operation": "add"})
+        assert status == 403 and "read-only" in answer["error"]
+        # The guard's own checks still come first: another origin is refused for that reason.
+        status, answer = post(port, "/api/hubs/default/instance/terminate?id=shown", {}, origin="http://evil.test")
+        assert status == 403 and "own origin" in answer["error"]
+        status, _, body = request(port, "GET", "/api/hubs/default/instance?id=shown")
+        assert status == 200 and json.loads(body)["instance"]["status"] == "PENDING"
+        assert emu.on_loop(lambda: emu.backend.store.count_messages("default", "orchestration", "shown")) == 1
+
+
+def test_actions_work_without_read_only():
+    """The refusal above is read-only mode's: the same request is applied without it."""
+    port = free_port()
+    with Emulator(dashboard_port=port) as emu:
+        emu.on_loop(lambda: emu.backend.create_instance("default", "changed", "orch"))
+        assert post(port, "/api/hubs/default/instance/terminate?id=changed", {})[0] == 200
+
+
+@pytest.mark.parametrize("path, target", [
+    ("/subscriptions/local/schedulers/emulator/taskhubs/default/orchestrations", "/hubs/default/instances"),
+    ("/subscriptions/default/schedulers/default/taskhubs/default", "/hubs/default/instances"),
+    ("/subscriptions/s/schedulers/x/taskhubs/my%20hub/entities", "/hubs/my%20hub/entities"),
+    ("/subscriptions/s/schedulers/x/taskhubs/h/orchestrations/a%2Fb", "/hubs/h/instance?id=a%2Fb"),
+    ("/subscriptions/s/schedulers/x/taskhubs/h/entities/@counter@k", "/hubs/h/entity?id=%40counter%40k"),
+])
+def test_aspire_paths_redirect_to_the_same_page(path, target):
+    assert aspire_target(path) == target
+
+
+def test_aspire_redirect_and_icon_over_http():
+    port = free_port()
+    with Emulator(dashboard_port=port):
+        status, headers, _ = request(port, "GET", "/subscriptions/local/schedulers/emulator/taskhubs/default/"
+                                                  "orchestrations?endpoint=x")
+        assert status == 302 and headers["location"] == "/hubs/default/instances"
+        status, headers, body = request(port, "GET", "/favicon.ico")
+        assert status == 200 and headers["content-type"] == "image/x-icon"
+        assert body[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
+        assert request(port, "GET", "/favicon.ico", host="evil.test")[0] == 403  # still behind the guard
+        assert request(port, "GET", "/subscriptions/a/schedulers/b/taskhubs/default", host="evil.test")[0] == 403
