@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from .. import control, entities
 from .. import events as ev
 from ..backend import Backend
-from ..paging import instance_token, parse_instance_token, split_page
+from ..paging import parse_instance_token, split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
 from . import drawings, payload, views
@@ -133,23 +133,6 @@ async def hubs(request: Request):
         "entities": entity_count,
     } for hub, by_status, entity_count in await backend.read(counts)]
     return JSONResponse({"hubs": result})
-
-
-async def instances(request: Request):
-    hub = _hub(request)
-    status = request.query_params.get("status") or None
-    if status is not None and status not in views.STATUS_VALUES:
-        raise BadParameter(f"unknown status '{status}'; use one of {', '.join(views.STATUS_VALUES)}")
-    size = _int(request, "page_size", 50, 1, MAX_PAGE)
-    query = dict(statuses=[views.STATUS_VALUES[status]] if status else (),
-                 search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
-                 limit=size + 1, newest_first=True)
-    rows = await _backend(request).read(lambda reads: reads.query_instances(hub, **query))
-    rows, more = split_page(rows, size)
-    return JSONResponse({
-        "items": [views.instance_summary(r) for r in rows],
-        "next": instance_token(rows[-1]) if more else None,
-    })
 
 
 async def instance(request: Request):
@@ -280,7 +263,6 @@ async def _unexpected(request: Request, exc: Exception):
 
 ROUTES = [
     Route("/api/hubs", hubs),
-    Route("/api/hubs/{hub}/instances", instances),
     Route("/api/hubs/{hub}/instance", instance),
     Route("/api/hubs/{hub}/instance/{action}", instance_action, methods=["POST"]),
     Route("/api/hubs/{hub}/entities", entity_list),
@@ -303,9 +285,9 @@ ERRORS = {
 
 def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
     """The dashboard's routes behind its guard; ``hosts`` are the Host values it serves (guard.served_hosts)."""
-    from . import operations  # it builds on this module's helpers
+    from . import listing, operations  # they build on this module's helpers
 
-    app = Starlette(routes=operations.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
+    app = Starlette(routes=operations.ROUTES + listing.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
                     exception_handlers=ERRORS)
     app.state.backend = backend
     return app

@@ -35,6 +35,9 @@ def instance_summary(row: InstanceRow) -> dict:
         "created": iso(row.created_at),
         "updated": iso(row.updated_at),
         "customStatus": parse_json(row.custom_status),
+        "version": row.version,
+        "tags": row.tags,
+        "scheduledStart": iso(row.scheduled_start),
     }
 
 

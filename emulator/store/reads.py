@@ -90,6 +90,13 @@ class Reads:
         with self.snapshot():  # the search window and the page from one state
             return queries.query_instances(self._fetch, hub, **filters)
 
+    def instance_histogram(self, hub: str, buckets: int, **filters) -> dict:
+        """Starts and completions over time of the instances query_instances' filters match."""
+        if self.same_thread:
+            return queries.instance_histogram(self._store._rows, hub, buckets, **filters)
+        with self.snapshot():
+            return queries.instance_histogram(self._fetch, hub, buckets, **filters)
+
     def count_instances_by_status(self, hub: str) -> dict[int, int]:
         return self._store.count_instances_by_status(hub)
 

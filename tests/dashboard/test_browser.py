@@ -128,7 +128,8 @@ def test_screenshot_script_produces_every_view(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     names = ["dashboard-hubs.png", "dashboard-entities.png", "dashboard-instances.png", "dashboard-audit.png",
-             "dashboard-instance.png", "dashboard-transfer.png"]
+             "dashboard-instance.png", "dashboard-transfer.png", "dashboard-timeline.png", "dashboard-sequence.png",
+             "dashboard-oplog.png"]
     assert [line.rsplit("/", 1)[-1] for line in result.stdout.split()] == names
     assert all((tmp_path / name).stat().st_size > 5000 for name in names)
 
@@ -201,3 +202,21 @@ def test_hostile_names_in_the_drawings_and_the_log_are_text(site, page):
     sender.click()
     playwright_api.expect(page.locator("h1")).to_have_text(HOSTILE_ID)
     assert page.locator("main img, main script").count() == 0 and page.dialogs == []
+
+
+def test_the_instance_list_filters_by_tag_sorts_and_draws_its_histogram(site, page, uid):
+    base, c = site
+    tagged = [c.schedule_new_orchestration(awaits_approval, tags={"batch": uid}) for _ in range(2)]
+    for instance_id in tagged:
+        c.wait_for_orchestration_start(instance_id, timeout=30)
+    page.goto(base + "/hubs/default/instances")
+    page.fill("input[name=tag]", f"batch={uid}")
+    page.select_option("select[name=sort]", "updated")
+    page.click("text=Filter")
+    page.wait_for_url(f"**/instances?tag=batch%3D{uid}&sort=updated")
+    playwright_api.expect(page.locator("tr[data-instance]")).to_have_count(2)
+    playwright_api.expect(page.locator("tr[data-instance] td.tags").first).to_have_text(f"batch={uid}")
+    counts = page.locator("#histogram rect.started").evaluate_all("bars => bars.map((b) => +b.dataset.count)")
+    assert sum(counts) == 2 and len(counts) == 40
+    for instance_id in tagged:
+        c.terminate_orchestration(instance_id)

@@ -110,7 +110,10 @@ function filterTo(path, fields, refresh) {
   return (event) => {
     event.preventDefault();
     const next = new URLSearchParams();
-    for (const [key, input] of Object.entries(fields)) if (input.value) next.set(key, input.value);
+    for (const [key, input] of Object.entries(fields)) {
+      const value = input.toParam ? input.toParam() : input.value;  // a time field gives its UTC ISO form
+      if (value) next.set(key, value);
+    }
     if (refresh.checked) next.set("refresh", "1");
     go(`${path}?${next}`);
   };
@@ -128,31 +131,56 @@ function go(path) {
   route();
 }
 
+// A datetime-local field that shows an ISO time from the URL in local time and gives it back as ISO.
+function timeField(name, label, iso) {
+  const local = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const input = h("input", { type: "datetime-local", step: "1", name, "aria-label": label, title: label, value: iso && !Number.isNaN(Date.parse(iso)) ? local(new Date(iso)) : "" });
+  input.toParam = () => (input.value ? new Date(input.value).toISOString() : "");
+  return input;
+}
+
+const INSTANCE_FILTERS = ["status", "q", "tag", "from", "to", "sort"];
+
 async function instancesView(hub) {
   setNav(hub, "Orchestrations");
   const params = listParams();
-  const page = await api(`/hubs/${enc(hub)}/instances?${apiQuery(params, ["status", "q", "after"])}`);
+  const filterQuery = apiQuery(params, INSTANCE_FILTERS.filter((k) => k !== "sort"));
+  const [page, counts] = await Promise.all([
+    api(`/hubs/${enc(hub)}/instances?${apiQuery(params, [...INSTANCE_FILTERS, "after"])}`),
+    api(`/hubs/${enc(hub)}/instances/histogram?${filterQuery}`),
+  ]);
   const statusSelect = h("select", { name: "status", "aria-label": "Status" },
     ["", "PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "FAILED", "TERMINATED"].map((s) =>
       h("option", { value: s, selected: s === (params.get("status") || "") }, s || "Any status")));
   const search = h("input", { name: "q", placeholder: "Instance ID or name", value: params.get("q") || "" });
+  const tag = h("input", { name: "tag", placeholder: "Tag: key or key=value", value: params.get("tag") || "" });
+  const from = timeField("from", "Created from", params.get("from"));
+  const to = timeField("to", "Created before", params.get("to"));
+  const sort = h("select", { name: "sort", "aria-label": "Sort" },
+    [["created", "Newest created first"], ["updated", "Last updated first"]].map(([v, t]) =>
+      h("option", { value: v, selected: v === (params.get("sort") || "created") }, t)));
   const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
-  const filter = filterTo(`/hubs/${enc(hub)}/instances`, { status: statusSelect, q: search }, refresh);
+  const filter = filterTo(`/hubs/${enc(hub)}/instances`, { status: statusSelect, q: search, tag, from, to, sort }, refresh);
   refresh.addEventListener("change", filter);
+  const tags = (t) => Object.entries(t || {}).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`));
   const rows = page.items.map((i) =>
     h("tr", { "data-instance": i.id },
       h("td", {}, h("input", { type: "checkbox", class: "select", value: i.id, "aria-label": `Select ${i.id}` })),
       h("td", { class: "id" }, link(instancePath(hub, i.id), i.id)),
-      h("td", {}, i.name), h("td", {}, status(i.status)),
+      h("td", {}, i.name, i.version ? h("span", { class: "muted" }, ` v${i.version}`) : null), h("td", {}, status(i.status)),
       h("td", {}, when(i.created)), h("td", {}, when(i.updated)),
+      h("td", {}, i.scheduledStart ? when(i.scheduledStart) : ""),
+      h("td", { class: "tags" }, tags(i.tags)),
       h("td", {}, i.customStatus === null ? "" : JSON.stringify(i.customStatus))));
-  const table = h("table", {}, h("thead", {}, h("tr", {}, ["", "Instance ID", "Name", "Status", "Created", "Last updated", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows));
-  const filterNow = { status: params.get("status") || "", q: params.get("q") || "" };
+  const table = h("table", {}, h("thead", {}, h("tr", {}, ["", "Instance ID", "Name", "Status", "Created", "Last updated", "Scheduled start", "Tags", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows));
+  const filterNow = Object.fromEntries([...filterQuery.entries()]);
   show(
     h("h1", {}, `Orchestrations in ${hub}`),
     startForm(hub),
-    h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, h("button", { type: "submit" }, "Filter"),
+    h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, tag, h("label", { class: "muted" }, "created ", from), h("label", { class: "muted" }, "to ", to), sort,
+      h("button", { type: "submit" }, "Filter"),
       h("label", {}, refresh, " Auto-refresh")),
+    histogramChart(counts),
     bulkBar(hub, table, filterNow),
     rows.length
       ? table
@@ -509,6 +537,27 @@ function sequenceChart(hub, d) {
     svg("defs", {}, svg("marker", { id: "arrowhead", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
       svg("path", { d: "M0 0 L10 5 L0 10 z", class: "arrowhead" }))),
     heads, arrows));
+}
+
+// Starts and completions of the filtered instances over time, one pair of bars per span.
+function histogramChart(c) {
+  if (!c.total) return null;
+  const width = 1100, height = 120, left = 40, bottom = 22, n = c.started.length;
+  const most = Math.max(1, ...c.started, ...c.completed);
+  const slot = (width - left) / n, barW = Math.max(slot / 2 - 1, 1);
+  const y = (v) => height - bottom - (v / most) * (height - bottom - 10);
+  const bars = (series, cls, offset) => series.map((v, i) => svg("rect", {
+    class: `bar ${cls}`, x: left + i * slot + offset, y: y(v), width: barW, height: height - bottom - y(v), "data-count": v },
+  svg("title", {}, `${v} ${cls === "started" ? "started" : "completed"} from ${whenMs(new Date(Date.parse(c.from) + i * c.bucketSeconds * 1000).toISOString())}`)));
+  return h("div", { class: "drawing", id: "histogram" },
+    h("p", { class: "muted legend" }, h("span", { class: "key started" }, "started"), " and ", h("span", { class: "key completed" }, "completed"),
+      ` per ${fmtMs(c.bucketSeconds * 1000)}, ${c.total} instances`),
+    svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Starts and completions over time" },
+      svg("text", { class: "axis", x: 2, y: 14 }, String(most)),
+      svg("line", { class: "tick", x1: left, x2: width, y1: height - bottom, y2: height - bottom }),
+      bars(c.started, "started", 0), bars(c.completed, "completed", barW + 1),
+      svg("text", { class: "axis", x: left, y: height - 6 }, whenMs(c.from)),
+      svg("text", { class: "axis", x: width - 4, y: height - 6, "text-anchor": "end" }, whenMs(c.to))));
 }
 
 // -- routing -------------------------------------------------------------------
