@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -363,9 +361,11 @@ def main(argv: list[str] | None = None, client=None) -> int:
         )
     if not args.repeat:
         return run_once(client, args)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    life = settings.Lifecycle("client")  # SIGTERM or Ctrl-C: this round ends within settings.STOP_SECONDS
+    life.on_signals()
+    life.serve_health()
+    life.ready()
+    stop = life.stopping
     rounds = 0
     while not stop.is_set():
         rounds += 1

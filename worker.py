@@ -12,8 +12,6 @@ on a large deposit, and starts ``audit_workflow`` on a large withdrawal.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from typing import Any
 
 from durabletask import entities, task
@@ -212,14 +210,15 @@ def main() -> int:
         return 2
     log.info("endpoint %s, task hub %s, authentication %s", config.endpoint, config.taskhub, config.auth_mode)
     worker = build_worker(config)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    life = settings.Lifecycle("worker")  # SIGTERM or Ctrl-C: stop within settings.STOP_SECONDS
+    life.on_signals()
+    life.serve_health()
     worker.start()
+    life.ready()
     log.info("worker started; press Ctrl-C to stop")
     # Python runs signal handlers on the main thread, and one the kernel hands to another thread
     # does not wake a main thread blocked in a plain wait: wake each second so that it runs.
-    while not stop.wait(1.0):
+    while not life.stopping.wait(1.0):
         pass
     log.info("stopping")
     worker.stop()

