@@ -639,8 +639,9 @@ def run_pressure(args: argparse.Namespace, sizes: Sizes) -> tuple[list[dict], st
     setting = (f"this emulator has no {LIVENESS_FLAG} flag, so it runs without one" if not liveness else
                f"the emulator runs with its default {LIVENESS_FLAG}" if sizes.liveness_timeout_s is None else
                f"the emulator runs with {LIVENESS_FLAG} {sizes.liveness_timeout_s:g}")
-    markdown = (f"Under pressure (one run per backend; the writes-skipped device is left out, as neither workload "
-                f"is about persistence): {sizes.waiting_clients:,} clients wait on unfinished instances while "
+    markdown = (f"Under pressure (one run per backend; the log-off emulator and the writes-skipped device are left "
+                f"out, as neither workload is about the log or persistence): {sizes.waiting_clients:,} clients wait "
+                f"on unfinished instances while "
                 f"{sizes.new_orchestrations} new counter_workflow orchestrations run one after another (each may "
                 f"take {sizes.orchestration_cap_s:g} s; the first timeout ends the sequence); a worker freezes "
                 f"holding work amid {sizes.frozen_orchestrations} orchestrations and {sizes.frozen_signals} "
