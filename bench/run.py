@@ -496,7 +496,7 @@ def prefill(path: Path, entities_count: int, finished: int) -> None:
 
     store = Store(path)
     now = time.time()
-    history = [ev.event(orchestratorStarted=pb.OrchestratorStartedEvent()).SerializeToString()] * 10
+    history = [ev.event(orchestratorStarted=pb.OrchestratorStartedEvent(), at=now).SerializeToString()] * 10
     with store.transaction():
         for i in range(entities_count):
             store.put_entity(EntityRow("default", f"@counter@fill-{i}", str(i), now, None, None))

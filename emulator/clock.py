@@ -1,9 +1,9 @@
 """The emulator's time: the wall clock, moved forward when a test skips time.
 
 Each emulator has a clock of its own (its backend owns it), so several emulators in
-one process keep separate times. The engine reads it through ``events.now()``, which
-finds the clock bound to the engine's thread: every stamp the engine makes (history,
-due times, scheduled starts, entity ``last_modified``) is on this clock. Waits that a
+one process keep separate times. It is passed to every part of the engine that stamps
+(never found through the thread): every stamp the engine makes (history, due times,
+scheduled starts, entity ``last_modified``) is on this clock, whichever thread runs it. Waits that a
 client asks for keep wall-clock deadlines; they use the event loop's own time.
 """
 
@@ -16,7 +16,7 @@ class Clock:
     """Wall-clock time plus an offset that only grows while the emulator runs.
 
     ``skipping`` lets the engine jump to the next due time whenever nothing runs
-    or can run (see ``Backend.skip_time``); ``advance`` moves it on request.
+    or can run (see ``Timekeeper.jump``); ``advance`` moves it on request.
     """
 
     def __init__(self, skipping: bool = False):

@@ -22,7 +22,7 @@ class InvalidState(Exception):
 
 
 def _existing(backend: Backend, hub: str, instance_id: str) -> InstanceRow:
-    row = backend.store.get_instance(hub, instance_id)
+    row = backend.instances.get(hub, instance_id)
     if row is None:
         raise NotFound(f"no orchestration instance '{instance_id}' in task hub '{hub}'")
     return row
@@ -33,12 +33,8 @@ def raise_event(backend: Backend, hub: str, instance_id: str, name: str, data: s
         row = _existing(backend, hub, instance_id)
         if row.status in ev.TERMINAL:
             raise InvalidState(f"instance '{instance_id}' has already ended; it cannot receive event '{name}'")
-        backend.send_to_instance(hub, instance_id, ev.event(
-            eventRaised=pb.EventRaisedEvent(name=name, input=ev.string(data))))
-
-
-def _children(backend: Backend, hub: str, instance_id: str) -> list[str]:
-    return [child.instance_id for child in backend.store.query_instances(hub, parent=instance_id)]
+        backend.post.send_to_instance(hub, instance_id, ev.event(
+            eventRaised=pb.EventRaisedEvent(name=name, input=ev.string(data)), at=backend.clock.now()))
 
 
 def terminate(backend: Backend, hub: str, instance_id: str, output: str | None, recursive: bool) -> None:
@@ -52,21 +48,21 @@ def terminate(backend: Backend, hub: str, instance_id: str, output: str | None, 
         while pending:
             current = pending.pop()
             if _terminate_one(backend, hub, current, output, recursive) and recursive:
-                pending.extend(_children(backend, hub, current))
+                pending.extend(backend.instances.children(hub, current))
 
 
 def _terminate_one(backend: Backend, hub: str, instance_id: str, output: str | None, recursive: bool) -> bool:
     """True if the instance was running and was asked to stop (its children may have work to stop too)."""
-    row = backend.store.get_instance(hub, instance_id)
+    row = backend.instances.get(hub, instance_id)
     if row is None or row.status in ev.TERMINAL:
         return False
-    if row.status == pb.ORCHESTRATION_STATUS_PENDING and not backend.store.history(hub, instance_id):
+    if row.status == pb.ORCHESTRATION_STATUS_PENDING and not backend.instances.history(hub, instance_id):
         # No worker has run it yet (it may be scheduled for later): end it here.
         row.status, row.output = pb.ORCHESTRATION_STATUS_TERMINATED, output
-        backend.finish_instance(row)
+        backend.instances.finish(row)
         return False
-    backend.send_to_instance(hub, instance_id, ev.event(
-        executionTerminated=pb.ExecutionTerminatedEvent(input=ev.string(output), recurse=recursive)))
+    terminated = pb.ExecutionTerminatedEvent(input=ev.string(output), recurse=recursive)
+    backend.post.send_to_instance(hub, instance_id, ev.event(executionTerminated=terminated, at=backend.clock.now()))
     return True
 
 
@@ -85,10 +81,10 @@ def _state_change(backend: Backend, hub: str, instance_id: str, reason: str | No
             verb = "suspend" if suspend else "resume"
             raise InvalidState(f"cannot {verb} instance '{instance_id}': it has already ended")
         if suspend:
-            e = ev.event(executionSuspended=pb.ExecutionSuspendedEvent(input=ev.string(reason)))
+            e = ev.event(executionSuspended=pb.ExecutionSuspendedEvent(input=ev.string(reason)), at=backend.clock.now())
         else:
-            e = ev.event(executionResumed=pb.ExecutionResumedEvent(input=ev.string(reason)))
-        backend.send_to_instance(hub, instance_id, e)
+            e = ev.event(executionResumed=pb.ExecutionResumedEvent(input=ev.string(reason)), at=backend.clock.now())
+        backend.post.send_to_instance(hub, instance_id, e)
 
 
 def purge(backend: Backend, hub: str, instance_ids: list[str], recursive: bool) -> int:
@@ -101,13 +97,12 @@ def purge(backend: Backend, hub: str, instance_ids: list[str], recursive: bool) 
         pending = list(reversed(instance_ids))
         while pending:
             instance_id = pending.pop()
-            row = backend.store.get_instance(hub, instance_id)
+            row = backend.instances.get(hub, instance_id)
             if row is None or row.status not in ev.TERMINAL:
                 continue
             if recursive:
-                pending.extend(reversed(_children(backend, hub, instance_id)))
-            backend.store.delete_instance(hub, instance_id)
-            backend.notify_changed(hub, instance_id)
+                pending.extend(reversed(backend.instances.children(hub, instance_id)))
+            backend.instances.delete(hub, instance_id)
             deleted += 1
     return deleted
 
@@ -119,7 +114,7 @@ def restart(backend: Backend, hub: str, instance_id: str, new_id: bool) -> str:
         if row.status not in ev.TERMINAL:
             raise InvalidState(f"instance '{instance_id}' is still running; only ended instances can be restarted")
         target = ev.new_id() if new_id else instance_id
-        backend.create_instance(hub, target, row.name, version=row.version, input=row.input, tags=row.tags)
+        backend.instances.create(hub, target, row.name, version=row.version, input=row.input, tags=row.tags)
     return target
 
 
@@ -136,8 +131,7 @@ def rewind(backend: Backend, hub: str, instance_id: str, reason: str | None) -> 
 def prepare_rewind(backend: Backend, row: InstanceRow, reason: str | None) -> None:
     row.status = pb.ORCHESTRATION_STATUS_RUNNING
     row.output = row.failure = row.completed_at = None
-    row.updated_at = ev.now()
-    backend.store.put_instance(row)
-    backend.send_to_instance(row.hub, row.instance_id, ev.event(
-        executionRewound=pb.ExecutionRewoundEvent(reason=ev.string(reason))))
-    backend.notify_changed(row.hub, row.instance_id)
+    row.updated_at = backend.clock.now()
+    backend.instances.put(row)
+    backend.post.send_to_instance(row.hub, row.instance_id, ev.event(
+        executionRewound=pb.ExecutionRewoundEvent(reason=ev.string(reason)), at=backend.clock.now()))

@@ -18,9 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .names import Name, Names
+from .store import ENTITY
+
 Key = tuple[str, str, str]  # (hub, kind, target)
-Name = tuple[str, "str | None"]  # what a worker's filters match: (name, version)
-Namer = Callable[[str, str, str], Name]  # (hub, kind, target) -> its name
+
+# For how long (seconds) the dispatcher remembers when an entity was last leased: an entity leased
+# that recently receives a stream of operations, and its next batch may gather (see workitems.py).
+ENTITY_RECENT = 0.1
 
 
 @dataclass
@@ -55,10 +60,10 @@ class Dispatcher:
     never the store.
     """
 
-    def __init__(self, namer: Namer, remember: dict[str, float] | None = None):
+    def __init__(self, names: Names, remember: dict[str, float] | None = None):
         """``remember``: for how long (seconds) to remember when a target of a kind was last leased."""
-        self._namer = namer
-        self._remember = dict(remember or {})
+        self._names = names
+        self._remember = {ENTITY: ENTITY_RECENT} if remember is None else dict(remember)
         # hub -> idle stream -> (its wake-up, what it wants)
         self._sleepers: dict[str, dict[int, tuple[asyncio.Future, Callable[[str, str, Name], bool]]]] = {}
         self._ready: dict[tuple[str, str], OrderedDict[str, Name]] = {}
@@ -86,7 +91,7 @@ class Dispatcher:
         queue = self._ready.setdefault((hub, kind), OrderedDict())
         if target in queue:
             return  # already ready: whoever wants it was woken then
-        name = queue[target] = self._namer(hub, kind, target)
+        name = queue[target] = self._names.of(hub, kind, target)
         self._ready_since[(hub, kind, target)] = time.monotonic()
         sleepers = self._sleepers.get(hub)
         if sleepers:

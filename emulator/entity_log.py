@@ -1,9 +1,10 @@
 """What the entity operation log records: one row per applied operation, lock grant and release.
 
-Called where a batch's result is applied (entities._apply) and where a lock is granted or
-released (entities.pump), inside that transaction. Inputs, results and states are capped
-at CAP characters, with their full size in bytes kept beside them, so one large state
-cannot make the log large. The store keeps the rows (store/oplog.py).
+Pure formatting: the rows are written by the engine's parts that apply a batch's result
+(``endings.answer_operations``) and handle locks (``inbox.Inboxes``), in that transaction;
+the store keeps them (store/oplog.py). Inputs, results and states are capped at CAP
+characters, with their full size in bytes kept beside them, so one large state cannot make
+the log large.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Sequence
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import events as ev
-from .backend import Backend
 
 CAP = 1024
 """Characters of an input, result or state that the log keeps."""
@@ -33,20 +33,16 @@ def sender_kind(sender: str | None) -> str:
     return "entity" if sender.startswith("@") else "orchestration"
 
 
-def record_batch(backend: Backend, hub: str, entity_id: str, operations: Sequence, results: Sequence,
-                 before: str | None, after: str | None) -> None:
-    """A row per operation of an applied (or failed) batch; the states are the batch's."""
-    if not backend.store.entity_log:
-        return
-    now = ev.now()
+def batch_entries(operations: Sequence, results: Sequence[pb.OperationResult], before: str | None,
+                  after: str | None, now: float) -> list[tuple]:
+    """A row per operation of an applied (or failed) batch (``entities.Operation``s); the states are the batch's."""
     state_before, _ = _capped(before)
     state_after, state_size = _capped(after)
-    count = len(operations)
     entries = []
     for op, outcome in zip(operations, results, strict=False):
         text, input_size = _capped(op.input)
         if outcome.HasField("failure"):
-            details: pb.TaskFailureDetails = outcome.failure.failureDetails
+            details = outcome.failure.failureDetails
             failed, result, result_size = True, None, 0
             error_type, error_message = details.errorType, details.errorMessage[:CAP]
         else:
@@ -54,16 +50,12 @@ def record_batch(backend: Backend, hub: str, entity_id: str, operations: Sequenc
             result, result_size = _capped(ev.optional_string(outcome.success, "result"))
         entries.append((op.name, text, input_size, failed, result, result_size, error_type, error_message,
                         sender_kind(op.sender), op.sender, op.sent_at, now, state_before, state_after, state_size,
-                        count))
-    backend.store.log_operations(hub, entity_id, entries)
+                        len(operations)))
+    return entries
 
 
-def record_lock(backend: Backend, hub: str, entity_id: str, owner: str, granted: bool, sent_at: float | None,
-                state: str | None) -> None:
+def lock_entry(owner: str, granted: bool, sent_at: float | None, state: str | None, now: float) -> tuple:
     """A lock granted to, or released by, an orchestration's critical section."""
-    if not backend.store.entity_log:
-        return
     text, size = _capped(state)
-    backend.store.log_operations(hub, entity_id, [(
-        "(lock granted)" if granted else "(lock released)", None, 0, False, None, 0, None, None,
-        "lock", owner, sent_at, ev.now(), text, text, size, 1)])
+    return ("(lock granted)" if granted else "(lock released)", None, 0, False, None, 0, None, None,
+            "lock", owner, sent_at, now, text, text, size, 1)

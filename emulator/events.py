@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import timestamp_pb2, wrappers_pb2
@@ -21,46 +17,15 @@ TERMINAL = frozenset(
 )
 
 
-# The clock of the emulator whose engine runs on this thread (see ``clock.py``); the
-# wall clock where none is bound (tools and tests that use the engine directly).
-_bound = threading.local()
-
-
-def bind_clock(clock) -> None:
-    """Make ``clock`` the time of everything the engine does on this thread."""
-    _bound.clock = clock
-
-
-@contextmanager
-def clock_bound(clock) -> Iterator[None]:
-    """``clock`` for the duration of a block (the engine built on another thread)."""
-    previous = getattr(_bound, "clock", None)
-    _bound.clock = clock
-    try:
-        yield
-    finally:
-        _bound.clock = previous
-
-
-def now() -> float:
-    return _now_ns() / 1e9
-
-
-def _now_ns() -> int:
-    clock = getattr(_bound, "clock", None)
-    return time.time_ns() if clock is None else clock.now_ns()
-
-
-def timestamp(seconds: float | None = None) -> timestamp_pb2.Timestamp:
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     _stamp(ts, seconds)
     return ts
 
 
-def _stamp(ts: timestamp_pb2.Timestamp, seconds: float | None) -> None:
-    """Set ``ts`` in place (to now when ``seconds`` is None): no message to copy."""
-    nanos = _now_ns() if seconds is None else int(seconds * 1e9)
-    ts.seconds, ts.nanos = divmod(nanos, 1_000_000_000)
+def _stamp(ts: timestamp_pb2.Timestamp, seconds: float) -> None:
+    """Set ``ts`` in place: no message to copy."""
+    ts.seconds, ts.nanos = divmod(int(seconds * 1e9), 1_000_000_000)
 
 
 def seconds(ts: timestamp_pb2.Timestamp) -> float:
@@ -79,8 +44,11 @@ def optional_string(message, field: str) -> str | None:
     return getattr(message, field).value if message.HasField(field) else None
 
 
-def event(event_id: int = -1, at: float | None = None, **kind) -> pb.HistoryEvent:
-    """A history event of one kind, e.g. ``event(timerFired=pb.TimerFiredEvent(...))``."""
+def event(event_id: int = -1, *, at: float, **kind) -> pb.HistoryEvent:
+    """A history event of one kind stamped ``at``, e.g. ``event(timerFired=pb.TimerFiredEvent(...), at=now)``.
+
+    The time is always given: the engine passes its own clock's (see ``clock.py``), never a default.
+    """
     e = pb.HistoryEvent(eventId=event_id, **kind)
     _stamp(e.timestamp, at)
     return e

@@ -32,11 +32,11 @@ def check_batch(instance_ids: list[str]) -> str | None:
 
 
 def _has_running_children(backend: Backend, hub: str, instance_id: str) -> bool:
-    return any(child.status not in ev.TERMINAL for child in backend.store.query_instances(hub, parent=instance_id))
+    return any(child.status not in ev.TERMINAL for child in backend.instances.child_rows(hub, instance_id))
 
 
 def _terminable(backend: Backend, hub: str, instance_id: str):
-    row = backend.store.get_instance(hub, instance_id)
+    row = backend.instances.get(hub, instance_id)
     if row is None or row.status not in TERMINABLE or row.parent_instance_id:
         return None
     if _has_running_children(backend, hub, instance_id):
@@ -58,12 +58,14 @@ def skip_graceful_terminations(backend: Backend, hub: str, instance_ids: list[st
                 unterminated.append(instance_id)
                 continue
             # A work item a worker holds now is dropped when it completes (the instance has ended).
-            backend.store.append_history(hub, instance_id, [
-                ev.event(executionTerminated=pb.ExecutionTerminatedEvent(input=ev.string(reason))).SerializeToString(),
-                ev.event(executionCompleted=pb.ExecutionCompletedEvent(
-                    orchestrationStatus=pb.ORCHESTRATION_STATUS_TERMINATED,
-                    result=ev.string(reason))).SerializeToString(),
+            moment = backend.clock.now()
+            terminated = pb.ExecutionTerminatedEvent(input=ev.string(reason))
+            completed = pb.ExecutionCompletedEvent(orchestrationStatus=pb.ORCHESTRATION_STATUS_TERMINATED,
+                                                   result=ev.string(reason))
+            backend.instances.append_history(hub, instance_id, [
+                ev.event(executionTerminated=terminated, at=moment).SerializeToString(),
+                ev.event(executionCompleted=completed, at=moment).SerializeToString(),
             ])
             row.status, row.output, row.failure = pb.ORCHESTRATION_STATUS_TERMINATED, reason, None
-            backend.finish_instance(row)
+            backend.instances.finish(row)
     return unterminated

@@ -16,9 +16,10 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import actions
 from . import events as ev
-from .backend import Backend, Refused
+from .backend import Backend
 from .control import prepare_rewind, terminate
 from .dispatch import Lease
+from .errors import Refused
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .validation import check_entity_id, check_instance_id, message_size, too_large
 
@@ -38,28 +39,28 @@ class Batch:
 
 def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkItem | None:
     """Lease the instance's visible messages as one work item, or None if it has none."""
-    store = backend.store
-    row = store.peek_instance(hub, instance_id)
-    messages = store.messages_for(hub, ORCHESTRATION, instance_id, visible_by=ev.now())
+    post = backend.post
+    row = backend.instances.peek(hub, instance_id)
+    messages = post.visible(hub, ORCHESTRATION, instance_id)
     if row is None or row.status in ev.TERMINAL:
         if messages:
             with backend.tx():
-                store.delete_messages([m.id for m in messages])
+                post.consume([m.id for m in messages])
         return None
     stale = [m.id for m in messages if m.execution_id and m.execution_id != row.execution_id]
     messages = [m for m in messages if m.id not in stale]
     if stale:
         with backend.tx():
-            store.delete_messages(stale)
+            post.consume(stale)
     if not messages:
         return None
     raw = [m.payload for m in messages]
     new_events = [ev.parse(blob) for blob in raw]
     if not new_events[0].HasField("orchestratorStarted"):
-        started = ev.event(orchestratorStarted=pb.OrchestratorStartedEvent())
+        started = ev.event(orchestratorStarted=pb.OrchestratorStartedEvent(), at=backend.clock.now())
         new_events.insert(0, started)
         raw.insert(0, started.SerializeToString())
-    history = store.history(hub, instance_id)
+    history = backend.instances.history(hub, instance_id)
     size = message_size(itertools.chain(history, raw))
     if size > backend.max_message_bytes:
         # The SDK's worker (1.12) ignores requiresHistoryStreaming: the history must fit in one message.
@@ -67,9 +68,9 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
                             size, backend.max_message_bytes)
         log.warning("failing instance %s: %s", instance_id, problem)
         with backend.tx():
-            _fail_instance(backend, hub, instance_id, [m.id for m in messages], problem)
+            backend.endings.fail_instance(hub, instance_id, [m.id for m in messages], problem)
         return None
-    lease = backend.dispatch.lease(
+    lease = backend.streams.lease(
         hub, ORCHESTRATION, instance_id, stream,
         Batch([m.id for m in messages], new_events, raw, row.execution_id),
     )
@@ -87,7 +88,7 @@ def build(backend: Backend, hub: str, instance_id: str, stream: int) -> pb.WorkI
 
 def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
     """Apply a worker's answer: history, status, and every message it sends."""
-    with backend.completing(response.completionToken) as lease:
+    with backend.retries.completing(response.completionToken) as lease:
         try:
             if lease.target != response.instanceId:
                 raise ValueError(
@@ -96,7 +97,7 @@ def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
             actions.check(response, lease.target)
             with backend.tx():
                 _apply(backend, lease, response)
-                backend.requeue(lease.hub, ORCHESTRATION, lease.target)
+                backend.post.requeue(lease.hub, ORCHESTRATION, lease.target)
         except ValueError as exc:
             # A response the emulator cannot apply fails the instance rather than
             # leaving it stuck: the problem is in the worker's output, not transient.
@@ -107,24 +108,13 @@ def complete(backend: Backend, response: pb.OrchestratorResponse) -> None:
 
 def fail(backend: Backend, lease: Lease, message: str) -> None:
     """The work item cannot be applied: the instance ends as FAILED with ``message``."""
-    _fail_instance(backend, lease.hub, lease.target, lease.data.message_ids, message)
-
-
-def _fail_instance(backend: Backend, hub: str, instance_id: str, message_ids: list[int], message: str) -> None:
-    """End the instance as FAILED with ``message``, consuming the messages it was given."""
-    row = backend.store.get_instance(hub, instance_id)
-    backend.store.delete_messages(message_ids)
-    if row is None or row.status in ev.TERMINAL:
-        return
-    row.status = pb.ORCHESTRATION_STATUS_FAILED
-    row.failure = ev.failure(message).SerializeToString()
-    backend.finish_instance(row)
+    backend.endings.fail_instance(lease.hub, lease.target, lease.data.message_ids, message)
 
 
 def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) -> None:
-    store, hub, batch = backend.store, lease.hub, lease.data
-    row = store.get_instance(hub, lease.target)
-    store.delete_messages(batch.message_ids)
+    instances, hub, batch = backend.instances, lease.hub, lease.data
+    row = instances.get(hub, lease.target)
+    backend.post.consume(batch.message_ids)
     if row is None or row.execution_id != batch.execution_id or row.status in ev.TERMINAL:
         return  # purged, replaced or force-terminated (force.py) while the worker was busy
     taken = [(a, a.WhichOneof("orchestratorActionType")) for a in response.actions]
@@ -142,7 +132,7 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
         row.status = pb.ORCHESTRATION_STATUS_RUNNING
     if response.HasField("customStatus"):
         row.custom_status = response.customStatus.value
-    row.updated_at = ev.now()
+    row.updated_at = backend.clock.now()
 
     finished = None
     for action, kind in taken:
@@ -156,7 +146,7 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
     if finished is not None and finished.orchestrationStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
         _continue_as_new(backend, row, finished)
         return
-    history.append(ev.event(orchestratorCompleted=pb.OrchestratorCompletedEvent()))
+    history.append(ev.event(orchestratorCompleted=pb.OrchestratorCompletedEvent(), at=backend.clock.now()))
     if finished is not None:
         row.status = finished.orchestrationStatus
         row.output = ev.optional_string(finished, "result")
@@ -165,17 +155,16 @@ def _apply(backend: Backend, lease: Lease, response: pb.OrchestratorResponse) ->
             orchestrationStatus=finished.orchestrationStatus,
             result=finished.result if finished.HasField("result") else None,
             failureDetails=finished.failureDetails if finished.HasField("failureDetails") else None,
-        )))
-    store.append_history(hub, row.instance_id, batch.raw + [e.SerializeToString() for e in history])
+        ), at=backend.clock.now()))
+    instances.append_history(hub, row.instance_id, batch.raw + [e.SerializeToString() for e in history])
     if row.status in ev.TERMINAL:
-        backend.finish_instance(row)
+        instances.finish(row)
     else:
-        store.put_instance(row)
-        backend.notify_changed(row.hub, row.instance_id)
+        instances.put(row)
 
 
 def _continue_as_new(backend: Backend, row, finished: pb.CompleteOrchestrationAction) -> None:
-    store, hub = backend.store, row.hub
+    instances, post, hub = backend.instances, backend.post, row.hub
     old_execution = row.execution_id
     row.execution_id = ev.new_id()
     row.input = ev.optional_string(finished, "result")
@@ -183,8 +172,8 @@ def _continue_as_new(backend: Backend, row, finished: pb.CompleteOrchestrationAc
         row.version = finished.newVersion.value
     row.status = pb.ORCHESTRATION_STATUS_PENDING
     row.output = row.failure = row.completed_at = None
-    store.clear_history(hub, row.instance_id)
-    store.put_instance(row)
+    instances.clear_history(hub, row.instance_id)
+    instances.put(row)
     started = pb.ExecutionStartedEvent(
         name=row.name,
         version=ev.string(row.version),
@@ -195,17 +184,17 @@ def _continue_as_new(backend: Backend, row, finished: pb.CompleteOrchestrationAc
     )
     # Messages already waiting for the old execution move on to the new one, after
     # the start and the carried-over events, in their original order.
-    waiting = [m for m in store.messages_for(hub, ORCHESTRATION, row.instance_id)
-               if m.execution_id in (None, old_execution) and not _is_timer(m.payload)]
-    store.delete_messages([m.id for m in store.messages_for(hub, ORCHESTRATION, row.instance_id)])
-    backend.send(hub, ORCHESTRATION, row.instance_id, ev.event(executionStarted=started).SerializeToString(),
-                 execution_id=row.execution_id)
+    queued = post.queued(hub, ORCHESTRATION, row.instance_id)
+    waiting = [m for m in queued if m.execution_id in (None, old_execution) and not _is_timer(m.payload)]
+    post.consume([m.id for m in queued])
+    post.send(hub, ORCHESTRATION, row.instance_id,
+              ev.event(executionStarted=started, at=backend.clock.now()).SerializeToString(),
+              execution_id=row.execution_id)
     for carried in finished.carryoverEvents:
-        backend.send(hub, ORCHESTRATION, row.instance_id, carried.SerializeToString(),
-                     execution_id=row.execution_id)
+        post.send(hub, ORCHESTRATION, row.instance_id, carried.SerializeToString(),
+                  execution_id=row.execution_id)
     for m in waiting:
-        backend.send(hub, ORCHESTRATION, row.instance_id, m.payload, execution_id=row.execution_id)
-    backend.notify_changed(row.hub, row.instance_id)
+        post.send(hub, ORCHESTRATION, row.instance_id, m.payload, execution_id=row.execution_id)
 
 
 def _is_timer(payload: bytes) -> bool:
@@ -227,19 +216,20 @@ def _schedule_task(backend: Backend, hub: str, row, action: pb.OrchestratorActio
         parentTraceContext=task.parentTraceContext if task.HasField("parentTraceContext") else None,
         tags=task.tags,
     )
-    backend.send(hub, ACTIVITY, row.instance_id, request.SerializeToString(), execution_id=row.execution_id)
+    backend.post.send(hub, ACTIVITY, row.instance_id, request.SerializeToString(), execution_id=row.execution_id)
     return [ev.event(action.id, taskScheduled=pb.TaskScheduledEvent(
         name=task.name, version=request.version if task.HasField("version") else None,
         input=request.input if task.HasField("input") else None, tags=task.tags,
-        parentTraceContext=request.parentTraceContext if task.HasField("parentTraceContext") else None))]
+        parentTraceContext=request.parentTraceContext if task.HasField("parentTraceContext") else None),
+        at=backend.clock.now())]
 
 
 def _create_timer(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
     fire_at = action.createTimer.fireAt
-    fired = ev.event(timerFired=pb.TimerFiredEvent(fireAt=fire_at, timerId=action.id))
-    backend.send(hub, ORCHESTRATION, row.instance_id, fired.SerializeToString(),
-                 visible_at=ev.seconds(fire_at), execution_id=row.execution_id)
-    return [ev.event(action.id, timerCreated=pb.TimerCreatedEvent(fireAt=fire_at))]
+    fired = ev.event(timerFired=pb.TimerFiredEvent(fireAt=fire_at, timerId=action.id), at=backend.clock.now())
+    backend.post.send(hub, ORCHESTRATION, row.instance_id, fired.SerializeToString(),
+                      visible_at=ev.seconds(fire_at), execution_id=row.execution_id)
+    return [ev.event(action.id, timerCreated=pb.TimerCreatedEvent(fireAt=fire_at), at=backend.clock.now())]
 
 
 def _create_sub_orchestration(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
@@ -247,22 +237,22 @@ def _create_sub_orchestration(backend: Backend, hub: str, row, action: pb.Orches
     child_id = sub.instanceId or ev.new_id()
     recorded = ev.event(action.id, subOrchestrationInstanceCreated=pb.SubOrchestrationInstanceCreatedEvent(
         instanceId=child_id, name=sub.name, version=sub.version if sub.HasField("version") else None,
-        input=sub.input if sub.HasField("input") else None, tags=sub.tags))
+        input=sub.input if sub.HasField("input") else None, tags=sub.tags), at=backend.clock.now())
     problem = check_instance_id(child_id)
-    existing = backend.store.peek_instance(hub, child_id)
+    existing = backend.instances.peek(hub, child_id)
     if problem is None and existing is not None and existing.status not in ev.TERMINAL:
         problem = f"an orchestration instance with ID '{child_id}' already exists and is still running"
     if problem is not None:
         failed = ev.event(subOrchestrationInstanceFailed=pb.SubOrchestrationInstanceFailedEvent(
-            taskScheduledId=action.id, failureDetails=ev.failure(problem)))
-        backend.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
-                     execution_id=row.execution_id)
+            taskScheduledId=action.id, failureDetails=ev.failure(problem)), at=backend.clock.now())
+        backend.post.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
+                          execution_id=row.execution_id)
         return [recorded]
     parent = pb.ParentInstanceInfo(
         taskScheduledId=action.id, name=ev.string(row.name), version=ev.string(row.version),
         orchestrationInstance=pb.OrchestrationInstance(
             instanceId=row.instance_id, executionId=ev.string(row.execution_id)))
-    backend.create_instance(
+    backend.instances.create(
         hub, child_id, sub.name,
         version=ev.optional_string(sub, "version"), input=ev.optional_string(sub, "input"),
         tags=dict(sub.tags), parent=parent,
@@ -275,9 +265,10 @@ def _send_event(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
     send = action.sendEvent
     target = send.instance.instanceId
     data = send.data if send.HasField("data") else None
-    raised = ev.event(eventRaised=pb.EventRaisedEvent(name=send.name, input=data))
-    backend.send_to_instance(hub, target, raised)
-    return [ev.event(action.id, eventSent=pb.EventSentEvent(instanceId=target, name=send.name, input=data))]
+    raised = ev.event(eventRaised=pb.EventRaisedEvent(name=send.name, input=data), at=backend.clock.now())
+    backend.post.send_to_instance(hub, target, raised)
+    sent = pb.EventSentEvent(instanceId=target, name=send.name, input=data)
+    return [ev.event(action.id, eventSent=sent, at=backend.clock.now())]
 
 
 def _terminate(backend: Backend, hub: str, row, action: pb.OrchestratorAction):
@@ -290,7 +281,7 @@ def _send_entity_message(backend: Backend, hub: str, row, action: pb.Orchestrato
     message = action.sendEntityMessage
     kind = message.WhichOneof("EntityMessageType")
     inner = getattr(message, kind)
-    recorded = ev.event(action.id, **{kind: inner})
+    recorded = ev.event(action.id, **{kind: inner}, at=backend.clock.now())
     # A lock request's set was checked (actions.check): it starts at its first entity.
     target = inner.lockSet[0] if kind == "entityLockRequested" else inner.targetInstanceId.value
     problem = check_entity_id(target)
@@ -298,9 +289,9 @@ def _send_entity_message(backend: Backend, hub: str, row, action: pb.Orchestrato
         log.warning("instance %s sent an entity message that cannot be delivered: %s", row.instance_id, problem)
         if kind == "entityOperationCalled":
             failed = ev.event(entityOperationFailed=pb.EntityOperationFailedEvent(
-                requestId=inner.requestId, failureDetails=ev.failure(problem)))
-            backend.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
-                         execution_id=row.execution_id)
+                requestId=inner.requestId, failureDetails=ev.failure(problem)), at=backend.clock.now())
+            backend.post.send(hub, ORCHESTRATION, row.instance_id, failed.SerializeToString(),
+                              execution_id=row.execution_id)
         return [recorded]
     visible_at = None
     if kind == "entityOperationSignaled" and inner.HasField("scheduledTime"):
@@ -309,7 +300,7 @@ def _send_entity_message(backend: Backend, hub: str, row, action: pb.Orchestrato
     recorded.eventId = -1
     payload = recorded.SerializeToString()
     recorded.eventId = action.id
-    backend.send(hub, ENTITY, target, payload, visible_at=visible_at, sender=row.instance_id)
+    backend.post.send(hub, ENTITY, target, payload, visible_at=visible_at, sender=row.instance_id)
     return [recorded]
 
 
@@ -318,14 +309,14 @@ def _rewind(backend: Backend, row, action: pb.RewindOrchestrationAction) -> None
 
     Failed sub-orchestrations are rewound too; purged ones start afresh.
     """
-    store, hub = backend.store, row.hub
+    instances, hub = backend.instances, row.hub
     history = list(action.newHistory)
-    store.clear_history(hub, row.instance_id)
-    store.append_history(hub, row.instance_id, [e.SerializeToString() for e in history])
+    instances.clear_history(hub, row.instance_id)
+    instances.append_history(hub, row.instance_id, [e.SerializeToString() for e in history])
     row.status = pb.ORCHESTRATION_STATUS_RUNNING
     row.output = row.failure = row.completed_at = None
-    row.updated_at = ev.now()
-    store.put_instance(row)
+    row.updated_at = backend.clock.now()
+    instances.put(row)
     reason = next((e.executionRewound.reason.value for e in reversed(history)
                    if e.HasField("executionRewound") and e.executionRewound.HasField("reason")), None)
     completed = {e.subOrchestrationInstanceCompleted.taskScheduledId for e in history
@@ -334,22 +325,19 @@ def _rewind(backend: Backend, row, action: pb.RewindOrchestrationAction) -> None
         if not e.HasField("subOrchestrationInstanceCreated") or e.eventId in completed:
             continue
         created = e.subOrchestrationInstanceCreated
-        child = store.get_instance(hub, created.instanceId)
+        child = instances.get(hub, created.instanceId)
         if child is None:
             parent = pb.ParentInstanceInfo(
                 taskScheduledId=e.eventId, name=ev.string(row.name), version=ev.string(row.version),
                 orchestrationInstance=pb.OrchestrationInstance(
                     instanceId=row.instance_id, executionId=ev.string(row.execution_id)))
-            backend.create_instance(hub, created.instanceId, created.name,
-                                    version=ev.optional_string(created, "version"),
-                                    input=ev.optional_string(created, "input"), parent=parent)
+            instances.create(hub, created.instanceId, created.name, version=ev.optional_string(created, "version"),
+                             input=ev.optional_string(created, "input"), parent=parent)
         elif child.status == pb.ORCHESTRATION_STATUS_FAILED:
             prepare_rewind(backend, child, reason)
     # A lone OrchestratorStarted makes the instance replay its clean history.
-    backend.send(hub, ORCHESTRATION, row.instance_id,
-                 ev.event(orchestratorStarted=pb.OrchestratorStartedEvent()).SerializeToString(),
-                 execution_id=row.execution_id)
-    backend.notify_changed(row.hub, row.instance_id)
+    replay = ev.event(orchestratorStarted=pb.OrchestratorStartedEvent(), at=backend.clock.now())
+    backend.post.send(hub, ORCHESTRATION, row.instance_id, replay.SerializeToString(), execution_id=row.execution_id)
 
 
 _ACTIONS = {

@@ -79,7 +79,7 @@ class Retention:
 
     async def run_once(self) -> int:
         """Purge at most ``batch`` instances that ended before now - period; returns how many."""
-        cutoff = ev.now() - self.period
+        cutoff = self.backend.clock.now() - self.period
         left, deleted = self.batch, 0
         for hub in list(self.backend.hubs):
             ids = await self.backend.read(lambda reads, hub=hub, left=left: [

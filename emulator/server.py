@@ -26,7 +26,6 @@ import grpc
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from . import events as ev
 from . import health
 from .engine import create_backend
 from .retention import DEFAULT_BATCH, DEFAULT_INTERVAL, Retention
@@ -128,7 +127,7 @@ class EmulatorServer:
                                       max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None
         self.uptime = health.Clock()
-        self.workers = Registry()  # connected and departed worker streams, for the dashboard
+        self.workers = Registry(self.backend.clock)  # connected and departed worker streams, for the dashboard
         self.backend.clock.skipping = options.time_skipping
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -151,7 +150,6 @@ class EmulatorServer:
         outcome: list = []
 
         def run() -> None:
-            ev.bind_clock(self.backend.clock)  # everything the engine stamps is on this emulator's clock
             loop = asyncio.new_event_loop()
             self.loop = loop
             asyncio.set_event_loop(loop)
@@ -198,7 +196,7 @@ class EmulatorServer:
 
                 self._dashboard = DashboardServer(self.backend, o.host, o.dashboard_port, o.dashboard_allow_hosts,
                                                   read_only=o.dashboard_read_only, workers=self.workers,
-                                                  health=lambda: health.report(self.backend, self.uptime))
+                                                  uptime=self.uptime)
                 try:
                     await self._dashboard.start()
                 except OSError as exc:

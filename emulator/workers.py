@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from . import events as ev
+from .clock import Clock
 from .dispatch import Dispatcher
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .workitems import Filters
@@ -38,22 +39,23 @@ def _names(filters: Filters) -> dict | None:
 
 
 class Registry:
-    def __init__(self):
+    def __init__(self, clock: Clock):
+        self._clock = clock  # the emulator's (see clock.py)
         self.connected: dict[int, Worker] = {}
         self.gone: deque[Worker] = deque(maxlen=GONE_KEPT)
 
     def opened(self, stream: int, hub: str, worker_id: str, filters: Filters) -> None:
-        self.connected[stream] = Worker(stream, hub, worker_id, filters, ev.now())
+        self.connected[stream] = Worker(stream, hub, worker_id, filters, self._clock.now())
 
     def gave(self, stream: int) -> None:
         worker = self.connected.get(stream)
         if worker is not None:
-            worker.last_item_at = ev.now()
+            worker.last_item_at = self._clock.now()
 
     def closed(self, stream: int, held: int) -> None:
         worker = self.connected.pop(stream, None)
         if worker is not None:
-            worker.ended_at, worker.dropped_items = ev.now(), held
+            worker.ended_at, worker.dropped_items = self._clock.now(), held
             self.gone.appendleft(worker)
 
     def describe(self, hub: str, dispatch: Dispatcher) -> dict:

@@ -10,9 +10,9 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 
 from . import activities, entities, orchestrations
 from .backend import Backend
-from .dispatch import Name, resolve
+from .dispatch import resolve
+from .names import Name
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
-from .validation import entity_name
 
 _BUILDERS = {
     ORCHESTRATION: orchestrations.build,
@@ -58,16 +58,6 @@ def _versioned_match(rules: dict[str, set[str]] | None, name: str, version: str 
     return versions is not None and (not versions or (version or "") in versions)
 
 
-def name_of(backend: Backend, hub: str, kind: str, target: str) -> Name:
-    """What a worker's filters match a ready target by (looked up once, when it becomes ready)."""
-    if kind == ORCHESTRATION:
-        row = backend.store.peek_instance(hub, target)
-        return (row.name, row.version) if row is not None else ("", None)
-    if kind == ACTIVITY:
-        return activities.name_of(backend, target)
-    return entity_name(target), None
-
-
 # Work items of a kind a stream is sent at once when its worker names no limit for that kind
 # (SDK 1.12 names none for entities). Above the SDK's thread pool (cores + 4), so a lone worker
 # never waits; low enough that a second worker gets a share of a backlog instead of none.
@@ -78,10 +68,9 @@ UNSTATED_LIMIT = 32
 # ENTITY_RECENT seconds ago (it receives a stream of operations) is held back, GATHER_WINDOW
 # seconds at most after it became ready, from a stream that holds an entity batch sent less than
 # GATHER_WINDOW seconds ago: operations that arrive meanwhile join its next batch, each batch one
-# round trip and one commit. An entity at rest is sent at once. (engine.py has the dispatcher
-# remember entity leases for ENTITY_RECENT.)
+# round trip and one commit. An entity at rest is sent at once. (dispatch.py remembers entity
+# leases for ENTITY_RECENT.)
 GATHER_WINDOW = 0.02
-ENTITY_RECENT = 0.1
 
 
 def limits_from_request(request: pb.GetWorkItemsRequest) -> dict[str, int]:
@@ -108,20 +97,20 @@ class Feeder:
 
     def _has_room(self, kind: str) -> bool:
         limit = self.limits.get(kind, 0)
-        return not limit or self.backend.dispatch.held(self.stream, kind) < limit
+        return not limit or self.backend.streams.held(self.stream, kind) < limit
 
     def _gathering_until(self) -> float:
         """Until when recent entities are held back from this stream (a time past: they are not)."""
-        newest = self.backend.dispatch.newest(self.stream, ENTITY)
+        newest = self.backend.streams.newest(self.stream, ENTITY)
         return newest.started + GATHER_WINDOW if newest is not None else 0.0
 
     def _may_send(self, kind: str, target: str, now: float, gathering: bool) -> bool:
         """Not an entity held back to gather operations (see GATHER_WINDOW)."""
         if kind != ENTITY or not gathering:
             return True
-        dispatch = self.backend.dispatch
-        return (not dispatch.leased_lately(self.hub, kind, target)
-                or dispatch.ready_since(self.hub, kind, target) + GATHER_WINDOW <= now)
+        streams = self.backend.streams
+        return (not streams.leased_lately(self.hub, kind, target)
+                or streams.ready_since(self.hub, kind, target) + GATHER_WINDOW <= now)
 
     def _next_change(self) -> float | None:
         """While entities are held back from this stream, when the next of them may be sent."""
@@ -129,7 +118,7 @@ class Feeder:
         until = self._gathering_until()
         if until <= now:
             return None
-        for _, name, since in self.backend.dispatch.ready_in_order(self.hub, ENTITY):
+        for _, name, since in self.backend.streams.ready_in_order(self.hub, ENTITY):
             if since + GATHER_WINDOW >= until:
                 break  # ready since later still: gathering ends first
             if since + GATHER_WINDOW > now and self._accepts(ENTITY, name):
@@ -154,7 +143,7 @@ class Feeder:
     def take(self) -> pb.WorkItem | None:
         """The next work item this stream may have now, or None."""
         backend = self.backend
-        backend.promote_due()
+        backend.post.promote_due()
         for i in range(3):
             kind = (ORCHESTRATION, ACTIVITY, ENTITY)[(self._turn + i) % 3]
             if not self._has_room(kind):
@@ -166,7 +155,7 @@ class Feeder:
                 def accept(target: str, name: Name, kind: str = kind, now: float = now,
                            gathering: bool = gathering) -> bool:
                     return self._accepts(kind, name) and self._may_send(kind, target, now, gathering)
-            while (key := backend.dispatch.take(self.hub, kind, accept)):
+            while (key := backend.streams.take(self.hub, kind, accept)):
                 item = _BUILDERS[kind](backend, self.hub, key, self.stream)
                 if item is not None:
                     self._turn = (self._turn + i + 1) % 3
@@ -183,14 +172,14 @@ class Feeder:
         backend = self.backend
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not backend.stream_closed(self.stream):
+        while not backend.streams.is_closed(self.stream):
             item = self.take()
             if item is not None:
                 return item
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            woken = backend.dispatch.sleep(self.hub, self.stream, self._wants)
+            woken = backend.streams.sleep(self.hub, self.stream, self._wants)
             change = self._next_change()
             if change is not None:
                 remaining = min(remaining, change - time.monotonic())

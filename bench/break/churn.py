@@ -27,7 +27,7 @@ def main():
 
     def sizes():
         b, d = emu.backend, emu.backend.dispatch
-        return dict(watchers=len(b._watchers), waiting=b.waiting, failures=len(b._failures),
+        return dict(watchers=b.watched, waiting=b.waiting, failures=len(b.backoff._failures),
                     sleepers=sum(len(s) for s in d._sleepers.values()), streams=len(d._streams),
                     held=len(d._held), leases=len(d._leases), due=len(d._due))
 

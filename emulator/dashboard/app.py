@@ -29,78 +29,16 @@ from starlette.staticfiles import StaticFiles
 from .. import control, entities
 from .. import events as ev
 from ..backend import Backend
-from ..paging import parse_instance_token, split_page
+from ..paging import split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
-from . import drawings, payload, views
+from . import drawings, listing, operations, views
 from .guard import Guard
+from .params import MAX_PAGE, BadParameter, _backend, _body, _hub, _id, _int, _name
 from .payload import JSONResponse
 
 log = logging.getLogger("emulator.dashboard")
 STATIC = Path(__file__).parent / "static"
-MAX_PAGE = 200
-
-
-class BadParameter(Exception):
-    pass
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(f"'{name}' must be a whole number, not '{raw}'") from None
-    if not low <= value <= high:
-        raise BadParameter(f"'{name}' must be between {low} and {high}")
-    return value
-
-
-def _after(token: str | None) -> tuple[float, str] | None:
-    if not token:
-        return None
-    try:
-        return parse_instance_token(token)
-    except ValueError:
-        raise BadParameter("'after' is not a page token from this dashboard") from None
-
-
-async def _body(request: Request) -> dict:
-    try:
-        return payload.parse_object(await request.body())
-    except payload.BadJson as exc:
-        raise BadParameter(str(exc)) from None
-
-
-def _name(body: dict, field: str, missing: str) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not value:
-        raise BadParameter(missing)
-    problem = payload.name_problem(field, value)
-    if problem:
-        raise BadParameter(problem)
-    return value
-
-
-def _id(request: Request) -> str:
-    value = request.query_params.get("id")
-    if not value:
-        raise BadParameter("the ID is missing: give it as ?id=")
-    return value
-
-
-def _backend(request: Request) -> Backend:
-    return request.app.state.backend
-
-
-def _hub(request: Request) -> str:
-    hub = request.path_params["hub"]
-    known = _backend(request).hubs
-    if hub not in known:
-        raise HTTPException(404, f"task hub '{hub}' does not exist; known: {', '.join(known)}")
-    return hub
 
 
 def _instance_row(request: Request):
@@ -220,10 +158,11 @@ async def entity_operations(request: Request):
     hub, entity_id, backend = _hub(request), _id(request), _backend(request)
     size = _int(request, "page_size", 50, 1, MAX_PAGE)
     before = _int(request, "before", 0, 1, 2**62) or None
-    rows = await backend.read(lambda reads: reads.entity_operations(hub, entity_id, before, size + 1))
+    rows, kept = await backend.read(
+        lambda reads: (reads.entity_operations(hub, entity_id, before, size + 1), reads.operations_kept))
     rows, more = split_page(rows, size)
     return JSONResponse({"items": [views.operation_json(r) for r in rows], "next": rows[-1].seq if more else None,
-                         "kept": backend.store.entity_log})
+                         "kept": kept})
 
 
 async def signal(request: Request):
@@ -285,8 +224,6 @@ ERRORS = {
 
 def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
     """The dashboard's routes behind its guard; ``hosts`` are the Host values it serves (guard.served_hosts)."""
-    from . import listing, operations  # they build on this module's helpers
-
     app = Starlette(routes=operations.ROUTES + listing.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
                     exception_handlers=ERRORS)
     app.state.backend = backend

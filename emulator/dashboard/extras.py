@@ -10,11 +10,13 @@ dashboard with, redirected to this dashboard's page for the same hub, list or it
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import health
+from ..backend import Backend
 
 ICON = Path(__file__).parent / "static" / "favicon.ico"
 HEALTH_PATH = "/healthz"
@@ -42,18 +44,18 @@ def aspire_target(path: str) -> str | None:
 
 
 class Extras:
-    """ASGI: answers the paths above, passes everything else to ``app``."""
+    """ASGI: answers the paths above, passes everything else to ``app``; health only given the uptime."""
 
-    def __init__(self, app: ASGIApp, health: Callable[[], dict] | None = None):
-        self.app, self.health = app, health
+    def __init__(self, app: ASGIApp, backend: Backend, uptime: health.Clock | None = None):
+        self.app, self.backend, self.uptime = app, backend, uptime
         self.icon = ICON.read_bytes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in READ_METHODS:
             return await self.app(scope, receive, send)
         path = scope["path"]
-        if path == HEALTH_PATH and self.health is not None:
-            report = self.health()
+        if path == HEALTH_PATH and self.uptime is not None:
+            report = health.report(self.backend, self.uptime)
             status = 200 if report["status"] == "ok" else 503
             return await _answer(send, status, "application/json", json.dumps(report).encode(), scope)
         if path == "/favicon.ico":

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from ..paging import split_page
 from ..validation import MAX_NAME_LENGTH
 from . import views
-from .app import MAX_PAGE, BadParameter, _after, _backend, _hub, _int
+from .params import MAX_PAGE, BadParameter, _after, _backend, _hub, _int
 from .payload import JSONResponse
 
 SORTS = ("created", "updated")

@@ -18,7 +18,7 @@ from .. import control
 from .. import events as ev
 from ..validation import check_instance_id, check_name
 from . import listing, views
-from .app import BadParameter, _backend, _body, _hub
+from .params import BadParameter, _backend, _body, _hub
 from .payload import JSONResponse
 
 BULK_LIMIT = 1000

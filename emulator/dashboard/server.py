@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
 
 import uvicorn
 
+from .. import health
 from ..backend import Backend
 from ..workers import Registry
 from .app import create_app
@@ -21,14 +21,14 @@ from .guard import Guard, served_hosts
 
 class DashboardServer:
     def __init__(self, backend: Backend, host: str, port: int, allow_hosts: tuple[str, ...] = (),
-                 read_only: bool = False, health: Callable[[], dict] | None = None, workers: Registry | None = None):
+                 read_only: bool = False, uptime: health.Clock | None = None, workers: Registry | None = None):
         hosts = served_hosts(host, port, allow_hosts)
         inner = create_app(backend, hosts)
-        inner.state.workers = workers if workers is not None else Registry()
+        inner.state.workers = workers if workers is not None else Registry(backend.clock)
         inner.state.read_only = read_only
         # The outer guard adds read-only mode and the open health path; the app keeps its own guard.
-        app = Guard(Extras(inner, health), hosts, read_only=read_only,
-                    open_paths=frozenset({HEALTH_PATH}) if health else frozenset())
+        app = Guard(Extras(inner, backend, uptime), hosts, read_only=read_only,
+                    open_paths=frozenset({HEALTH_PATH}) if uptime is not None else frozenset())
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task | None = None

@@ -122,6 +122,11 @@ class Reads:
     def count_entities(self, hub: str) -> int:
         return self._store.count_entities(hub)
 
+    @property
+    def operations_kept(self) -> int:
+        """How many operations the log keeps per entity (0: the log is off)."""
+        return self._store.entity_log
+
     def entity_operations(self, hub: str, entity_id: str, before: int | None, limit: int) -> list[oplog.OperationRow]:
         """The entity's operation log, newest first (see oplog.py)."""
         return oplog.page(self._any_fetch, hub, entity_id, before, limit)

@@ -78,8 +78,7 @@ def running(monkeypatch, gather: float, recent: float = 600.0,
             entities: list[str] | None = None) -> Iterator[tuple[InProcessEmulator, EntityWorker]]:
     """An emulator with the gathering windows stretched (set before it starts), and one raw worker."""
     monkeypatch.setattr(workitems, "GATHER_WINDOW", gather)
-    monkeypatch.setattr(workitems, "ENTITY_RECENT", recent)
-    monkeypatch.setattr("emulator.engine.ENTITY_RECENT", recent)
+    monkeypatch.setattr("emulator.dispatch.ENTITY_RECENT", recent)
     with InProcessEmulator() as emu:
         worker = EntityWorker(emu.address, entities)
         try:

@@ -194,7 +194,7 @@ def test_waits_that_time_out_leave_nothing_behind(emu):
                 assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         streams.run(go())
         wait_until(lambda: emu.on_loop(lambda: emu.backend.waiting) == 0, message="no waiter left")
-        assert emu.on_loop(lambda: len(emu.backend._watchers)) == 0
+        assert emu.on_loop(lambda: emu.backend.watched) == 0
     finally:
         streams.close()
 

@@ -369,7 +369,8 @@ DEPTH = 10_000
 async def _build_chain(emu, ids: list[str]) -> None:
     """A chain of running sub-orchestrations, built through the engine (a worker would need minutes)."""
     backend, store = emu.backend, emu.backend.store
-    started = ev.event(executionStarted=pb.ExecutionStartedEvent(name="chain")).SerializeToString()
+    started = ev.event(executionStarted=pb.ExecutionStartedEvent(name="chain"),
+                       at=backend.clock.now()).SerializeToString()
     with backend.tx():
         for n, instance_id in enumerate(ids):
             parent = None

@@ -157,8 +157,8 @@ async function instancesView(hub) {
   const from = timeField("from", "Created from", params.get("from"));
   const to = timeField("to", "Created before", params.get("to"));
   const sort = h("select", { name: "sort", "aria-label": "Sort" },
-    [["created", "Newest created first"], ["updated", "Last updated first"]].map(([v, t]) =>
-      h("option", { value: v, selected: v === (params.get("sort") || "created") }, t)));
+    [["", "Newest created first"], ["updated", "Last updated first"]].map(([v, t]) =>
+      h("option", { value: v, selected: v === (params.get("sort") || "") }, t)));
   const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
   const filter = filterTo(`/hubs/${enc(hub)}/instances`, { status: statusSelect, q: search, tag, from, to, sort }, refresh);
   refresh.addEventListener("change", filter);
