@@ -145,12 +145,30 @@ def _summary(e: pb.HistoryEvent, calls: dict[str, str]) -> tuple[str, str, Any]:
 
 def history(events: list[pb.HistoryEvent]) -> list[dict]:
     calls: dict[str, str] = {}
-    return [_entry(i, e, calls) for i, e in enumerate(events)]
+    targets: dict[str, str] = {}
+    return [_entry(i, e, calls, targets) for i, e in enumerate(events)]
 
 
-def _entry(index: int, e: pb.HistoryEvent, calls: dict[str, str]) -> dict:
+def _links(e: pb.HistoryEvent, targets: dict[str, str]) -> list[dict]:
+    """The entities and instances an event names, for the page to link (``targets``: call request ID -> entity)."""
+    kind = ev.kind_of(e)
+    inner = getattr(e, kind, None)
+    if kind in ("entityOperationSignaled", "entityOperationCalled", "entityUnlockSent"):
+        targets[getattr(inner, "requestId", "")] = inner.targetInstanceId.value
+        return [{"kind": "entity", "id": inner.targetInstanceId.value}]
+    if kind in ("entityOperationCompleted", "entityOperationFailed") and inner.requestId in targets:
+        return [{"kind": "entity", "id": targets[inner.requestId]}]
+    if kind == "entityLockRequested":
+        return [{"kind": "entity", "id": i} for i in inner.lockSet]
+    if kind in ("subOrchestrationInstanceCreated", "eventSent"):
+        return [{"kind": "instance", "id": inner.instanceId}]
+    return []
+
+
+def _entry(index: int, e: pb.HistoryEvent, calls: dict[str, str], targets: dict[str, str]) -> dict:
     category, label, payload = _summary(e, calls)
     return {
+        "links": _links(e, targets),
         "index": index,
         "eventId": e.eventId,
         "kind": ev.kind_of(e),

@@ -133,6 +133,11 @@ def test_a_transfer_draws_its_critical_section(api):
     assert kinds[-3:] == [("lock", "release"), ("lock", "release"), ("result", "completed")]
     entities_drawn = [p["id"] for p in drawn["sequence"]["participants"] if p["kind"] == "entity"]
     assert entities_drawn == ["@account@account-A", "@account@account-B"]
+    # Entity IDs in the history are given for links: the lock set, each call and its answer.
+    linked = [(e["kind"], [link["id"] for link in e["links"]]) for e in body["history"] if e["links"]]
+    assert linked[0] == ("entityLockRequested", ["@account@account-A", "@account@account-B"])
+    assert ("entityOperationCompleted", ["@account@account-B"]) in linked
+    assert linked[-1] == ("entityUnlockSent", ["@account@account-B"])
     # The history's times keep their milliseconds.
     assert all(re.fullmatch(r".+T\d\d:\d\d:\d\d\.\d{3,9}Z", e["timestamp"]) for e in body["history"])
 

@@ -71,17 +71,21 @@ def test_html_entity_key_is_shown_as_text(site, page):
     assert page.dialogs == []  # no alert() ran
 
 
-def test_signal_an_entity_from_its_page(site, page, uid):
+def signal_from_the_page(site, page, uid: str, operation: str, value: str) -> None:
+    """A counter at 1, then ``operation value`` signalled from its page's form."""
     base, c = site
     c.signal_entity(entities.EntityInstanceId("counter", uid), "add", 1)
     page.goto(base + entity_url(f"@counter@{uid}", api=False))
     playwright_api.expect(page.locator("#state")).to_have_text("1")
-    page.fill("input[name=operation]", "add")
-    page.fill("input[name=input]", "41")
+    page.fill("input[name=operation]", operation)
+    page.fill("input[name=input]", value)
     page.click("button:has-text('Signal')")
-    c_state = lambda: c.get_entity(entities.EntityInstanceId("counter", uid)).get_typed_state(int)  # noqa: E731
-    from tests.helpers import wait_until
 
+
+def test_signal_an_entity_from_its_page(site, page, uid):
+    base, c = site
+    signal_from_the_page(site, page, uid, "add", "41")
+    c_state = lambda: c.get_entity(entities.EntityInstanceId("counter", uid)).get_typed_state(int)  # noqa: E731
     wait_until(lambda: c_state() == 42, message="signal applied")
     page.reload()
     playwright_api.expect(page.locator("#state")).to_have_text("42")
@@ -139,13 +143,8 @@ HOSTILE_ID = 'x"><svg onload=alert(3)>'
 
 
 def test_a_failed_operation_shows_in_the_entity_log_with_the_workers_error(site, page, uid):
-    base, c = site
-    c.signal_entity(entities.EntityInstanceId("counter", uid), "add", 1)
-    page.goto(base + entity_url(f"@counter@{uid}", api=False))
-    playwright_api.expect(page.locator("#state")).to_have_text("1")
-    page.fill("input[name=operation]", "multiply")
-    page.fill("input[name=input]", "3")
-    page.click("button:has-text('Signal')")
+    base, _ = site
+    signal_from_the_page(site, page, uid, "multiply", "3")
     wait_until(lambda: any(op["outcome"] == "failed" for op in json.load(urllib.request.urlopen(
         base + entity_url(f"@counter@{uid}", "operations")))["items"]), message="the failure applied")
     page.reload()

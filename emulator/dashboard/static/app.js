@@ -303,6 +303,7 @@ async function instanceView(hub, id) {
       h("span", { class: "time" }, clock(e.timestamp)),
       h("span", { class: "cat" }, e.category),
       h("div", {}, h("div", { class: "label" }, e.label),
+        e.links.length ? h("div", { class: "links" }, e.links.map((l) => idLink(hub, l.id))) : null,
         e.payload === null || e.payload === undefined ? null : h("code", { class: "json" }, JSON.stringify(e.payload))))));
   showReplay.addEventListener("change", () => {
     for (const li of timeline.querySelectorAll("li.replay")) li.hidden = !showReplay.checked;
