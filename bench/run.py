@@ -19,6 +19,9 @@ Under pressure (bench/pressure.py), once per backend, the log-off and writes-ski
                   then M new counter_workflow orchestrations one after another: p50/p99, RSS
   frozen          one of two workers stops holding a work item: the time until the other has
                   done all the work, and exact answers after the frozen one is thawed
+On one data file (bench/soak.py), the persistent emulator only:
+  soak            steady calls and signals for a set time: WAL and database size, RSS and call
+                  p50 sampled over time (they must stay flat), and WAL bytes per call
 
 Writes bench/results/latest.json, latest.md and chart.png, and the table into docs/benchmarks.md.
 --workloads and --backends run a part; --quick runs everything at tiny sizes.
@@ -54,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from durabletask import client as dt_client  # noqa: E402
 from durabletask import entities  # noqa: E402
 
-from bench import pressure  # noqa: E402
+from bench import pressure, soak  # noqa: E402
 from bench.common import WrongResult, cpu_seconds, free_port, percentiles, rss_mb, stop_process  # noqa: E402, F401
 from bench.worker_process import WorkerProcess  # noqa: E402
 
@@ -154,6 +157,9 @@ class Sizes:
     frozen_entities: int = 4
     frozen_cap_s: float = pressure.FROZEN_CAP
     liveness_timeout_s: float | None = 5.0  # passed as --liveness-timeout where the emulator has it; None: its default
+    # the soak workload (bench/soak.py)
+    soak_s: float = 180.0
+    soak_samples: int = 9
 
 
 @dataclass
@@ -532,8 +538,10 @@ def growth(sizes: Sizes, output: Path) -> str:
 
 QUICK = dict(orchestrations=10, signals=80, threads=4, entities=4, calls=10, waiting_clients=100,
              new_orchestrations=5, orchestration_cap_s=2.0, frozen_orchestrations=10, frozen_signals=40,
-             frozen_entities=2, frozen_cap_s=3.0, liveness_timeout_s=1.0)
-WORKLOADS = ("throughput", "waiting", "frozen")
+             frozen_entities=2, frozen_cap_s=3.0, liveness_timeout_s=1.0, soak_s=8.0, soak_samples=4)
+WORKLOADS = ("throughput", "waiting", "frozen", "soak")
+# The soak fails the run when the -wal file passes this: the emulator keeps it near 4 MiB.
+SOAK_WAL_BOUND_MIB = 8.0
 
 
 def _names(choices: tuple[str, ...]):
@@ -650,6 +658,29 @@ def run_pressure(args: argparse.Namespace, sizes: Sizes) -> tuple[list[dict], st
     return rows, markdown
 
 
+def run_soak(sizes: Sizes) -> tuple[dict, str]:
+    with tempfile.TemporaryDirectory() as data_dir:
+        data = Path(data_dir) / "soak.db"
+        backend = backends(Path(data_dir))[0]
+        backend = dataclasses.replace(backend, args=[*backend.args[:-1], str(data)])
+        print(f"soaking {backend.name} for {sizes.soak_s:g} s ...", flush=True)
+        with served(backend) as (address, _):
+            result = soak.soak(data, backend.process.pid,
+                               lambda: dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET),
+                               sizes.soak_s, sizes.soak_s / sizes.soak_samples)
+    widest = max(s.wal_mib for s in result.samples)
+    markdown = (f"A soak: the persistent emulator under steady load for {sizes.soak_s:g} s on one data file (4 "
+                f"threads each repeating one call_entity orchestration, then purging it, and a steady trickle of "
+                f"signals). WAL bytes per call (an orchestration that calls one entity, and its purge): "
+                f"{result.wal_bytes_per_operation / 1024:.1f} KiB with {result.page_size}-byte pages.\n\n"
+                f"{result.table()}\n")
+    row = {"samples": [dataclasses.asdict(s) for s in result.samples], "page size": result.page_size,
+           "WAL bytes per call": result.wal_bytes_per_operation, "largest WAL MiB": widest}
+    if widest > SOAK_WAL_BOUND_MIB:
+        raise WrongResult(f"the -wal file reached {widest:.1f} MiB under steady load (bound {SOAK_WAL_BOUND_MIB:g})")
+    return row, markdown
+
+
 def main(argv: list[str] | None = None) -> int:
     args, sizes = parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
@@ -660,12 +691,17 @@ def main(argv: list[str] | None = None) -> int:
     if {"waiting", "frozen"} & set(args.workloads):
         rows, markdown = run_pressure(args, sizes)
         sections.append(markdown)
+    soaked = {}
+    if "soak" in args.workloads and "sqlite" in args.backends:
+        soaked, markdown = run_soak(sizes)
+        sections.append(markdown)
     when = time.strftime("%Y-%m-%d")
     markdown = f"Measured {when} on {machine()}" + ("" if results else ".\n\n") + "\n".join(sections)
     (args.output / "latest.md").write_text(markdown)
     (args.output / "latest.json").write_text(json.dumps(
         {"date": when, "machine": machine(), "sizes": vars(sizes), "workloads": args.workloads,
-         "results": [{"backend": r.backend, **r.figures} for r in results], "pressure": rows}, indent=2))
+         "results": [{"backend": r.backend, **r.figures} for r in results], "pressure": rows,
+         "soak": soaked}, indent=2))
     chart(results, rows, args.output / "chart.png")
     print(markdown)
     if not args.no_readme and not args.quick:

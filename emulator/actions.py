@@ -72,6 +72,9 @@ def _check_entity_message(where: str, message: pb.SendEntityMessageAction, sende
     where = f"{where}.{kind}"
     if kind in ("entityOperationSignaled", "entityOperationCalled"):
         _name(f"{where}.operation", inner.operation)
+    if kind == "entityOperationSignaled" and (problem := check_entity_id(inner.targetInstanceId.value)):
+        # A call to a bad target fails the call (its caller is told); a signal has no one to tell.
+        raise MalformedResponse(f"{where}.targetInstanceId: {problem}")
     if kind == "entityOperationSignaled":
         return
     # Calls, lock requests and releases act for their parent: it must be the sender itself.

@@ -95,6 +95,12 @@ class Inboxes:
             messages.remove(message)
             store.delete_messages([message.id])
             if kind == "entityLockRequested":
+                if not self._running(hub, e.entityLockRequested.parentInstanceId.value):
+                    # Its orchestration ended (or was purged) while the request waited: granting it
+                    # would lock the entity for no one, forever.
+                    log.info("entity %s: dropping the lock request of %s, which is no longer running", entity_id,
+                             e.entityLockRequested.parentInstanceId.value)
+                    continue
                 if row.lock_owner is not None:
                     # The holder asked again for a lock it holds: grant it once more.
                     log.warning("entity %s: lock requested again by its holder %s", entity_id, row.lock_owner)
@@ -108,6 +114,10 @@ class Inboxes:
                     self._log_lock(row, owner, False, ev.seconds(e.timestamp))
             else:
                 log.warning("entity %s: dropping unexpected message %s", entity_id, kind)
+
+    def _running(self, hub: str, instance_id: str) -> bool:
+        row = self._store.peek_instance(hub, instance_id)
+        return row is not None and row.status not in ev.TERMINAL
 
     def _grant(self, row: EntityRow, request: pb.EntityLockRequestedEvent) -> Outgoing:
         owner = request.parentInstanceId.value
@@ -134,3 +144,17 @@ class Inboxes:
             self._log_lock(row, owner, False, None)
             released.append(row.instance_id)
         return released
+
+    def withdraw_requests_of(self, hub: str, owner: str) -> list[str]:
+        """Delete the lock requests an ended orchestration still has waiting; returns the entities they waited at.
+
+        A request travels its lock set one entity at a time, so it waits in one inbox at most
+        (behind another holder): with it gone, nothing grants that entity to an ended instance.
+        """
+        withdrawn = []
+        for message in self._store.messages_sent_by(hub, ENTITY, owner):
+            e = ev.parse(message.payload)
+            if e.HasField("entityLockRequested") and e.entityLockRequested.parentInstanceId.value == owner:
+                self._store.delete_messages([message.id])
+                withdrawn.append(message.target)
+        return withdrawn

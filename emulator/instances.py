@@ -122,7 +122,8 @@ class Instances:
         """Store an instance that reached a terminal status, and everything that follows from it.
 
         Messages still queued for it can no longer be processed; its parent learns the
-        outcome; the entity locks it holds are freed; clients waiting on it wake up.
+        outcome; the entity locks it holds are freed and its waiting lock requests withdrawn
+        (in this same transaction); clients waiting on it wake up.
         """
         moment = row.completed_at = row.updated_at = self._clock.now()
         self._store.put_instance(row)
@@ -141,6 +142,8 @@ class Instances:
                 e = ev.event(subOrchestrationInstanceFailed=pb.SubOrchestrationInstanceFailedEvent(
                     taskScheduledId=row.parent_task_id or 0, failureDetails=details), at=moment)
             self._post.send_to_instance(row.hub, row.parent_instance_id, e, row.parent_execution_id)
-        for entity_id in self._inboxes.release_locks_of(row.hub, row.instance_id):
+        inboxes = self._inboxes
+        ended = row.instance_id
+        for entity_id in inboxes.release_locks_of(row.hub, ended) + inboxes.withdraw_requests_of(row.hub, ended):
             self._post.wake(row.hub, ENTITY, entity_id)
         self._waiters.changed(row.hub, row.instance_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -16,11 +17,17 @@ def instance_token(row: InstanceRow) -> str:
 
 
 def parse_instance_token(token: str) -> tuple[float, str]:
+    """The (created_at, instance_id) an issued token holds; ValueError for any other text.
+
+    An issued token has a finite time (a row's) and a non-empty instance ID: ``nan|x``,
+    ``inf|`` or ``1e400|x`` parse as floats but were never issued, and would page nowhere.
+    """
     created, sep, instance_id = token.partition("|")
     try:
-        if not sep:
+        when = float(created)
+        if not sep or not instance_id or not math.isfinite(when):
             raise ValueError
-        return float(created), instance_id
+        return when, instance_id
     except ValueError:
         raise ValueError(f"continuation token '{token}' was not issued by this emulator") from None
 

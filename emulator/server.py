@@ -19,6 +19,7 @@ import errno
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,76 @@ class Options:
     retention_batch: int = DEFAULT_BATCH
 
 
+# Every connection is an open file. Shells commonly start processes with a soft limit of 1,024
+# while the hard limit is far higher; at 1,024 a thousand idle connections left no descriptor to
+# accept a worker, a client or a dashboard request with. Raising the soft limit up to the hard
+# one needs no privilege; this many is enough for the connection bounds several times over.
+WANTED_FILES = 65_536
+
+
+def raise_file_limit(wanted: int = WANTED_FILES) -> int | None:
+    """Raise the soft RLIMIT_NOFILE toward ``wanted`` within the hard limit; the soft limit after (None off POSIX).
+
+    Once per process, before serving (the limit is the process's, not the server's).
+    """
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:  # Windows: no such limit
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+            return soft
+        log.debug("open-file limit raised from %d to %d", soft, target)
+        return target
+    return soft
+
+
+class OncePerInterval(logging.Filter):
+    """Let one record of each kind through per ``interval`` seconds, saying how many were held back.
+
+    Out of descriptors, asyncio's accept loop logs a traceback for every connection it fails
+    to take (hundreds of thousands a minute, measured): one line per interval tells as much.
+    A record's kind is the start of its message (asyncio puts each handle's address and
+    timer into its text) and, with a traceback, the exception's type.
+    """
+
+    def __init__(self, interval: float = 10.0):
+        super().__init__()
+        self.interval = interval
+        self._last: dict[tuple, tuple[float, int]] = {}  # kind -> (when last let through, held back since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        kind = (str(record.msg)[:48], record.exc_info[0] if record.exc_info else None)
+        now = time.monotonic()
+        last, held = self._last.get(kind, (float("-inf"), 0))
+        if now - last < self.interval:
+            self._last[kind] = (last, held + 1)
+            return False
+        if len(self._last) > 1_000:
+            self._last.clear()  # bounded, whatever the messages
+        self._last[kind] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last {now - last:.0f} s)"
+        return True
+
+
+_ASYNCIO_FILTER = OncePerInterval()
+
+
+def quiet_repeated_asyncio_errors() -> None:
+    """Install the filter on asyncio's logger (once, however many servers start)."""
+    logger = logging.getLogger("asyncio")
+    if _ASYNCIO_FILTER not in logger.filters:
+        logger.addFilter(_ASYNCIO_FILTER)
+
+
 def _check_port(host: str, port: int, flag: str = "--port") -> None:
     """Fail early with a clear message; gRPC alone would only say 'bind failed'."""
     if port == 0:
@@ -84,6 +155,19 @@ def _check_port(host: str, port: int, flag: str = "--port") -> None:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise PortInUse(f"port {port} on {host} is already in use", flag) from exc
             raise
+
+
+# Calls gRPC may hold before the engine's loop accepts them, and for how long (a burst of this
+# many StartInstance takes the loop well under this time); past either, gRPC cancels the call.
+MAX_PENDING_CALLS = 50_000
+PENDING_CALL_SECONDS = 300
+
+
+# Connections the gRPC port accepts at once (more are closed as they come), and the seconds a new
+# one has to start speaking HTTP/2. With the open-file limit raised (raise_file_limit), a thousand idle
+# or slow connections leave room for workers, clients, the dashboard and the data file.
+MAX_CONNECTIONS = 4_000
+HANDSHAKE_SECONDS = 10
 
 
 def grpc_options(o: Options) -> list[tuple[str, int]]:
@@ -109,6 +193,14 @@ def grpc_options(o: Options) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         # Clients may ping us as often as the SDK's defaults do.
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        # grpc core cancels calls waiting to be accepted past 1,000 (some) and 3,000 (all), with a bare
+        # CANCELLED: a burst waits its turn instead, and the service's own limits answer by name.
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+        ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_SECONDS),
+        # Idle or slow connections: a bounded number, and each sends its HTTP/2 preface in time or is closed.
+        ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_SECONDS * 1000),
     ]
 
 
@@ -143,6 +235,8 @@ class EmulatorServer:
 
     def start(self) -> int:
         o = self.options
+        raise_file_limit()
+        quiet_repeated_asyncio_errors()
         _check_port(o.host, o.port)
         if o.dashboard_port:
             _check_port(o.host, o.dashboard_port, "--dashboard-port")

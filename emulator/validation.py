@@ -54,7 +54,7 @@ def check_instance_id(instance_id: str) -> str | None:
 
 
 def check_entity_id(entity_id: str) -> str | None:
-    """Entity IDs look like ``@name@key``: name lower-cased, neither part contains '@'."""
+    """Entity IDs look like ``@name@key``: name lower-cased, neither part empty nor containing '@'."""
     if len(entity_id) > MAX_ID_LENGTH:
         return f"entity ID is {len(entity_id)} characters; the limit is {MAX_ID_LENGTH}"
     if bad := unprintable(entity_id):
@@ -62,6 +62,8 @@ def check_entity_id(entity_id: str) -> str | None:
     parts = entity_id.split("@")
     if len(parts) != 3 or parts[0] != "" or not parts[1]:
         return f"entity ID '{entity_id}' is not of the form '@<name>@<key>'"
+    if not parts[2]:
+        return f"entity ID '{entity_id}' has an empty key (the form is '@<name>@<key>')"
     if parts[1] != parts[1].lower():
         return f"entity name '{parts[1]}' must be lower-case in an entity ID"
     return None

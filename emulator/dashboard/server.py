@@ -10,6 +10,7 @@ import asyncio
 import socket
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .. import health
 from ..backend import Backend
@@ -17,6 +18,33 @@ from ..workers import Registry
 from .app import create_app
 from .extras import HEALTH_PATH, Extras
 from .guard import Guard, served_hosts
+
+# A connection that has not sent a whole request head this long after opening is closed, and
+# past this many connections a request is answered 503: slow or idle clients cannot hold the
+# dashboard (nor the process's open files) for as long as they like.
+HEADER_SECONDS = 10.0
+MAX_CONNECTIONS = 2_000
+
+
+class TimelyHeaders(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on the first request's head (it has none of its own)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_deadline = self.loop.call_later(HEADER_SECONDS, self._head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not None:  # a request's head has arrived
+            self._head_deadline.cancel()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_deadline.cancel()
+        super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
 
 
 class DashboardServer:
@@ -29,7 +57,8 @@ class DashboardServer:
         # The outer guard adds read-only mode and the open health path; the app keeps its own guard.
         app = Guard(Extras(inner, backend, uptime), hosts, read_only=read_only,
                     open_paths=frozenset({HEALTH_PATH}) if uptime is not None else frozenset())
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
+                                http=TimelyHeaders, limit_concurrency=MAX_CONNECTIONS)
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task | None = None
         self.host, self.port = host, port

@@ -9,8 +9,9 @@
 - ``queries.py``: instance and entity queries.  ``reads.py``: the read interface for the
   dashboard and query calls, off the engine's path.
 - ``claim.py``: one emulator per database file.  ``datafile.py``: refusing damaged or
-  unusable files.  ``checkpoints.py``: WAL checkpoints on a thread.
-- ``errors.py``: SchemaError, DataInUse, DataFileError, StorageError.
+  unusable files, and writes once the file is deleted or replaced.  ``checkpoints.py``: WAL
+  checkpoints on a thread, and the bound on the -wal file.
+- ``errors.py``: SchemaError, DataInUse, DataFileError, StorageError, DataFileGone.
 """
 
 from .errors import DataFileError, DataInUse, SchemaError, StorageError

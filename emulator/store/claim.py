@@ -19,7 +19,7 @@ Per platform (no POSIX-only import at module level):
   SQLite connections (checkpointer and readers included) only when it closes itself.
 - Windows: ``msvcrt.locking`` on that same byte, plus the registry. Windows byte locks are
   mandatory, so the byte lies in SQLite's lock-byte page, which never holds data and whose
-  first 512 bytes are SQLite's own locks (the emulator's files use pages of 4096 bytes).
+  first 512 bytes are SQLite's own locks (the emulator's files use pages of 1024 bytes or more).
 """
 
 from __future__ import annotations

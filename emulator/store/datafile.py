@@ -12,7 +12,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .errors import DataFileError
+from .errors import DataFileError, DataFileGone
 
 _MAGIC = b"SQLite format 3\x00"
 _ADVICE = "move it away (or use another file with --data) to start afresh"
@@ -65,3 +65,33 @@ def unusable(path: Path, exc: BaseException) -> DataFileError:
             f"{path} cannot be opened for writing ({detail}): the emulator writes the file and, "
             f"in the same folder, its -wal and -shm files")
     return DataFileError(f"{path} cannot be used as a data file ({detail})")
+
+
+class Identity:
+    """Is the path still the file the store opened? Asked before every commit is acknowledged.
+
+    Deleting the data folder (``make clean`` in another shell) or moving another file into
+    place leaves SQLite writing happily into a file no path names any more: every write
+    since would vanish at the next start. One ``stat`` (about a microsecond) per commit
+    notices, and from then on every commit is refused (the engine logs storage errors once
+    per interval).
+    """
+
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        st = os.fstat(fd)
+        self._key = (st.st_dev, st.st_ino)
+        self.gone = False
+
+    def check(self) -> None:
+        if not self.gone:
+            try:
+                st = os.stat(self.path)
+                self.gone = (st.st_dev, st.st_ino) != self._key
+            except FileNotFoundError:
+                self.gone = True
+            except OSError:
+                return  # unreadable for a moment (permissions, a stale mount): no evidence it is gone
+            if not self.gone:
+                return
+        raise DataFileGone(self.path)

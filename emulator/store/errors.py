@@ -6,7 +6,8 @@
   database, a folder, or in a place the emulator may not write to.
 - :class:`StorageError`: a write failed (disk full, I/O error). The transaction that
   raised it left nothing behind, on disk or in memory; the engine maps ``full`` to
-  RESOURCE_EXHAUSTED and anything else to UNAVAILABLE.
+  RESOURCE_EXHAUSTED and anything else to UNAVAILABLE. :class:`DataFileGone` is one: the
+  data file was deleted or replaced under the running emulator.
 
 Each message is one line that names the data file.
 """
@@ -42,3 +43,13 @@ class StorageError(RuntimeError):
         self.full = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
         detail = " ".join(str(error).split()) or type(error).__name__
         super().__init__(f"{describe(path)}: write failed: {detail}")
+
+
+class DataFileGone(StorageError):
+    """The path no longer names the file the emulator opened: every write from then on is refused."""
+
+    def __init__(self, path: Path | None):
+        error = sqlite3.OperationalError("the data file was deleted or replaced")
+        super().__init__(path, error)
+        self.args = (f"{describe(path)} was deleted or replaced while the emulator ran: writes are refused "
+                     "(nothing more is acknowledged); restart the emulator to start on the file now there",)

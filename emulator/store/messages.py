@@ -14,6 +14,7 @@ from .rows import ACTIVITY, MessageRow
 from .transaction import UndoLog
 
 Target = tuple[str, str, str]  # (hub, kind, target)
+Sender = tuple[str, str, str]  # (hub, kind, sender): where a sender's messages wait
 
 
 class MessageMirror:
@@ -21,6 +22,8 @@ class MessageMirror:
         self._undo = undo
         self._inboxes: dict[Target, dict[int, MessageRow]] = {}
         self._keys: dict[int, Target] = {}
+        # Messages by sender (an ended orchestration's lock requests are withdrawn through it).
+        self._sent: dict[Sender, dict[int, None]] = {}
         for m in rows:
             self._mirror(m)
         self._next_id = max(last_used_id, max(self._keys, default=0)) + 1
@@ -53,6 +56,8 @@ class MessageMirror:
         else:
             inbox[m.id] = m
         self._keys[m.id] = key
+        if m.sender is not None:
+            self._sent.setdefault((m.hub, m.kind, m.sender), {})[m.id] = None
 
     def _unmirror(self, message_id: int) -> MessageRow | None:
         key = self._keys.pop(message_id, None)
@@ -62,11 +67,21 @@ class MessageMirror:
         message = inbox.pop(message_id)
         if not inbox:
             del self._inboxes[key]
+        if message.sender is not None:
+            sent_key = (message.hub, message.kind, message.sender)
+            sent = self._sent[sent_key]
+            del sent[message_id]
+            if not sent:
+                del self._sent[sent_key]
         return message
 
     def inbox(self, hub: str, kind: str, target: str) -> list[MessageRow]:
         """The target's messages in arrival order (a snapshot)."""
         return list(self._inboxes.get((hub, kind, target), {}).values())
+
+    def sent_by(self, hub: str, kind: str, sender: str) -> list[MessageRow]:
+        """The sender's messages of ``kind`` still waiting, wherever they wait, in arrival order."""
+        return [self.get(i) for i in self._sent.get((hub, kind, sender), ())]
 
     def get(self, message_id: int) -> MessageRow | None:
         key = self._keys.get(message_id)

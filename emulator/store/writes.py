@@ -59,8 +59,11 @@ class WriteQueue:
 class Writer:
     """The store's one writing connection; every SQLite error on the way out is a StorageError."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path | None, committed: Callable[[], None] | None = None):
+    def __init__(self, db: sqlite3.Connection, path: Path | None, committed: Callable[[], None] | None = None,
+                 still_there: Callable[[], None] | None = None):
+        """``committed`` is told of each commit; ``still_there`` raises if the data file is gone (Identity.check)."""
         self.db = db
+        self._still_there = still_there
         self.path = path
         self.queue = WriteQueue()
         self._begun = False  # BEGIN sent for the open transaction
@@ -90,6 +93,8 @@ class Writer:
 
     def commit(self) -> None:
         wrote = bool(self.queue) or self._begun
+        if wrote and self._still_there is not None:
+            self._still_there()  # raises before anything is written or acknowledged
         self.send(last=True)
         if self._begun:
             try:

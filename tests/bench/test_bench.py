@@ -346,3 +346,19 @@ def test_compare_refuses_a_folder_that_is_not_a_checkout(tmp_path):
     result = compare(str(tmp_path), str(ROOT), timeout=60)
     assert result.returncode == 2
     assert f"{tmp_path} is not a checkout of this project" in result.stderr
+
+
+def test_quick_soak_samples_a_bounded_wal_and_the_wal_per_call(tmp_path):
+    """Steady load on one data file: before the WAL bound, 8 s of it left a -wal file of 40 MiB."""
+    from bench import run
+
+    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--workloads", "soak", "--backends", "sqlite",
+                             "--output", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    soaked = json.loads((tmp_path / "latest.json").read_text())["soak"]
+    samples = soaked["samples"]
+    assert len(samples) >= 3 and samples[-1]["operations"] > 1_000  # the load was steady and real
+    assert all(0 < s["wal_mib"] <= run.SOAK_WAL_BOUND_MIB for s in samples), samples
+    assert all(s["call_p50_ms"] > 0 and s["rss_mb"] > 0 for s in samples), samples
+    assert 1_000 < soaked["WAL bytes per call"] < 200_000 and soaked["page size"] == 1024
+    assert "| after s | operations | WAL MiB |" in (tmp_path / "latest.md").read_text()

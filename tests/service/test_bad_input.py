@@ -87,10 +87,18 @@ def test_stale_or_forged_completion_tokens_are_refused(stub):
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "not leased" in err.details()
 
 
-def test_bad_continuation_token_is_invalid_argument(stub):
+@pytest.mark.parametrize("token", ["garbage", "nan|x", "inf|", "1e400|x", "1.5|"])
+def test_bad_continuation_token_is_invalid_argument(stub, token):
+    """Never issued: not a token, or one that parses as a float but names no row."""
     err = error_of(stub.QueryInstances, pb.QueryInstancesRequest(
-        query=pb.InstanceQuery(continuationToken=dt_client.helpers.get_string_value("garbage"))))
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "continuation token" in err.details()
+        query=pb.InstanceQuery(continuationToken=dt_client.helpers.get_string_value(token))))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert f"continuation token '{token}' was not issued" in err.details()
+
+
+def test_an_entity_id_with_an_empty_key_is_refused_by_name(stub):
+    err = error_of(stub.SignalEntity, pb.SignalEntityRequest(instanceId="@c@", name="add", requestId="r"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "'@c@' has an empty key" in err.details()
 
 
 def test_garbage_bytes_do_not_crash_the_server(emulator, stub):

@@ -104,6 +104,12 @@ MALFORMED = [
      "actions[1].completeOrchestration: a second completeOrchestration"),
     ("lock set with a non-entity", [lock(["@c@ok", "not-an-entity"], "{id}")],
      "actions[0].sendEntityMessage.entityLockRequested.lockSet[1]: entity ID 'not-an-entity' is not of the form"),
+    ("signal to a non-entity", [pb.OrchestratorAction(id=1, sendEntityMessage=pb.SendEntityMessageAction(
+        entityOperationSignaled=pb.EntityOperationSignaledEvent(
+            requestId="r1", operation="add", targetInstanceId=text("nope"))))],
+     "actions[0].sendEntityMessage.entityOperationSignaled.targetInstanceId: entity ID 'nope' is not of the form"),
+    ("lock set with an empty key", [lock(["@c@"], "{id}")],
+     "entityLockRequested.lockSet[0]: entity ID '@c@' has an empty key"),
     ("lock for another instance", [lock(["@c@ok"], "ghost")],
      "entityLockRequested.parentInstanceId is 'ghost'; it must be the sending instance"),
     ("call for another instance", [pb.OrchestratorAction(id=1, sendEntityMessage=pb.SendEntityMessageAction(

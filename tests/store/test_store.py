@@ -265,8 +265,8 @@ def test_a_thread_checkpoints_the_wal_into_the_database_file(tmp_path):
         db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # reads the main file, not the WAL
         try:
             return db.execute("SELECT count(*) FROM messages").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0  # not even the schema has been copied over yet
+        except sqlite3.DatabaseError:
+            return 0  # not even the schema has been copied over yet, or a checkpoint is copying right now
         finally:
             db.close()
 
