@@ -5,13 +5,17 @@ PYTHON ?= python3
 DEV := $(PYTHON) dev.py
 REQUIREMENTS := requirements.txt requirements-emulator.txt requirements-dev.txt constraints.txt
 
-.PHONY: demo test lint emulator worker client bench clean lock
+.PHONY: demo test quick lint emulator worker client bench clean lock
 
 demo:
 	$(DEV) demo $(ARGS)
 
 test:
 	$(DEV) test $(ARGS)
+
+# The inner loop: the tests not marked slow (docs/testing.md).
+quick:
+	$(DEV) quick $(ARGS)
 
 lint:
 	$(DEV) lint $(ARGS)

@@ -3,11 +3,12 @@
     python dev.py demo        (or: make demo)
     python dev.py test        (or: make test)
 
-Also ``emulator``, ``worker``, ``client``, ``lint``, ``bench``, ``install [--dev]``, ``clean`` and
-``lock``; arguments after the command go to the program it runs. The Makefile calls this file,
-so both forms do the same. It creates ``.venv`` with the Python that runs it, installs the
-requirements pinned by ``constraints.txt``, and installs again only when one of those files
-changes. Standard library only: it must run before anything is installed.
+Also ``quick`` (the tests not marked slow: the inner loop), ``emulator``, ``worker``, ``client``,
+``lint``, ``bench``, ``install [--dev]``, ``clean`` and ``lock``; arguments after the command go
+to the program it runs. The Makefile calls this file, so both forms do the same. It creates
+``.venv`` with the Python that runs it, installs the requirements pinned by ``constraints.txt``,
+and installs again only when one of those files changes. Standard library only: it must run
+before anything is installed.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class Project:
         print(f"wrote {len(pins)} pins to {CONSTRAINTS} (Python {sys.version.split()[0]})")
 
 
-COMMANDS = ("demo", "test", "lint", "emulator", "worker", "client", "bench", "install", "clean", "lock")
+COMMANDS = ("demo", "test", "quick", "lint", "emulator", "worker", "client", "bench", "install", "clean", "lock")
 PROGRAMS = {
     "demo": ["scripts/demo.py"],
     "emulator": ["-m", "emulator"],
@@ -147,7 +148,21 @@ PROGRAMS = {
     "client": ["client.py"],
     "bench": ["bench/run.py"],
 }
-DEV_COMMANDS = ("test", "lint", "bench")
+DEV_COMMANDS = ("test", "quick", "lint", "bench")
+
+
+def parallel_workers(cpus: int | None) -> int:
+    """pytest-xdist workers: two per core, as most tests wait on a process, a socket or pip, not the CPU."""
+    return max(2, min(8, 2 * (cpus or 1)))
+
+
+def pytest_args(command: str, rest: list[str], cpus: int | None = None) -> list[str]:
+    """pytest's arguments for ``test`` or ``quick``: parallel workers unless ``rest`` chooses (-n, -p no:xdist)."""
+    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in rest) or "no:xdist" in rest
+    args = [] if chosen else ["-n", str(parallel_workers(cpus or os.cpu_count()))]
+    if command == "quick":
+        args += ["-m", "not slow"]
+    return [*args, *rest]
 
 
 def main(argv: list[str] | None = None, project: Project | None = None) -> int:
@@ -172,11 +187,11 @@ def main(argv: list[str] | None = None, project: Project | None = None) -> int:
     if command == "install":
         return 0
     python = str(project.python)
-    if command in ("test", "lint"):
+    if command in ("test", "quick", "lint"):
         status = project.run([str(venv_tool(project.venv, "ruff")), "check", "."])
         if status or command == "lint":
             return status
-        return project.run([python, "-m", "pytest", *rest])
+        return project.run([python, "-m", "pytest", *pytest_args(command, rest)])
     return project.run([python, *PROGRAMS[command], *rest])
 
 

@@ -14,10 +14,21 @@ import pytest
 from durabletask import client as dt_client
 from durabletask import worker as dt_worker
 
+from tests import scheduling
 from tests.helpers import Emulator, InProcessEmulator
 
 # The package's pytest plugin (dts_emulator), as an installed package's entry point would load it.
 pytest_plugins = ["emulator.pytest_plugin"]
+
+
+@pytest.hookimpl(optionalhook=True)  # a run without pytest-xdist never calls it
+def pytest_xdist_make_scheduler(config, log):
+    """Parallel workers (``-n``) share the tests as tests/scheduling.py says, unless ``--dist`` chose otherwise."""
+    return scheduling.scheduler(config, log) if config.getoption("dist") == "load" else None
+
+
+def pytest_collection_modifyitems(items):
+    scheduling.slow_first(items)
 
 
 @pytest.fixture(scope="session")

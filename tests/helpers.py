@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -17,6 +18,7 @@ from typing import TypeVar
 
 import grpc
 from durabletask.internal import orchestrator_service_pb2 as pb
+from google.protobuf import wrappers_pb2
 
 # The emulator served from this process on a free port (the package's own test API), for tests where the
 # process itself is not the point; ``backend``, ``call`` and ``on_loop`` reach the engine for assertions.
@@ -202,6 +204,40 @@ class RawWorker:
         self._thread.join(5)
 
 
+def start_slow_worker(address: str, streams_connected: Callable[[], int]) -> Process:
+    """tests/slow_worker.py against ``address``, once the emulator has its stream.
+
+    ``streams_connected`` counts the worker streams the emulator has seen (it must grow by one):
+    the worker's own "started" comes before the SDK has connected.
+    """
+    before = streams_connected()
+    worker = Process([sys.executable, "tests/slow_worker.py", address])
+    try:
+        worker.wait_for_line(r"slow worker \d+ started")
+        wait_until(lambda: streams_connected() > before, timeout=30, message="the slow worker's stream to connect")
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
+def streams_in_log(emulator: Emulator) -> Callable[[], int]:
+    """How many worker streams an emulator process has logged as connected."""
+    return lambda: len(re.findall(r"worker stream \d+ connected", emulator.process.output))
+
+
+def text(value: str) -> wrappers_pb2.StringValue:
+    """A protobuf string field's value, as raw requests carry IDs, names and payloads."""
+    return wrappers_pb2.StringValue(value=value)
+
+
+def status_of(stub, instance_id: str) -> pb.OrchestrationState:
+    """An instance's state from the raw GetInstance call; it must exist."""
+    response = stub.GetInstance(pb.GetInstanceRequest(instanceId=instance_id))
+    assert response.exists
+    return response.orchestrationState
+
+
 def entity_value(client, eid) -> int | None:
     """An entity's state as an int, or None when it has none."""
     meta = client.get_entity(eid)
@@ -241,28 +277,40 @@ def locks_calls_and_waits(ctx, names: dict):
 
 
 class DemoSite:
-    """An emulator with its dashboard, a worker, and the demo's data in it (for dashboard tests)."""
+    """An emulator with its dashboard, a worker, and the demo's data in it (for dashboard tests).
 
-    def __init__(self, data: Path):
+    What it starts is stopped if the demo fails (or anything else in between), so a failed
+    demo leaves no emulator or worker thread behind to keep pytest from exiting.
+    """
+
+    def __init__(self, data: Path, demo_args: tuple[str, ...] = ("my-counter",)):
         from durabletask import client as dt_client
         from durabletask.worker import TaskHubGrpcWorker
 
         import client as sample_client
         import worker as sample_worker
 
-        self.emulator = InProcessEmulator(data, dashboard_port=free_port()).start()
-        self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
-        sample_worker.register(self.worker)
-        self.worker.add_orchestrator(awaits_approval)
-        self.worker.add_orchestrator(locks_calls_and_waits)
-        self.worker.start()
-        self.client = dt_client.TaskHubGrpcClient(host_address=self.emulator.address)
-        assert sample_client.main(["my-counter"], client=self.client) == 0
+        self._started = contextlib.ExitStack()
+        try:
+            self.emulator = InProcessEmulator(data, dashboard_port=free_port()).start()
+            self._started.callback(self.emulator.stop)
+            self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
+            sample_worker.register(self.worker)
+            self.worker.add_orchestrator(awaits_approval)
+            self.worker.add_orchestrator(locks_calls_and_waits)
+            self.worker.start()
+            self._started.callback(self.worker.stop)
+            self.client = dt_client.TaskHubGrpcClient(host_address=self.emulator.address)
+            self._started.callback(self.client.close)
+            status = sample_client.main(list(demo_args), client=self.client)
+            assert status == 0, f"the demo ({' '.join(demo_args)}) ended with status {status}"
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.worker.stop()
-        self.client.close()
-        self.emulator.stop()
+        """Stop the client, the worker and the emulator (in that order), each even if another fails."""
+        self._started.close()
 
 
 def instance_url(instance_id: str, action: str = "", hub: str = "default", api: bool = True) -> str:

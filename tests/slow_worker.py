@@ -1,6 +1,9 @@
 """A worker process for crash tests: the sample's functions plus a deliberately slow counter.
 
 Usage: python tests/slow_worker.py ADDRESS   (logs one line per slow operation, with its pid)
+
+It says "started" once its worker runs; the SDK connects its stream after that, on a thread of its
+own, so a test that needs the stream waits for the emulator to see it (``helpers.start_slow_worker``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     worker.start()
-    log.info("slow worker %d ready", os.getpid())
+    log.info("slow worker %d started", os.getpid())
     stop.wait()
     worker.stop()
 

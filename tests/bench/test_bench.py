@@ -14,6 +14,7 @@ from durabletask import client as dt_client
 from tests.helpers import ROOT, Process, wait_until
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_table_json_and_chart(tmp_path):
     result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--workloads", "throughput", "--no-readme",
                              "--output", str(tmp_path)],
@@ -73,6 +74,7 @@ def test_spread_pairs_each_round_with_the_baseline_of_that_round():
     assert run.spread(runs) == "- emulator: orchestrations/s 0.80-1.25x, signals/s 0.80-0.90x"
 
 
+@pytest.mark.slow
 def test_quick_pressure_workloads_prove_their_scenario_and_check_their_answers(tmp_path):
     """100 waiting clients (more than the 64 threads of today's server) and a worker frozen holding work."""
     result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--workloads", "waiting,frozen",
@@ -312,6 +314,7 @@ def compare(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_compare_runs_both_checkouts_in_turns_and_gives_paired_ratios(worktree):
     result = compare(str(worktree), ".", "--rounds", "2", "--size", "10")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -324,6 +327,7 @@ def test_compare_runs_both_checkouts_in_turns_and_gives_paired_ratios(worktree):
     assert re.search(r"per s B/A \(higher is better\): median \d+\.\d+", result.stdout), result.stdout
 
 
+@pytest.mark.slow
 def test_compare_runs_each_side_from_its_own_checkout_and_shows_why_one_fails(worktree):
     """Side A's emulator cannot start: the run stops there and says so, in the emulator's own words."""
     (worktree / "emulator" / "__main__.py").write_text(
@@ -335,6 +339,7 @@ def test_compare_runs_each_side_from_its_own_checkout_and_shows_why_one_fails(wo
     assert "CPU per op B/A (lower is better): no ratio (no round finished on both sides)" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workload, unit", [("signals", "per s B/A (higher"), ("latency", "call p50 ms B/A (lower")])
 def test_compare_measures_signals_and_call_latency_at_small_sizes(workload, unit):
     result = compare(".", ".", "--rounds", "1", "--size", "10", "--workload", workload)
@@ -348,6 +353,7 @@ def test_compare_refuses_a_folder_that_is_not_a_checkout(tmp_path):
     assert f"{tmp_path} is not a checkout of this project" in result.stderr
 
 
+@pytest.mark.slow
 def test_quick_soak_samples_a_bounded_wal_and_the_wal_per_call(tmp_path):
     """Steady load on one data file: before the WAL bound, 8 s of it left a -wal file of 40 MiB."""
     from bench import run

@@ -24,6 +24,8 @@ from tests.helpers import (
     wait_until,
 )
 
+pytestmark = pytest.mark.slow  # a browser, and the screenshot script
+
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not os.path.exists(CHROMIUM):

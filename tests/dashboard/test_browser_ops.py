@@ -13,6 +13,8 @@ from durabletask.worker import TaskHubGrpcWorker
 
 from tests.helpers import ROOT, InProcessEmulator, Process, free_port
 
+pytestmark = pytest.mark.slow  # a browser
+
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = playwright_api.expect
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -655,6 +655,7 @@ def container_files(name: str, target: Path) -> tuple[Path, list[str]]:
     return workdir, cmd
 
 
+@pytest.mark.slow
 def test_container_file_sets_run_the_demo(emulator, tmp_path, uid):
     env = {"ENDPOINT": emulator.endpoint, "PATH": "/usr/bin:/bin"}
     worker_dir, worker_cmd = container_files("Dockerfile.worker", tmp_path / "worker")
@@ -673,6 +674,7 @@ def test_container_file_sets_run_the_demo(emulator, tmp_path, uid):
         assert worker.stop() == 0
 
 
+@pytest.mark.slow
 def test_deployed_client_repeats_until_sigterm(emulator, tmp_path, uid, sample_worker_process):
     client_dir, client_cmd = container_files("Dockerfile.client", tmp_path / "client")
     client = Process([sys.executable, *client_cmd[1:], uid, "--orchestrations", "1"], cwd=client_dir,

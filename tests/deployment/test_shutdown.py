@@ -59,6 +59,7 @@ def test_health_port_unset_listens_nowhere_and_a_bad_or_taken_one_is_logged(heal
     assert f"cannot listen on HEALTH_PORT {taken}" in errors[1]
 
 
+@pytest.mark.slow
 def test_worker_and_client_stop_within_the_grace_period_after_sigterm_mid_round(emulator, uid):
     """The client's round waits up to 60 s per orchestration: after SIGTERM it gets STOP_SECONDS, no more."""
     assert settings.STOP_SECONDS < GRACE_SECONDS

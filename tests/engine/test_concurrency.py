@@ -17,7 +17,7 @@ from durabletask import entities
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from tests.helpers import InProcessEmulator, Process, entity_backlog, entity_value, wait_until
+from tests.helpers import InProcessEmulator, Process, entity_backlog, entity_value, start_slow_worker, wait_until
 from worker import counter, counter_workflow
 
 # More waiters than any thread pool a gRPC server keeps (the old emulator had 64 threads).
@@ -36,6 +36,7 @@ def _park(client, prefix: str, count: int) -> list[str]:
             for i in range(count)]
 
 
+@pytest.mark.slow
 def test_waiting_clients_do_not_starve_a_worker_that_connects_after_them(engine_emulator, start_worker):
     emu = engine_emulator
     client = dt_client.TaskHubGrpcClient(host_address=emu.address)
@@ -128,14 +129,14 @@ SIGNALS = 200
 KEYS = 5
 
 
+@pytest.mark.slow
 def test_a_frozen_worker_loses_its_work_to_the_others_and_its_late_answers_are_refused(caplog):
     caplog.set_level(logging.INFO, logger="emulator")
     emu = InProcessEmulator(None, liveness_timeout=2).start()
     client = dt_client.TaskHubGrpcClient(host_address=emu.address)
     frozen = healthy = None
     try:
-        frozen = Process([sys.executable, "tests/slow_worker.py", emu.address])
-        frozen.wait_for_line(r"slow worker \d+ ready")
+        frozen = start_slow_worker(emu.address, lambda: emu.backend.dispatch.streams_opened)
         ids = [entities.EntityInstanceId("slow_counter", f"frozen-{i}") for i in range(KEYS)]
         for n in range(SIGNALS):
             client.signal_entity(ids[n % KEYS], "add", 1)
@@ -143,8 +144,7 @@ def test_a_frozen_worker_loses_its_work_to_the_others_and_its_late_answers_are_r
         os.kill(frozen.proc.pid, signal.SIGSTOP)
         held = emu.backend.dispatch.leases_held()
         assert held > 0  # the precondition: it froze while holding work
-        healthy = Process([sys.executable, "tests/slow_worker.py", emu.address])
-        healthy.wait_for_line(r"slow worker \d+ ready")
+        healthy = start_slow_worker(emu.address, lambda: emu.backend.dispatch.streams_opened)
         wait_until(lambda: all(entity_value(client, i) == SIGNALS // KEYS for i in ids), timeout=60,
                    message="every signal applied by the healthy worker")
         assert any("ended holding" in r.getMessage() for r in caplog.records)

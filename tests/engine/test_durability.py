@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 from datetime import timedelta
 
 import grpc
@@ -13,7 +12,16 @@ from durabletask import entities, task
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from emulator.store import EntityRow, Store
-from tests.helpers import Emulator, Process, entity_backlog, entity_value, wait_until
+from emulator.workitems import UNSTATED_LIMIT
+from tests.helpers import (
+    Emulator,
+    Process,
+    entity_backlog,
+    entity_value,
+    start_slow_worker,
+    streams_in_log,
+    wait_until,
+)
 
 SIGNALS = 200
 
@@ -24,16 +32,16 @@ def slow_id(key: str) -> entities.EntityInstanceId:
 
 @pytest.fixture
 def workers(fresh_emulator):
+    """Starts tests/slow_worker.py processes, each connected to the emulator; stops them all."""
     started: list[Process] = []
 
     def start() -> Process:
-        p = Process([sys.executable, "tests/slow_worker.py", fresh_emulator.address])
-        p.wait_for_line(r"slow worker \d+ ready")
-        started.append(p)
-        return p
+        started.append(start_slow_worker(fresh_emulator.address, streams_in_log(fresh_emulator)))
+        return started[-1]
 
     yield start
     for p in started:
+        p.signal(signal.SIGCONT)  # a frozen one must run to see its SIGTERM
         p.stop()
 
 
@@ -70,6 +78,7 @@ def send_signals(client, eid, count: int) -> tuple[int, int]:
     return acked, ambiguous
 
 
+@pytest.mark.slow
 def test_worker_killed_while_holding_a_batch_loses_nothing(fresh_emulator, workers, uid):
     client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
     first = workers()
@@ -88,19 +97,43 @@ def test_worker_killed_while_holding_a_batch_loses_nothing(fresh_emulator, worke
     client.close()
 
 
-def test_two_workers_share_entities_without_double_processing(fresh_emulator, workers, uid):
-    client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
-    a, b = workers(), workers()
-    keys = [f"{uid}-{i}" for i in range(8)]
-    for _ in range(25):
+@pytest.mark.slow
+def test_two_workers_share_entities_without_double_processing(engine_emulator, uid):
+    """More entities ready at once than one worker's stream is sent: both workers hold some, none runs twice.
+
+    The workers are frozen while the first signals go out, so what each was sent stays held.
+    """
+    emu, rounds = engine_emulator, 25
+    client = dt_client.TaskHubGrpcClient(host_address=emu.address)
+    workers = []
+    try:
+        for _ in range(2):
+            workers.append(start_slow_worker(emu.address, lambda: emu.backend.dispatch.streams_opened))
+        for w in workers:
+            w.signal(signal.SIGSTOP)
+        keys = [f"{uid}-{i}" for i in range(UNSTATED_LIMIT + 8)]
         for key in keys:
             client.signal_entity(slow_id(key), "add", 1)
-    wait_until(lambda: all(entity_value(client, slow_id(k)) == 25 for k in keys), timeout=60, message="all counters")
-    assert all(entity_backlog(client, slow_id(k)) == 0 for k in keys)
-    assert "applied" in a.output and "applied" in b.output  # both took a share
-    client.close()
+        # The precondition: every entity is out at once, more than one stream is sent, so both hold some.
+        wait_until(lambda: emu.on_loop(emu.backend.dispatch.leases_held) == len(keys),
+                   message=f"all {len(keys)} entity batches leased")
+        for _ in range(rounds - 1):
+            for key in keys:
+                client.signal_entity(slow_id(key), "add", 1)
+        for w in workers:
+            w.signal(signal.SIGCONT)
+        wait_until(lambda: all(entity_value(client, slow_id(k)) == rounds for k in keys), timeout=60,
+                   message="all counters")
+        assert all(entity_backlog(client, slow_id(k)) == 0 for k in keys)
+        assert all("applied" in w.output for w in workers), "each worker applied a share"
+    finally:
+        for w in workers:
+            w.signal(signal.SIGCONT)
+            w.stop()
+        client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm", "kill"])
 def test_emulator_restart_keeps_everything_acknowledged(fresh_emulator, workers, uid, how):
     client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
@@ -128,6 +161,7 @@ def sleeper(ctx: task.OrchestrationContext, seconds: float):
     return "woke up"
 
 
+@pytest.mark.slow
 def test_timer_and_history_survive_kill(fresh_emulator, start_worker, uid):
     client = dt_client.TaskHubGrpcClient(host_address=fresh_emulator.address)
     start_worker(fresh_emulator.address, orchestrators=[sleeper])

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
+import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
@@ -166,6 +167,7 @@ def test_a_recent_entity_waits_the_window_at_most_while_other_entities_keep_the_
         assert len([name for name in order if "cold" in name]) < 60  # LATER went out while the flood went on
 
 
+@pytest.mark.slow
 def test_a_filtered_stream_wakes_for_its_own_entity_when_the_window_ends(monkeypatch):
     """The oldest ready entity is one this stream does not serve: LATER's deadline still wakes it."""
     window = 3.0  # long, so that the two outcomes below are 1.5 s apart

@@ -100,10 +100,19 @@ def test_test_command_runs_lint_then_pytest_and_stops_at_lint_errors(project, mo
     assert len(ran) == 1 and ran[0][0].endswith("ruff") and ran[0][1:] == ["check", "."]
     ran.clear()
     assert dev.main(["test", "-k", "x"], project=project) == 0
-    assert ran[1] == [str(project.python), "-m", "pytest", "-k", "x"]
+    assert ran[1] == [str(project.python), "-m", "pytest", *dev.pytest_args("test", []), "-k", "x"]
     ran.clear()
     assert dev.main(["client", "my-key", "--orchestrations", "2"], project=project) == 0
     assert ran == [[str(project.python), "client.py", "my-key", "--orchestrations", "2"]]
+
+
+def test_tests_run_on_parallel_workers_and_quick_leaves_the_slow_ones_out():
+    assert dev.pytest_args("test", ["-x"], cpus=2) == ["-n", "4", "-x"]
+    assert dev.pytest_args("quick", [], cpus=1) == ["-n", "2", "-m", "not slow"]
+    assert dev.pytest_args("test", [], cpus=64)[:2] == ["-n", "8"]
+    for chosen in (["-n", "0"], ["-n3"], ["--numprocesses=2"], ["-p", "no:xdist"]):
+        assert dev.pytest_args("test", chosen, cpus=2) == chosen  # the caller's choice stands
+    assert dev.pytest_args("quick", ["-n", "0", "tests/store"], cpus=2) == ["-m", "not slow", "-n", "0", "tests/store"]
 
 
 def test_unknown_command_lists_the_commands(capsys):
@@ -169,6 +178,7 @@ def constraint_pins() -> dict[str, str]:
             for name, version in (line.split("==") for line in lines if "==" in line)}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("version", [dev.SUPPORTED_PYTHONS[0], dev.SUPPORTED_PYTHONS[-1]], ids=lambda v: f"py{v}")
 def test_supported_python_installs_the_pins_and_runs_the_demo(version, tmp_path):
@@ -180,7 +190,9 @@ def test_supported_python_installs_the_pins_and_runs_the_demo(version, tmp_path)
     project = copy_project(tmp_path / "project")
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "TASKHUB", "DURABLE_TASK_SCHEDULER_CONNECTION_STRING", "PYTHONPATH")}
-    env.update(ENDPOINT=f"http://localhost:{free_port()}", DASHBOARD_PORT="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    # PIP_COMPILE=0: no .pyc files written at install time (Python writes those it imports), a third of pip's time.
+    env.update(ENDPOINT=f"http://localhost:{free_port()}", DASHBOARD_PORT="0", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_COMPILE="0")
     result = subprocess.run([python, "dev.py", "demo"], cwd=project, env=env, capture_output=True, text=True,
                             timeout=540)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -97,6 +97,7 @@ def expected_output() -> list[str]:
     return re.search(r"```\n(.*?)```", block, re.S).group(1).splitlines()
 
 
+@pytest.mark.slow
 def test_make_demo_runs_twice_and_state_survives(tmp_path):
     """What `make demo` runs, in a copy of the project, on a free port: the README's output, then the state it left."""
     import socket

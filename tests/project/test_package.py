@@ -23,6 +23,8 @@ import pytest
 from dev import venv_python, venv_tool
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.slow  # a fresh venv and a package install
+
 README = (ROOT / "docs" / "testing.md").read_text()  # the testing page: install line, example
 
 # More tests for the throwaway project: what else a user relies on.
@@ -137,6 +139,7 @@ def project(tmp_path_factory):
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTEST_ADDOPTS")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_COMPILE"] = "0"  # no .pyc files written at install time (Python writes those it imports)
     return env
 
 

@@ -50,6 +50,7 @@ def test_a_burst_of_start_instance_is_served_whole(emulator_process):
     assert codes == {"OK": BURST}, codes
 
 
+@pytest.mark.slow
 def test_waits_past_max_waiters_are_refused_by_name_not_cancelled(emulator_process):
     instance_id = f"w-{uuid.uuid4().hex[:8]}"  # never runs (no worker knows it): every wait stays
 

@@ -87,6 +87,7 @@ def test_idle_and_slow_connections_leave_hello_a_new_worker_and_the_dashboard_wo
     assert wait_until(lambda: process.proc.poll() is None, message="the emulator still running")
 
 
+@pytest.mark.slow
 def test_the_dashboard_closes_a_connection_that_never_finishes_its_request_head(limited_emulator):
     from emulator.dashboard.server import HEADER_SECONDS
 

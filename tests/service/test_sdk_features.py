@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from durabletask import client as dt_client
 from durabletask import entities, task
 from durabletask.azuremanaged.client import AsyncDurableTaskSchedulerClient, DurableTaskSchedulerClient
@@ -25,6 +26,7 @@ def tick(ctx: task.OrchestrationContext, key: str):
     return "tick"
 
 
+@pytest.mark.slow
 def test_scheduled_task_runs_its_orchestration_repeatedly(emulator, client, uid):
     w = TaskHubGrpcWorker(host_address=emulator.address)
     w.configure_scheduled_tasks()

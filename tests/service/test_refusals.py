@@ -1,6 +1,13 @@
-"""Limits and malformed requests: a clear gRPC error naming the limit, and nothing breaks."""
+"""Limits and refusals: bad input gets a clear gRPC error naming the limit or the field, and nothing breaks.
+
+IDs, names, tokens and sizes over their limits; what is at the limit still works; at the
+waiter limit a wait that need not wait still answers; a huge query page is capped.
+(Completions that break the protocol: test_raw_protocol.py.)
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 import pytest
@@ -9,7 +16,9 @@ from durabletask import entities, task
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from tests.helpers import Emulator
+from emulator import control
+from tests.helpers import Emulator, InProcessEmulator, wait_until
+from tests.service.aio_streams import Streams, create
 
 
 @pytest.fixture
@@ -62,6 +71,33 @@ def test_invalid_entity_ids_are_refused(stub, entity_id, fragment):
         err = error_of(call, request)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert fragment in err.details()
+
+
+@pytest.mark.parametrize("bad, names", [
+    ("nul\x00", "U+0000"), ("del\x7f", "U+007F"), ("bidi\u202e", "U+202E"), ("isolate\u2066", "U+2066"),
+])
+def test_ids_and_names_with_control_characters_are_refused(stub, bad, names):
+    for call, request in [
+        (stub.StartInstance, pb.CreateInstanceRequest(instanceId=bad, name="orch")),
+        (stub.StartInstance, pb.CreateInstanceRequest(instanceId="fine", name=bad)),
+        (stub.RaiseEvent, pb.RaiseEventRequest(instanceId="fine", name=bad)),
+        (stub.SignalEntity, pb.SignalEntityRequest(instanceId=f"@c@{bad}", name="add", requestId="r")),
+        (stub.SignalEntity, pb.SignalEntityRequest(instanceId="@c@k", name=bad, requestId="r")),
+    ]:
+        err = error_of(call, request)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"must not contain control characters (found {names})" in err.details()
+
+
+def test_names_are_bounded(stub):
+    for call, request in [
+        (stub.StartInstance, pb.CreateInstanceRequest(instanceId="fine", name="n" * 1_000_000)),
+        (stub.RaiseEvent, pb.RaiseEventRequest(instanceId="fine", name="n" * 257)),
+        (stub.SignalEntity, pb.SignalEntityRequest(instanceId="@c@k", name="n" * 257, requestId="r")),
+    ]:
+        err = error_of(call, request)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "the limit is 256" in err.details()
+    assert stub.StartInstance(pb.CreateInstanceRequest(instanceId="longest", name="n" * 256)).instanceId
 
 
 def test_unknown_instance_operations_say_not_found(stub, uid):
@@ -141,4 +177,47 @@ def test_oversized_request_names_the_limit_and_server_survives(tmp_path):
         assert "65536" in err.value.details()
         assert c.get_orchestration_state("anything") is None
     finally:
+        emu.stop()
+
+
+def test_a_huge_query_page_is_capped_rather_than_failing_after_the_work():
+    emu = InProcessEmulator(None, max_request_bytes=1 << 20).start()
+    streams = Streams(emu.address)
+    try:
+        data = '"' + "x" * 4000 + '"'
+        emu.on_loop(lambda: [emu.backend.create_instance("default", f"q{i}", "wf", input=data)
+                              for i in range(400)])  # 1.6 MB of inputs, more than one 1 MB message holds
+
+        async def go():
+            return await streams.stub.QueryInstances(pb.QueryInstancesRequest(query=pb.InstanceQuery(
+                maxInstanceCount=1_000_000, fetchInputsAndOutputs=True)))
+        page = streams.run(go())
+        assert 0 < len(page.orchestrationState) < 400 and page.HasField("continuationToken")
+    finally:
+        streams.close()
+        emu.stop()
+
+
+def test_at_the_waiter_limit_a_wait_that_need_not_wait_still_answers():
+    emu = InProcessEmulator(None, max_waiters=2).start()
+    streams = Streams(emu.address)
+    try:
+        create(emu, "parked", 1)
+        create(emu, "done", 1)
+        emu.on_loop(lambda: control.terminate(emu.backend, "default", "done0", None, False))
+
+        async def hold():
+            return [asyncio.ensure_future(streams.stub.WaitForInstanceCompletion(
+                pb.GetInstanceRequest(instanceId="parked0"))) for _ in range(2)]
+        held = streams.run(hold())
+        wait_until(lambda: emu.on_loop(lambda: emu.backend.waiting) == 2, message="two waiters at the limit")
+
+        async def wait_done():
+            return await streams.stub.WaitForInstanceCompletion(pb.GetInstanceRequest(instanceId="done0"))
+        answer = streams.run(wait_done())
+        assert answer.orchestrationState.orchestrationStatus == pb.ORCHESTRATION_STATUS_TERMINATED
+        for w in held:
+            streams.loop.call_soon_threadsafe(w.cancel)
+    finally:
+        streams.close()
         emu.stop()
