@@ -1,8 +1,9 @@
-"""``make bench``: the counter workloads on four backends, measured in one run on one machine.
+"""``make bench``: the counter workloads on five backends, measured in one run on one machine.
 
-Backends: the built-in emulator as it ships (persistent SQLite), the emulator with
-``--in-memory``, the emulator with its SQLite writes skipped (bench/emulator_without_writes.py,
-a measuring device: it shows what persistence costs), and durabletask.testing's in-memory
+Backends: the built-in emulator as it ships (persistent SQLite), the same with its entity
+operation log off (``--entity-log 0``: what the log costs), the emulator with ``--in-memory``,
+the emulator with its SQLite writes skipped (bench/emulator_without_writes.py, a measuring
+device: it shows what persistence costs), and durabletask.testing's in-memory
 backend in its own process. Each gets the same worker process (bench/bench_worker.py) and
 the same client settings.
 
@@ -13,7 +14,7 @@ Workloads, each checked for correctness (a fast wrong answer fails the run):
                   (and the backend's CPU time per signal)
   latency         sequential orchestrations that each make one call_entity: p50/p95/p99
   demo            client.py's wall time (Part 1, --counter-only)
-Under pressure (bench/pressure.py), once per backend, the writes-skipped device left out:
+Under pressure (bench/pressure.py), once per backend, the log-off and writes-skipped ones left out:
   waiting         W clients blocked in WaitForInstanceCompletion (proved to be at the server),
                   then M new counter_workflow orchestrations one after another: p50/p99, RSS
   frozen          one of two workers stops holding a work item: the time until the other has
@@ -64,6 +65,7 @@ RESULTS = ROOT / "bench" / "results"
 QUIET = logging.getLogger("bench-client")
 QUIET.setLevel(logging.WARNING)
 BASELINE = "in-memory backend (durabletask.testing)"
+LOG_OFF = "emulator, entity operation log off (--entity-log 0)"
 WITHOUT_WRITES = "emulator, SQLite writes skipped (measurement only)"
 
 
@@ -129,6 +131,8 @@ def backends(data_dir: Path) -> list[Backend]:
     emulator = [sys.executable, "-m", "emulator", *options]
     return [
         Backend("sqlite", "emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")],
+                "gRPC endpoint"),
+        Backend("log-off", LOG_OFF, [*emulator, "--data", str(data_dir / "log-off.db"), "--entity-log", "0"],
                 "gRPC endpoint"),
         Backend("in-memory", "emulator --in-memory", [*emulator, "--in-memory"], "gRPC endpoint"),
         Backend("writes-skipped", WITHOUT_WRITES, [sys.executable, "bench/emulator_without_writes.py", *options,
@@ -412,7 +416,8 @@ def spread(runs: dict[str, list[Result]], keys: tuple[str, ...] = ("orchestratio
     return "\n".join(lines)
 
 
-COLORS = {"emulator (SQLite, default)": "#0b5cad", "emulator --in-memory": "#57a3e6", WITHOUT_WRITES: "#b8d6f2",
+COLORS = {"emulator (SQLite, default)": "#0b5cad", LOG_OFF: "#2f7fd0", "emulator --in-memory": "#57a3e6",
+          WITHOUT_WRITES: "#b8d6f2",
           BASELINE: "#999999"}
 
 
@@ -642,8 +647,9 @@ def run_pressure(args: argparse.Namespace, sizes: Sizes) -> tuple[list[dict], st
     setting = (f"this emulator has no {LIVENESS_FLAG} flag, so it runs without one" if not liveness else
                f"the emulator runs with its default {LIVENESS_FLAG}" if sizes.liveness_timeout_s is None else
                f"the emulator runs with {LIVENESS_FLAG} {sizes.liveness_timeout_s:g}")
-    markdown = (f"Under pressure (one run per backend; the writes-skipped device is left out, as neither workload "
-                f"is about persistence): {sizes.waiting_clients:,} clients wait on unfinished instances while "
+    markdown = (f"Under pressure (one run per backend; the log-off emulator and the writes-skipped device are left "
+                f"out, as neither workload is about the log or persistence): {sizes.waiting_clients:,} clients wait "
+                f"on unfinished instances while "
                 f"{sizes.new_orchestrations} new counter_workflow orchestrations run one after another (each may "
                 f"take {sizes.orchestration_cap_s:g} s; the first timeout ends the sequence); a worker freezes "
                 f"holding work amid {sizes.frozen_orchestrations} orchestrations and {sizes.frozen_signals} "

@@ -15,6 +15,7 @@ from .dashboard.guard import check_host_name
 from .retention import parse_duration
 from .server import EmulatorServer, Options, PortInUse
 from .store import DataFileError, DataInUse, SchemaError
+from .store.oplog import DEFAULT_LIMIT
 from .validation import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
 
 log = logging.getLogger("emulator.cli")
@@ -46,6 +47,16 @@ def _message_bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of bytes") from None
     if value < MIN_MESSAGE_BYTES:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_MESSAGE_BYTES} bytes (64 KiB)")
+    return value
+
+
+def _kept_operations(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of operations") from None
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError("must be between 0 (no log) and 100000 operations")
     return value
 
 
@@ -91,6 +102,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m emulator") 
                         "its work goes to other workers (default: 30)")
     p.add_argument("--max-waiters", type=int, default=10_000, metavar="N",
                    help="clients waiting on instances at once; more get RESOURCE_EXHAUSTED (default: 10000)")
+    p.add_argument("--entity-log", type=_kept_operations, default=DEFAULT_LIMIT, metavar="N",
+                   help="operations the log keeps per entity (what each did, who sent it, the state after; "
+                        f"see the dashboard's entity page); 0 turns the log off (default: {DEFAULT_LIMIT})")
     p.add_argument("--time-skipping", action="store_true",
                    help="for tests: whenever no work item is running or ready, the clock jumps to the next timer, "
                         "delayed message or scheduled start (default: off, the wall clock)")
@@ -160,7 +174,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int
                       task_hubs=args.task_hubs, max_request_bytes=args.max_request_bytes,
                       liveness_timeout=args.liveness_timeout, max_waiters=args.max_waiters,
                       time_skipping=args.time_skipping, allow_hub_management=args.allow_hub_management,
-                      retention=args.retention, dashboard_read_only=args.dashboard_read_only)
+                      retention=args.retention, dashboard_read_only=args.dashboard_read_only,
+                      entity_log=args.entity_log)
     try:
         server = EmulatorServer(options)
         port = server.start()

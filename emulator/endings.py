@@ -37,8 +37,10 @@ class Endings:
 
         ``operations``: what was leased (see ``entities.Operation``), ``results`` in the same order.
         """
+        before = self._inboxes.row(row.hub, row.instance_id).state  # ``row`` holds the batch's new state
         row.last_modified = self._clock.now()
         self._inboxes.put(row)
+        self._inboxes.log_batch(row, before, operations, results)
         self._post.consume([op.message_id for op in operations])
         for op, outcome in zip(operations, results, strict=False):
             if op.caller is None:

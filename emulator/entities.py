@@ -32,12 +32,16 @@ class EntityStateTooLarge(Refused):
 
 @dataclass
 class Operation:
-    """One leased operation: where its result goes, if anywhere."""
+    """One leased operation: where its result goes, if anywhere, and what the operation log says of it."""
 
     message_id: int
     request_id: str
     caller: str | None
     caller_execution: str | None
+    name: str
+    input: str | None
+    sender: str | None
+    sent_at: float
 
 
 def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkItem | None:
@@ -61,6 +65,7 @@ def build(backend: Backend, hub: str, entity_id: str, stream: int) -> pb.WorkIte
             message.id, op.requestId,
             op.parentInstanceId.value if called else None,
             op.parentExecutionId.value if called and op.HasField("parentExecutionId") else None,
+            op.operation, op.input.value if op.HasField("input") else None, message.sender, ev.seconds(e.timestamp),
         )
         size += field_size(message.payload)  # the event is larger than the operation it carries
         if size > backend.max_message_bytes:
@@ -155,7 +160,7 @@ def _side_effect(backend: Backend, hub: str, entity_id: str, action: pb.Operatio
             return
         backend.instances.create(hub, instance_id, s.name, version=ev.optional_string(s, "version"),
                                  input=ev.optional_string(s, "input"),
-                                 scheduled_start=ev.optional_seconds(s, "scheduledTime"))
+                                 scheduled_start=ev.optional_seconds(s, "scheduledTime"), started_by=entity_id)
 
 
 def signal(backend: Backend, hub: str, request: pb.SignalEntityRequest) -> None:

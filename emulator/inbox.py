@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
+from . import entity_log
 from . import events as ev
 from .clock import Clock
 from .dispatch import Dispatcher
@@ -56,6 +57,17 @@ class Inboxes:
     def put(self, row: EntityRow) -> None:
         self._store.put_entity(row)
 
+    def log_batch(self, row: EntityRow, before: str | None, operations: list, results: list) -> None:
+        """The operation log's rows for a batch applied to ``row`` (see entity_log.py)."""
+        if self._store.entity_log:
+            self._store.log_operations(row.hub, row.instance_id, entity_log.batch_entries(
+                operations, results, before, row.state, self._clock.now()))
+
+    def _log_lock(self, row: EntityRow, owner: str, granted: bool, sent_at: float | None) -> None:
+        if self._store.entity_log:
+            self._store.log_operations(row.hub, row.instance_id, [entity_log.lock_entry(
+                owner, granted, sent_at, row.state, self._clock.now())])
+
     def locked(self, hub: str) -> list[EntityRow]:
         return self._store.query_entities(hub, locked_only=True)
 
@@ -93,11 +105,13 @@ class Inboxes:
                     # The holder asked again for a lock it holds: grant it once more.
                     log.warning("entity %s: lock requested again by its holder %s", entity_id, row.lock_owner)
                 outgoing.append(self._grant(row, e.entityLockRequested))
+                self._log_lock(row, row.lock_owner, True, ev.seconds(e.timestamp))
             elif kind == "entityUnlockSent":
                 if row.critical_section == e.entityUnlockSent.criticalSectionId:
-                    row.lock_owner = row.critical_section = None
+                    owner, row.lock_owner, row.critical_section = row.lock_owner, None, None
                     row.last_modified = self._clock.now()
                     store.put_entity(row)
+                    self._log_lock(row, owner, False, ev.seconds(e.timestamp))
             else:
                 log.warning("entity %s: dropping unexpected message %s", entity_id, kind)
 
@@ -127,6 +141,7 @@ class Inboxes:
             row.lock_owner = row.critical_section = None
             row.last_modified = self._clock.now()
             self._store.put_entity(row)
+            self._log_lock(row, owner, False, None)
             released.append(row.instance_id)
         return released
 

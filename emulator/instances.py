@@ -75,8 +75,12 @@ class Instances:
         scheduled_start: float | None = None,
         parent: pb.ParentInstanceInfo | None = None,
         parent_trace: pb.TraceContext | None = None,
+        started_by: str | None = None,
     ) -> InstanceRow:
-        """Create (or replace) an instance and queue its ExecutionStarted event."""
+        """Create (or replace) an instance and queue its ExecutionStarted event.
+
+        ``started_by``: the entity whose operation started it (shown by the dashboard).
+        """
         moment = self._clock.now()
         execution_id = ev.new_id()
         row = InstanceRow(
@@ -93,6 +97,8 @@ class Instances:
             if self._store.peek_instance(hub, instance_id) is not None:
                 self._store.delete_instance(hub, instance_id)  # replacing an ended instance
             self._store.add_instance(row)
+            if started_by is not None:
+                self._store.note_started_by(hub, instance_id, started_by)
             started = pb.ExecutionStartedEvent(
                 name=name,
                 version=ev.string(version),

@@ -31,7 +31,7 @@ from . import health
 from .engine import create_backend
 from .retention import DEFAULT_BATCH, DEFAULT_INTERVAL, Retention
 from .service import TaskHubService
-from .store import Store
+from .store import Store, oplog
 from .validation import MAX_MESSAGE_BYTES
 from .workers import Registry
 
@@ -61,6 +61,7 @@ class Options:
     liveness_timeout: float = 30.0  # a worker that does not answer pings for this long loses its work
     max_waiters: int = 10_000  # clients waiting on instances at once; more get RESOURCE_EXHAUSTED
     max_streams: int = 1_000  # worker streams at once
+    entity_log: int = oplog.DEFAULT_LIMIT  # operations the log keeps per entity; 0: no log
     grace: float = 3.0  # how long a stop lets in-flight calls finish
     time_skipping: bool = False  # an idle emulator's clock jumps to the next due time (for tests)
     allow_hub_management: bool = False  # CreateTaskHub/DeleteTaskHub for hubs not named at start-up (hubs.py)
@@ -213,6 +214,7 @@ class EmulatorServer:
         """``store``: one already open (tests give one whose commits fail); by default ``options.data``'s."""
         self.options = options
         self.store = store if store is not None else Store(options.data)
+        self.store.entity_log = options.entity_log
         self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
                                       max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None

@@ -74,7 +74,7 @@ def take(output: Path) -> list[Path]:
             for name, path, ready in [
                 ("hubs", "/", "[data-hub=default]"),
                 ("entities", "/hubs/default/entities", "text=my-counter-orch-5"),
-                ("instances", "/hubs/default/instances", "text=transfer_funds"),
+                ("instances", "/hubs/default/instances", "#histogram svg"),
             ]:
                 page.goto(base + path)
                 page.wait_for_selector(ready)
@@ -89,6 +89,23 @@ def take(output: Path) -> list[Path]:
                 page.wait_for_selector(ready)
                 shots.append(output / f"dashboard-{name}.png")
                 page.screenshot(path=shots[-1], full_page=True)
+            # The drawings of Part 2's transfer, and the counter's log after an operation it does not know.
+            page.goto(base + instance_path(oldest(base, "transfer_funds")))
+            for name, selector in [("timeline", "#timeline-chart"), ("sequence", "#sequence-chart")]:
+                shots.append(output / f"dashboard-{name}.png")
+                page.locator(selector).screenshot(path=shots[-1])
+            page.goto(base + "/hubs/default/entity?id=%40counter%40my-counter")
+            page.fill("input[name=operation]", "multiply")
+            page.fill("input[name=input]", "3")
+            page.click("button:has-text('Signal')")
+            # Until the worker's answer is applied (the log's API says so); the page shows it after a reload.
+            page.wait_for_function("""async () => (await (await fetch(
+                '/api/hubs/default/entity/operations?id=%40counter%40my-counter')).json()).items
+                .some((op) => op.outcome === 'failed')""", polling=100, timeout=30_000)
+            page.reload()
+            page.locator("#oplog details.op.failed summary").click()
+            shots.append(output / "dashboard-oplog.png")
+            page.screenshot(path=shots[-1], full_page=True)
             browser.close()
         return shots
     finally:

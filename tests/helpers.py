@@ -266,6 +266,16 @@ def awaits_approval(ctx, _):
     return (yield ctx.wait_for_external_event("approve"))
 
 
+def locks_calls_and_waits(ctx, names: dict):
+    """Locks a counter, calls it, then waits for an event, under the names it is given (for the drawings)."""
+    from durabletask import entities
+
+    counter = entities.EntityInstanceId("counter", names["key"])
+    with (yield ctx.lock_entities([counter])):
+        yield ctx.call_entity(counter, "add", 1)
+    return (yield ctx.wait_for_external_event(names["event"]))
+
+
 class DemoSite:
     """An emulator with its dashboard, a worker, and the demo's data in it (for dashboard tests).
 
@@ -287,6 +297,7 @@ class DemoSite:
             self.worker = TaskHubGrpcWorker(host_address=self.emulator.address)
             sample_worker.register(self.worker)
             self.worker.add_orchestrator(awaits_approval)
+            self.worker.add_orchestrator(locks_calls_and_waits)
             self.worker.start()
             self._started.callback(self.worker.stop)
             self.client = dt_client.TaskHubGrpcClient(host_address=self.emulator.address)

@@ -29,78 +29,16 @@ from starlette.staticfiles import StaticFiles
 from .. import control, entities
 from .. import events as ev
 from ..backend import Backend
-from ..paging import instance_token, parse_instance_token, split_page
+from ..paging import split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
-from . import payload, views
+from . import drawings, listing, operations, views
 from .guard import Guard
+from .params import MAX_PAGE, BadParameter, _backend, _body, _hub, _id, _int, _name
 from .payload import JSONResponse
 
 log = logging.getLogger("emulator.dashboard")
 STATIC = Path(__file__).parent / "static"
-MAX_PAGE = 200
-
-
-class BadParameter(Exception):
-    pass
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(f"'{name}' must be a whole number, not '{raw}'") from None
-    if not low <= value <= high:
-        raise BadParameter(f"'{name}' must be between {low} and {high}")
-    return value
-
-
-def _after(token: str | None) -> tuple[float, str] | None:
-    if not token:
-        return None
-    try:
-        return parse_instance_token(token)
-    except ValueError:
-        raise BadParameter("'after' is not a page token from this dashboard") from None
-
-
-async def _body(request: Request) -> dict:
-    try:
-        return payload.parse_object(await request.body())
-    except payload.BadJson as exc:
-        raise BadParameter(str(exc)) from None
-
-
-def _name(body: dict, field: str, missing: str) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not value:
-        raise BadParameter(missing)
-    problem = payload.name_problem(field, value)
-    if problem:
-        raise BadParameter(problem)
-    return value
-
-
-def _id(request: Request) -> str:
-    value = request.query_params.get("id")
-    if not value:
-        raise BadParameter("the ID is missing: give it as ?id=")
-    return value
-
-
-def _backend(request: Request) -> Backend:
-    return request.app.state.backend
-
-
-def _hub(request: Request) -> str:
-    hub = request.path_params["hub"]
-    known = _backend(request).hubs
-    if hub not in known:
-        raise HTTPException(404, f"task hub '{hub}' does not exist; known: {', '.join(known)}")
-    return hub
 
 
 def _instance_row(request: Request):
@@ -135,29 +73,23 @@ async def hubs(request: Request):
     return JSONResponse({"hubs": result})
 
 
-async def instances(request: Request):
-    hub = _hub(request)
-    status = request.query_params.get("status") or None
-    if status is not None and status not in views.STATUS_VALUES:
-        raise BadParameter(f"unknown status '{status}'; use one of {', '.join(views.STATUS_VALUES)}")
-    size = _int(request, "page_size", 50, 1, MAX_PAGE)
-    query = dict(statuses=[views.STATUS_VALUES[status]] if status else (),
-                 search=request.query_params.get("q") or None, after=_after(request.query_params.get("after")),
-                 limit=size + 1, newest_first=True)
-    rows = await _backend(request).read(lambda reads: reads.query_instances(hub, **query))
-    rows, more = split_page(rows, size)
-    return JSONResponse({
-        "items": [views.instance_summary(r) for r in rows],
-        "next": instance_token(rows[-1]) if more else None,
-    })
-
-
 async def instance(request: Request):
     row, backend = _instance_row(request), _backend(request)
     blobs = backend.history(row.hub, row.instance_id)  # from the engine's memory: cheap
-    # Parsing and describing every event is not: it runs off the engine's loop.
-    history = await backend.offload(lambda: views.history([ev.parse(b) for b in blobs]))
-    return JSONResponse({"instance": views.instance_detail(row), "history": history})
+    if row.parent_instance_id:
+        starter = {"kind": "orchestration", "id": row.parent_instance_id}
+    else:
+        entity_id = await backend.read(lambda reads: reads.started_by(row.hub, row.instance_id))
+        starter = {"kind": "entity", "id": entity_id} if entity_id else {"kind": "client", "id": None}
+
+    def describe() -> tuple[list[dict], dict]:
+        events = [ev.parse(b) for b in blobs]
+        return views.history(events), drawings.draw(events, row.instance_id, starter)
+
+    # Parsing and describing every event is not cheap: it runs off the engine's loop.
+    history, drawn = await backend.offload(describe)
+    return JSONResponse({"instance": {**views.instance_detail(row), "startedBy": starter}, "history": history,
+                         "drawings": drawn})
 
 
 async def instance_action(request: Request):
@@ -196,10 +128,17 @@ async def entity_list(request: Request):
     size = _int(request, "page_size", 50, 1, MAX_PAGE)
     query = dict(name_or_key=request.query_params.get("q") or None,
                  after=request.query_params.get("after") or None, limit=size + 1)
-    rows = await backend.read(lambda reads: reads.query_entities(hub, **query))
-    rows, more = split_page(rows, size)
-    return JSONResponse({"items": [views.entity_json(r, backend.backlog(r.hub, r.instance_id)) for r in rows],
-                         "next": rows[-1].instance_id if more else None})
+
+    def read(reads):
+        rows, more = split_page(reads.query_entities(hub, **query), size)
+        return rows, more, reads.last_failures(hub, [r.instance_id for r in rows])
+
+    rows, more, failures = await backend.read(read)
+    return JSONResponse({
+        "items": [views.entity_json(r, backend.backlog(r.hub, r.instance_id), failures.get(r.instance_id))
+                  for r in rows],
+        "next": rows[-1].instance_id if more else None,
+    })
 
 
 async def entity(request: Request):
@@ -212,6 +151,18 @@ async def entity(request: Request):
     # An entity with queued operations but no state yet still has something to show.
     detail = views.entity_json(row or EntityRow(hub, entity_id, None, None, None, None), len(pending))
     return JSONResponse({"entity": detail, "pending": pending})
+
+
+async def entity_operations(request: Request):
+    """A page of the entity's operation log, newest first; ``next`` is the ``before`` of the following page."""
+    hub, entity_id, backend = _hub(request), _id(request), _backend(request)
+    size = _int(request, "page_size", 50, 1, MAX_PAGE)
+    before = _int(request, "before", 0, 1, 2**62) or None
+    rows, kept = await backend.read(
+        lambda reads: (reads.entity_operations(hub, entity_id, before, size + 1), reads.operations_kept))
+    rows, more = split_page(rows, size)
+    return JSONResponse({"items": [views.operation_json(r) for r in rows], "next": rows[-1].seq if more else None,
+                         "kept": kept})
 
 
 async def signal(request: Request):
@@ -251,11 +202,11 @@ async def _unexpected(request: Request, exc: Exception):
 
 ROUTES = [
     Route("/api/hubs", hubs),
-    Route("/api/hubs/{hub}/instances", instances),
     Route("/api/hubs/{hub}/instance", instance),
     Route("/api/hubs/{hub}/instance/{action}", instance_action, methods=["POST"]),
     Route("/api/hubs/{hub}/entities", entity_list),
     Route("/api/hubs/{hub}/entity", entity),
+    Route("/api/hubs/{hub}/entity/operations", entity_operations),
     Route("/api/hubs/{hub}/entity/signal", signal, methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
     Route("/", page),
@@ -273,9 +224,7 @@ ERRORS = {
 
 def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
     """The dashboard's routes behind its guard; ``hosts`` are the Host values it serves (guard.served_hosts)."""
-    from . import operations  # it builds on this module's helpers
-
-    app = Starlette(routes=operations.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
+    app = Starlette(routes=operations.ROUTES + listing.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
                     exception_handlers=ERRORS)
     app.state.backend = backend
     return app

@@ -17,8 +17,8 @@ from starlette.routing import Route
 from .. import control
 from .. import events as ev
 from ..validation import check_instance_id, check_name
-from . import views
-from .app import BadParameter, _backend, _body, _hub
+from . import listing, views
+from .params import BadParameter, _backend, _body, _hub
 from .payload import JSONResponse
 
 BULK_LIMIT = 1000
@@ -87,11 +87,9 @@ async def _targets(request: Request, hub: str, body: dict) -> list[str]:
     f = body.get("filter")
     if not isinstance(f, dict):
         raise BadParameter("give 'ids' (the selected instances) or 'filter' (what the list shows)")
-    status = f.get("status") or None
-    if status is not None and status not in views.STATUS_VALUES:
-        raise BadParameter(f"unknown status '{status}'")
-    query = dict(statuses=[views.STATUS_VALUES[status]] if status else (), search=f.get("q") or None,
-                 limit=BULK_LIMIT + 1)
+    if not all(isinstance(v, str) for v in f.values()):
+        raise BadParameter("the filter's values must be strings, as in the list's URL")
+    query = dict(listing.filters(f), limit=BULK_LIMIT + 1)
     rows = await _backend(request).read(lambda reads: reads.query_instances(hub, **query))
     if len(rows) > BULK_LIMIT:
         raise BadParameter(f"the filter matches more than {BULK_LIMIT} instances; narrow it down")

@@ -13,6 +13,7 @@ from google.protobuf import json_format
 
 from .. import events as ev
 from ..store import EntityRow, InstanceRow, MessageRow
+from ..store.oplog import OperationRow
 from .payload import parse_stored as parse_json  # payloads as values, or as text if not strict JSON
 
 STATUS_NAMES = {v: pb.OrchestrationStatus.Name(v).removeprefix("ORCHESTRATION_STATUS_")
@@ -34,6 +35,9 @@ def instance_summary(row: InstanceRow) -> dict:
         "created": iso(row.created_at),
         "updated": iso(row.updated_at),
         "customStatus": parse_json(row.custom_status),
+        "version": row.version,
+        "tags": row.tags,
+        "scheduledStart": iso(row.scheduled_start),
     }
 
 
@@ -141,12 +145,30 @@ def _summary(e: pb.HistoryEvent, calls: dict[str, str]) -> tuple[str, str, Any]:
 
 def history(events: list[pb.HistoryEvent]) -> list[dict]:
     calls: dict[str, str] = {}
-    return [_entry(i, e, calls) for i, e in enumerate(events)]
+    targets: dict[str, str] = {}
+    return [_entry(i, e, calls, targets) for i, e in enumerate(events)]
 
 
-def _entry(index: int, e: pb.HistoryEvent, calls: dict[str, str]) -> dict:
+def _links(e: pb.HistoryEvent, targets: dict[str, str]) -> list[dict]:
+    """The entities and instances an event names, for the page to link (``targets``: call request ID -> entity)."""
+    kind = ev.kind_of(e)
+    inner = getattr(e, kind, None)
+    if kind in ("entityOperationSignaled", "entityOperationCalled", "entityUnlockSent"):
+        targets[getattr(inner, "requestId", "")] = inner.targetInstanceId.value
+        return [{"kind": "entity", "id": inner.targetInstanceId.value}]
+    if kind in ("entityOperationCompleted", "entityOperationFailed") and inner.requestId in targets:
+        return [{"kind": "entity", "id": targets[inner.requestId]}]
+    if kind == "entityLockRequested":
+        return [{"kind": "entity", "id": i} for i in inner.lockSet]
+    if kind in ("subOrchestrationInstanceCreated", "eventSent"):
+        return [{"kind": "instance", "id": inner.instanceId}]
+    return []
+
+
+def _entry(index: int, e: pb.HistoryEvent, calls: dict[str, str], targets: dict[str, str]) -> dict:
     category, label, payload = _summary(e, calls)
     return {
+        "links": _links(e, targets),
         "index": index,
         "eventId": e.eventId,
         "kind": ev.kind_of(e),
@@ -158,9 +180,10 @@ def _entry(index: int, e: pb.HistoryEvent, calls: dict[str, str]) -> dict:
     }
 
 
-def entity_json(row: EntityRow, backlog: int) -> dict:
+def entity_json(row: EntityRow, backlog: int, last_failure: float | None = None) -> dict:
     parts = row.instance_id.split("@")
     return {
+        "lastFailure": iso(last_failure),
         "id": row.instance_id,
         "name": parts[1] if len(parts) == 3 else "",
         "key": parts[2] if len(parts) == 3 else row.instance_id,
@@ -183,3 +206,27 @@ def pending_operation(m: MessageRow) -> dict:
     elif kind == "entityUnlockSent":
         entry.update(operation="(lock release)", input=None)
     return entry
+
+
+def _kept(text: str | None, size: int) -> dict:
+    """A capped text from the operation log: its value (or text, if cut short) and its full size."""
+    cut = text is not None and size > len(text.encode("utf-8", "surrogatepass"))
+    return {"value": text if cut else parse_json(text), "size": size, "truncated": cut}
+
+
+def operation_json(row: OperationRow) -> dict:
+    """One row of an entity's operation log."""
+    return {
+        "seq": row.seq,
+        "operation": row.operation,
+        "input": _kept(row.input, row.input_size),
+        "outcome": "failed" if row.failed else "succeeded",
+        "result": None if row.failed else _kept(row.result, row.result_size),
+        "error": {"type": row.error_type, "message": row.error_message} if row.failed else None,
+        "sender": {"kind": row.sender_kind, "id": row.sender},
+        "sent": iso(row.sent_at),
+        "applied": iso(row.applied_at),
+        "stateBefore": parse_json(row.state_before),  # capped like the others: cut short, it shows as text
+        "stateAfter": _kept(row.state_after, row.state_size),
+        "batchSize": row.batch_size,
+    }

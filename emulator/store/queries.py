@@ -17,7 +17,7 @@ Fetch = Callable[[str, Sequence], list[sqlite3.Row]]
 SEARCH_WINDOW = 10_000
 
 
-def query_instances(
+def _instance_filters(
     fetch: Fetch,
     hub: str,
     statuses: Sequence[int] = (),
@@ -26,17 +26,11 @@ def query_instances(
     completed_from: float | None = None,
     completed_to: float | None = None,
     prefix: str | None = None,
-    after: tuple[float, str] | None = None,
-    limit: int | None = None,
     parent: str | None = None,
     search: str | None = None,
-    newest_first: bool = False,
-) -> list[InstanceRow]:
-    """Instances ordered by (created_at, instance_id); ``after`` continues a page.
-
-    ``search`` matches a part of the instance ID or the orchestration name, among the
-    hub's newest SEARCH_WINDOW instances only: older ones are not searched.
-    """
+    tag: tuple[str, str | None] | None = None,
+) -> tuple[list[str], list]:
+    """WHERE terms and their parameters for the filters query_instances and instance_histogram share."""
     where, params = ["hub = ?"], [hub]
     if statuses:
         where.append(f"status IN ({', '.join('?' * len(statuses))})")
@@ -56,6 +50,10 @@ def query_instances(
     if parent is not None:
         where.append("parent_instance_id = ?")
         params.append(parent)
+    if tag is not None:
+        # A tag's key (and value, when given): tags are a JSON object of strings.
+        where.append("EXISTS (SELECT 1 FROM json_each(instances.tags) WHERE key = ? AND (? IS NULL OR value = ?))")
+        params.extend([tag[0], tag[1], tag[1]])
     if search:
         floor = fetch(
             "SELECT created_at, instance_id FROM instances WHERE hub = ? "
@@ -65,11 +63,32 @@ def query_instances(
             params.extend(floor[0])
         where.append("(instr(instance_id, ?) > 0 OR instr(name, ?) > 0)")
         params.extend([search, search])
+    return where, params
+
+
+def query_instances(
+    fetch: Fetch,
+    hub: str,
+    after: tuple[float, str] | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+    by_updated: bool = False,
+    **filters,
+) -> list[InstanceRow]:
+    """Instances ordered by (created_at, instance_id), or (updated_at, instance_id) ``by_updated``;
+    ``after`` continues a page from such a pair. See _instance_filters for the filters.
+
+    ``search`` matches a part of the instance ID or the orchestration name, among the
+    hub's newest SEARCH_WINDOW instances only: older ones are not searched. ``by_updated``
+    has no index: it sorts the matching instances.
+    """
+    where, params = _instance_filters(fetch, hub, **filters)
+    column = "updated_at" if by_updated else "created_at"
     if after is not None:
-        where.append(f"(created_at, instance_id) {'<' if newest_first else '>'} (?, ?)")
+        where.append(f"({column}, instance_id) {'<' if newest_first else '>'} (?, ?)")
         params.extend(after)
-    order = "created_at DESC, instance_id DESC" if newest_first else "created_at, instance_id"
-    if parent is not None:
+    order = f"{column} DESC, instance_id DESC" if newest_first else f"{column}, instance_id"
+    if filters.get("parent") is not None:
         # '+' keeps SQLite off the created_at index (a scan of the hub): the parent index finds the few children.
         order = "+" + order
     sql = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} ORDER BY {order}"
@@ -77,6 +96,37 @@ def query_instances(
         sql += " LIMIT ?"
         params.append(limit)
     return [instance_from(r) for r in fetch(sql, params)]
+
+
+def instance_histogram(fetch: Fetch, hub: str, buckets: int, **filters) -> dict:
+    """Starts and completions of the matching instances in ``buckets`` equal spans of time.
+
+    The span runs from the first start to the last start or completion (or the filter's
+    created_from/created_to where given). Two grouped scans; no rows come back.
+    """
+    where, params = _instance_filters(fetch, hub, **filters)
+    clause = " AND ".join(where)
+    low, high_created, high_completed, total = fetch(
+        f"SELECT min(created_at), max(created_at), max(completed_at), count(*) FROM instances WHERE {clause}",
+        params)[0]
+    low = filters.get("created_from") if filters.get("created_from") is not None else low
+    high = filters.get("created_to") if filters.get("created_to") is not None else max(
+        v for v in (high_created, high_completed, low) if v is not None) if low is not None else None
+    if low is None or high is None or not total:
+        return {"from": None, "to": None, "bucketSeconds": None, "started": [0] * buckets,
+                "completed": [0] * buckets, "total": 0}
+    width = max((high - low) / buckets, 0.001)
+    counts = {}
+    for column in ("created_at", "completed_at"):
+        rows = fetch(f"SELECT min(CAST((({column}) - ?) / ? AS INTEGER), ?), count(*) FROM instances "
+                     f"WHERE {clause} AND {column} IS NOT NULL AND {column} >= ? AND {column} <= ? "
+                     "GROUP BY 1", [low, width, buckets - 1, *params, low, high])
+        series = [0] * buckets
+        for bucket, n in rows:
+            series[bucket] += n
+        counts[column] = series
+    return {"from": low, "to": high, "bucketSeconds": width, "started": counts["created_at"],
+            "completed": counts["completed_at"], "total": total}
 
 
 def query_entities(

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from . import queries
+from . import oplog, queries
 from .queries import SEARCH_WINDOW
 from .rows import MESSAGE_COLUMNS, EntityRow, InstanceRow, MessageRow, instance_from
 
@@ -90,6 +90,13 @@ class Reads:
         with self.snapshot():  # the search window and the page from one state
             return queries.query_instances(self._fetch, hub, **filters)
 
+    def instance_histogram(self, hub: str, buckets: int, **filters) -> dict:
+        """Starts and completions over time of the instances query_instances' filters match."""
+        if self.same_thread:
+            return queries.instance_histogram(self._store._rows, hub, buckets, **filters)
+        with self.snapshot():
+            return queries.instance_histogram(self._fetch, hub, buckets, **filters)
+
     def count_instances_by_status(self, hub: str) -> dict[int, int]:
         return self._store.count_instances_by_status(hub)
 
@@ -114,6 +121,26 @@ class Reads:
 
     def count_entities(self, hub: str) -> int:
         return self._store.count_entities(hub)
+
+    @property
+    def operations_kept(self) -> int:
+        """How many operations the log keeps per entity (0: the log is off)."""
+        return self._store.entity_log
+
+    def entity_operations(self, hub: str, entity_id: str, before: int | None, limit: int) -> list[oplog.OperationRow]:
+        """The entity's operation log, newest first (see oplog.py)."""
+        return oplog.page(self._any_fetch, hub, entity_id, before, limit)
+
+    def started_by(self, hub: str, instance_id: str) -> str | None:
+        """The entity that started the instance, if one did."""
+        return oplog.started_by(self._any_fetch, hub, instance_id)
+
+    def last_failures(self, hub: str, entity_ids: Sequence[str]) -> dict[str, float]:
+        return oplog.last_failures(self._any_fetch, hub, entity_ids)
+
+    def _any_fetch(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        """This reader's connection, or the store's own for an in-memory store."""
+        return self._store._rows(sql, params) if self.same_thread else self._fetch(sql, params)
 
     # -- pending messages ---------------------------------------------------------
 

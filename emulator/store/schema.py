@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import oplog
 from .errors import DataFileError, SchemaError, describe
 
 MIGRATIONS: list[str] = [
@@ -73,6 +74,9 @@ MIGRATIONS: list[str] = [
     # 7-8: the marker that older emulators read (see the module docstring).
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')",
+    # 9-10: the entity operation log, and which entity started an instance (oplog.py).
+    oplog.CREATE,
+    oplog.CREATE_STARTS,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

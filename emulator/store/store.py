@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from . import queries
+from . import oplog, queries
 from .caches import ABSENT, Cache
 from .checkpoints import WAL_LIMIT_BYTES, Checkpointer
 from .claim import Claim, claim
@@ -89,6 +89,7 @@ class Store:
         for tests that make SQLite fail. Raises DataInUse, SchemaError or DataFileError.
         """
         self.path = None if path is None else Path(path)
+        self.entity_log = oplog.DEFAULT_LIMIT  # operations kept per entity; 0: none are logged
         self._lock = threading.RLock()
         self._undo = UndoLog()
         self._claim: Claim | None = None
@@ -144,6 +145,7 @@ class Store:
         self._locks = LockIndex(
             self._undo, db.execute("SELECT hub, instance_id, lock_owner FROM entities WHERE lock_owner IS NOT NULL"))
         self._counts = Counts(self._undo, db)
+        self._op_seq = db.execute(oplog.LAST_SEQ).fetchone()[0] or 0
 
     def close(self) -> None:
         with self._lock:
@@ -233,6 +235,7 @@ class Store:
             self._counts.instance_changed(hub, None if old is None else old.status, None)
             self._instances.set((hub, instance_id), None)
             self.clear_history(hub, instance_id)
+            self._writer.add(oplog.DELETE_START, "", [(hub, instance_id)])
             for kind in (ORCHESTRATION, ACTIVITY):
                 self.delete_messages([m.id for m in self.messages_for(hub, kind, instance_id)])
 
@@ -359,6 +362,8 @@ class Store:
             self._counts.entity_changed(row.hub, old is not None, keep)
             if not keep:
                 self._writer.add("DELETE FROM entities WHERE hub = ? AND instance_id = ?", "", [key])
+                if old is not None:
+                    self._writer.add(oplog.DELETE, "", [key])  # the log goes with the entity
                 self._entities.set(key, None)
                 return
             self._writer.add(
@@ -366,6 +371,30 @@ class Store:
                 [(row.hub, row.instance_id, row.state, row.last_modified, row.lock_owner, row.critical_section)],
             )
             self._entities.set(key, copy_entity(row))
+
+    def log_operations(self, hub: str, entity_id: str, entries: Sequence[tuple]) -> None:
+        """Add rows to the entity's operation log (see oplog.py) and drop what exceeds its bound.
+
+        ``entries`` hold OperationRow's fields after ``seq``. An entity without a row (no
+        state, no lock) keeps no log: there is nothing to keep it with.
+        """
+        limit = self.entity_log
+        if not limit or not entries:
+            return
+        with self.transaction():
+            if self._peek_entity(hub, entity_id) is None:
+                return
+            entries = entries[-limit:]
+            first = self._op_seq + 1
+            self._op_seq += len(entries)  # not undone: a gap in the numbers is harmless
+            self._writer.add(oplog.INSERT, oplog.PLACEHOLDER,
+                             [(hub, entity_id, first + i, *e) for i, e in enumerate(entries)])
+            self._writer.add(oplog.TRIM, "", [(hub, entity_id, limit)])
+
+    def note_started_by(self, hub: str, instance_id: str, entity_id: str) -> None:
+        """Remember that an entity started the instance (kept until the instance is deleted)."""
+        with self.transaction():
+            self._writer.add(oplog.ADD_START, "", [(hub, instance_id, entity_id)])
 
     def query_entities(self, hub: str, **filters) -> list[EntityRow]:
         """See queries.query_entities for the filters."""
@@ -380,7 +409,7 @@ class Store:
 
     def delete_hub(self, hub: str) -> None:
         with self.transaction():
-            for table in ("instances", "history", "messages", "entities"):
+            for table in ("instances", "history", "messages", "entities", "entity_ops", "entity_starts"):
                 self._writer.add(f"DELETE FROM {table} WHERE hub = ?", "", [(hub,)])
             self._locks.drop_hub(hub)
             for cache in (self._instances, self._entities, self._histories):

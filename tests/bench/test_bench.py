@@ -22,8 +22,8 @@ def test_quick_bench_writes_table_json_and_chart(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     data = json.loads((tmp_path / "latest.json").read_text())
     assert [r["backend"] for r in data["results"]] == [
-        "emulator (SQLite, default)", "emulator --in-memory", "emulator, SQLite writes skipped (measurement only)",
-        "in-memory backend (durabletask.testing)"]
+        "emulator (SQLite, default)", "emulator, entity operation log off (--entity-log 0)", "emulator --in-memory",
+        "emulator, SQLite writes skipped (measurement only)", "in-memory backend (durabletask.testing)"]
     for r in data["results"]:
         assert r["orchestrations/s"] > 0 and r["signals/s"] > 0 and r["call p50 ms"] > 0
         assert r["backend CPU ms/orchestration"] > 0 and r["backend CPU ms/signal"] > 0
@@ -239,7 +239,7 @@ def test_flags_choose_workloads_backends_sizes_and_the_liveness_timeout(capsys):
     assert sizes.waiting_clients == 50 and sizes.liveness_timeout_s is None and sizes.new_orchestrations == 20
     with pytest.raises(SystemExit):
         run.parse_args(["--backends", "sqlite,postgres"])
-    assert "postgres given; choose from sqlite, in-memory, writes-skipped, testing" in capsys.readouterr().err
+    assert "postgres given; choose from sqlite, log-off, in-memory, writes-skipped, testing" in capsys.readouterr().err
     emulator, testing = (next(b for b in run.backends(ROOT) if b.key == key) for key in ("sqlite", "testing"))
     assert run.with_liveness(emulator, 2.5).args[-2:] == ["--liveness-timeout", "2.5"]
     assert run.with_liveness(testing, 2.5) is testing

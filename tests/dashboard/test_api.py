@@ -110,6 +110,61 @@ def test_instance_detail_shows_entity_signals_calls_and_result(api):
     assert body["history"][-1]["label"] == "Finished: COMPLETED"
 
 
+def oldest(api, name: str) -> dict:
+    """The first instance of this name the demo ran (for transfer_funds: Part 2's, from account-A)."""
+    _, page = api.get(f"/api/hubs/default/instances?q={name}&page_size=200")
+    instance_id = [i["id"] for i in page["items"] if i["name"] == name][-1]
+    return api.get(instance_url(instance_id))[1]
+
+
+def test_a_transfer_draws_its_critical_section(api):
+    body = oldest(api, "transfer_funds")
+    drawn = body["drawings"]
+    (lock,) = [s for s in drawn["timeline"] if s["kind"] == "lock"]
+    assert lock["label"] == "account/account-A, account/account-B" and lock["outcome"] == "done"
+    assert lock["start"] <= lock["granted"] < lock["end"] and lock["heldMs"] > 0
+    calls = [s for s in drawn["timeline"] if s["kind"] == "entity"]
+    assert [c["label"] for c in calls] == ["balance on account/account-A", "withdraw on account/account-A",
+                                           "deposit on account/account-B"]
+    assert all(lock["granted"] <= c["start"] and c["end"] <= lock["end"] for c in calls)  # inside the section
+    kinds = [(m["kind"], m["label"]) for m in drawn["sequence"]["messages"]]
+    assert kinds[:4] == [("start", "start transfer_funds"), ("lock", "lock request"), ("lock", "lock request"),
+                         ("lock", "lock granted")]
+    assert kinds[-3:] == [("lock", "release"), ("lock", "release"), ("result", "completed")]
+    entities_drawn = [p["id"] for p in drawn["sequence"]["participants"] if p["kind"] == "entity"]
+    assert entities_drawn == ["@account@account-A", "@account@account-B"]
+    # Entity IDs in the history are given for links: the lock set, each call and its answer.
+    linked = [(e["kind"], [link["id"] for link in e["links"]]) for e in body["history"] if e["links"]]
+    assert linked[0] == ("entityLockRequested", ["@account@account-A", "@account@account-B"])
+    assert ("entityOperationCompleted", ["@account@account-B"]) in linked
+    assert linked[-1] == ("entityUnlockSent", ["@account@account-B"])
+    # The history's times keep their milliseconds.
+    assert all(re.fullmatch(r".+T\d\d:\d\d:\d\d\.\d{3,9}Z", e["timestamp"]) for e in body["history"])
+
+
+def test_an_orchestration_started_by_an_entity_names_it(api):
+    body = oldest(api, "audit_workflow")
+    assert body["instance"]["startedBy"] == {"kind": "entity", "id": "@account@account-A"}
+    first = body["drawings"]["sequence"]["participants"][0]
+    assert first == {"key": "starter", "kind": "entity", "label": "account/account-A", "id": "@account@account-A"}
+    assert oldest(api, "transfer_funds")["instance"]["startedBy"] == {"kind": "client", "id": None}
+
+
+def test_an_accounts_operation_log_shows_each_critical_section(api):
+    _, log = api.get(entity_url("@account@account-A", "operations") + "&page_size=200")
+    rows = log["items"][::-1]  # oldest first
+    granted = [n for n, r in enumerate(rows) if r["operation"] == "(lock granted)"]
+    assert len(granted) >= 2
+    for n in granted[:-1]:
+        owner = rows[n]["sender"]["id"]
+        assert rows[n]["sender"]["kind"] == "lock"
+        assert api.get(instance_url(owner))[1]["instance"]["name"] == "transfer_funds"
+        end = next(m for m in range(n + 1, len(rows)) if rows[m]["operation"] == "(lock released)")
+        assert rows[end]["sender"] == {"kind": "lock", "id": owner}
+        inside = rows[n + 1:end]
+        assert inside and all(r["sender"] == {"kind": "orchestration", "id": owner} for r in inside)
+
+
 def test_actions_terminate_suspend_resume_raise_and_purge(api, grpc_client, uid):
     first = grpc_client.schedule_new_orchestration(awaits_approval, instance_id=f"a-{uid}")
     grpc_client.wait_for_orchestration_start(first, timeout=30)

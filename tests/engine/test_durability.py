@@ -84,7 +84,10 @@ def test_worker_killed_while_holding_a_batch_loses_nothing(fresh_emulator, worke
     first = workers()
     eid = slow_id(uid)
     assert send_signals(client, eid, SIGNALS) == (SIGNALS, 0)
-    wait_until(lambda: (entity_value(client, eid) or 0) >= 20, message="the first worker to be busy")
+    # Mid-batch: the worker logs each operation as it applies it, and commits only at a batch's end
+    # (a committed value can jump from a few to all 200 in one batch, with nothing held after it).
+    wait_until(lambda: sum("applied" in line for line in list(first.lines)) >= 20,
+               message="the first worker to be applying a batch")
     first.signal(signal.SIGKILL)
     first.wait()
     # The precondition: it died holding work (the emulator says how much it took back).

@@ -113,7 +113,7 @@ def test_the_service_and_the_dashboard_never_touch_the_store(module):
 # A new module must be placed here: where it sits is a design decision, made once.
 LAYERS = [
     ["validation", "clock", "events", "store", "store.*"],
-    ["errors", "names", "paging", "actions"],
+    ["errors", "names", "paging", "actions", "entity_log"],
     ["dispatch"],
     ["transactions", "backoff", "reading"],
     ["timekeeping", "waiters", "inbox"],

@@ -29,6 +29,17 @@ const link = (href, text) => h("a", { href, "data-link": true }, text);
 const json = (value) => h("pre", { class: "json" }, value === null || value === undefined ? "(none)" : JSON.stringify(value, null, 2));
 const status = (s) => h("span", { class: `status ${s}` }, s);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+const pad = (n, width = 2) => String(n).padStart(width, "0");
+// A time to the millisecond (local time): what the history, timeline and operation log show.
+const clock = (iso) => {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+};
+const whenMs = (iso) => (iso ? `${new Date(iso).toLocaleDateString()} ${clock(iso)}` : "");
+const isEntityId = (id) => typeof id === "string" && /^@[^@]+@/.test(id);
+// A link to whatever an ID names: an entity (@name@key) or an orchestration instance.
+const idLink = (hub, id) => (isEntityId(id) ? link(entityPath(hub, id), id) : link(instancePath(hub, id), id));
 
 async function api(path, options) {
   const response = await fetch(`/api${path}`, options);
@@ -99,7 +110,10 @@ function filterTo(path, fields, refresh) {
   return (event) => {
     event.preventDefault();
     const next = new URLSearchParams();
-    for (const [key, input] of Object.entries(fields)) if (input.value) next.set(key, input.value);
+    for (const [key, input] of Object.entries(fields)) {
+      const value = input.toParam ? input.toParam() : input.value;  // a time field gives its UTC ISO form
+      if (value) next.set(key, value);
+    }
     if (refresh.checked) next.set("refresh", "1");
     go(`${path}?${next}`);
   };
@@ -117,31 +131,56 @@ function go(path) {
   route();
 }
 
+// A datetime-local field that shows an ISO time from the URL in local time and gives it back as ISO.
+function timeField(name, label, iso) {
+  const local = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const input = h("input", { type: "datetime-local", step: "1", name, "aria-label": label, title: label, value: iso && !Number.isNaN(Date.parse(iso)) ? local(new Date(iso)) : "" });
+  input.toParam = () => (input.value ? new Date(input.value).toISOString() : "");
+  return input;
+}
+
+const INSTANCE_FILTERS = ["status", "q", "tag", "from", "to", "sort"];
+
 async function instancesView(hub) {
   setNav(hub, "Orchestrations");
   const params = listParams();
-  const page = await api(`/hubs/${enc(hub)}/instances?${apiQuery(params, ["status", "q", "after"])}`);
+  const filterQuery = apiQuery(params, INSTANCE_FILTERS.filter((k) => k !== "sort"));
+  const [page, counts] = await Promise.all([
+    api(`/hubs/${enc(hub)}/instances?${apiQuery(params, [...INSTANCE_FILTERS, "after"])}`),
+    api(`/hubs/${enc(hub)}/instances/histogram?${filterQuery}`),
+  ]);
   const statusSelect = h("select", { name: "status", "aria-label": "Status" },
     ["", "PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "FAILED", "TERMINATED"].map((s) =>
       h("option", { value: s, selected: s === (params.get("status") || "") }, s || "Any status")));
   const search = h("input", { name: "q", placeholder: "Instance ID or name", value: params.get("q") || "" });
+  const tag = h("input", { name: "tag", placeholder: "Tag: key or key=value", value: params.get("tag") || "" });
+  const from = timeField("from", "Created from", params.get("from"));
+  const to = timeField("to", "Created before", params.get("to"));
+  const sort = h("select", { name: "sort", "aria-label": "Sort" },
+    [["", "Newest created first"], ["updated", "Last updated first"]].map(([v, t]) =>
+      h("option", { value: v, selected: v === (params.get("sort") || "") }, t)));
   const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
-  const filter = filterTo(`/hubs/${enc(hub)}/instances`, { status: statusSelect, q: search }, refresh);
+  const filter = filterTo(`/hubs/${enc(hub)}/instances`, { status: statusSelect, q: search, tag, from, to, sort }, refresh);
   refresh.addEventListener("change", filter);
+  const tags = (t) => Object.entries(t || {}).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`));
   const rows = page.items.map((i) =>
     h("tr", { "data-instance": i.id },
       h("td", {}, h("input", { type: "checkbox", class: "select", value: i.id, "aria-label": `Select ${i.id}` })),
       h("td", { class: "id" }, link(instancePath(hub, i.id), i.id)),
-      h("td", {}, i.name), h("td", {}, status(i.status)),
+      h("td", {}, i.name, i.version ? h("span", { class: "muted" }, ` v${i.version}`) : null), h("td", {}, status(i.status)),
       h("td", {}, when(i.created)), h("td", {}, when(i.updated)),
+      h("td", {}, i.scheduledStart ? when(i.scheduledStart) : ""),
+      h("td", { class: "tags" }, tags(i.tags)),
       h("td", {}, i.customStatus === null ? "" : JSON.stringify(i.customStatus))));
-  const table = h("table", {}, h("thead", {}, h("tr", {}, ["", "Instance ID", "Name", "Status", "Created", "Last updated", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows));
-  const filterNow = { status: params.get("status") || "", q: params.get("q") || "" };
+  const table = h("table", {}, h("thead", {}, h("tr", {}, ["", "Instance ID", "Name", "Status", "Created", "Last updated", "Scheduled start", "Tags", "Custom status"].map((t) => h("th", {}, t)))), h("tbody", {}, rows));
+  const filterNow = Object.fromEntries([...filterQuery.entries()]);
   show(
     h("h1", {}, `Orchestrations in ${hub}`),
     startForm(hub),
-    h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, h("button", { type: "submit" }, "Filter"),
+    h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, tag, h("label", { class: "muted" }, "created ", from), h("label", { class: "muted" }, "to ", to), sort,
+      h("button", { type: "submit" }, "Filter"),
       h("label", {}, refresh, " Auto-refresh")),
+    histogramChart(counts),
     bulkBar(hub, table, filterNow),
     rows.length
       ? table
@@ -253,7 +292,7 @@ async function act(path, body, confirmText, then = route) {
 
 async function instanceView(hub, id) {
   setNav(hub, "Orchestrations");
-  const { instance: i, history: events } = await api(instancePath(hub, id));
+  const { instance: i, history: events, drawings } = await api(instancePath(hub, id));
   const action = (name) => instancePath(hub, id, name);
   const ended = ["COMPLETED", "FAILED", "TERMINATED"].includes(i.status);
   const eventName = h("input", { name: "event", placeholder: "Event name", required: true });
@@ -261,9 +300,10 @@ async function instanceView(hub, id) {
   const showReplay = h("input", { type: "checkbox" });
   const timeline = h("ol", { class: "timeline", id: "timeline" }, events.map((e) =>
     h("li", { class: e.category, "data-kind": e.kind, hidden: e.category === "replay" },
-      h("span", { class: "time" }, e.timestamp ? new Date(e.timestamp).toLocaleTimeString() : ""),
+      h("span", { class: "time" }, clock(e.timestamp)),
       h("span", { class: "cat" }, e.category),
       h("div", {}, h("div", { class: "label" }, e.label),
+        e.links.length ? h("div", { class: "links" }, e.links.map((l) => idLink(hub, l.id))) : null,
         e.payload === null || e.payload === undefined ? null : h("code", { class: "json" }, JSON.stringify(e.payload))))));
   showReplay.addEventListener("change", () => {
     for (const li of timeline.querySelectorAll("li.replay")) li.hidden = !showReplay.checked;
@@ -275,7 +315,7 @@ async function instanceView(hub, id) {
       h("dt", {}, "Status"), h("dd", { id: "status" }, status(i.status)),
       h("dt", {}, "Created"), h("dd", {}, when(i.created)),
       h("dt", {}, "Last updated"), h("dd", {}, when(i.updated)),
-      i.parentInstanceId ? [h("dt", {}, "Parent"), h("dd", {}, link(instancePath(hub, i.parentInstanceId), i.parentInstanceId))] : null,
+      h("dt", {}, "Started by"), h("dd", { id: "started-by" }, startedBy(hub, i.startedBy)),
       h("dt", {}, "Custom status"), h("dd", {}, i.customStatus === null ? "(none)" : JSON.stringify(i.customStatus)),
     ),
     h("div", { class: "actions" },
@@ -295,6 +335,8 @@ async function instanceView(hub, id) {
     h("h2", {}, "Input"), json(i.input),
     h("h2", {}, "Output"), h("div", { id: "output" }, json(i.output)),
     i.failure ? [h("h2", {}, "Failure"), h("pre", { class: "json", id: "failure" }, `${i.failure.type}: ${i.failure.message}\n${i.failure.stackTrace || ""}`)] : null,
+    h("h2", {}, "Timeline"), timelineChart(hub, drawings),
+    h("h2", {}, "Sequence"), sequenceChart(hub, drawings),
     h("h2", {}, "History ", h("label", { class: "muted" }, showReplay, " show worker turns")),
     timeline,
   );
@@ -312,13 +354,15 @@ async function entitiesView(hub) {
     h("tr", { "data-entity": e.id },
       h("td", {}, e.name), h("td", { class: "id" }, link(entityPath(hub, e.id), e.key)),
       h("td", { class: "state" }, h("code", { class: "json" }, JSON.stringify(e.state))),
-      h("td", {}, when(e.lastModified)), h("td", { class: "id" }, e.lockedBy || ""), h("td", {}, e.backlog)));
+      h("td", {}, when(e.lastModified)), h("td", { class: "id" }, e.lockedBy ? idLink(hub, e.lockedBy) : ""),
+      h("td", {}, e.backlog),
+      h("td", { class: e.lastFailure ? "failed-at" : "" }, e.lastFailure ? whenMs(e.lastFailure) : "")));
   show(
     h("h1", {}, `Entities in ${hub}`),
     h("form", { class: "toolbar", onsubmit: filter }, search, h("button", { type: "submit" }, "Search"),
       h("label", {}, refresh, " Auto-refresh")),
     rows.length
-      ? h("table", {}, h("thead", {}, h("tr", {}, ["Name", "Key", "State", "Last modified", "Locked by", "Pending operations"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
+      ? h("table", {}, h("thead", {}, h("tr", {}, ["Name", "Key", "State", "Last modified", "Locked by", "Pending operations", "Last failure"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
       : h("p", { class: "muted" }, "No entities match."),
     pager(page),
   );
@@ -327,7 +371,7 @@ async function entitiesView(hub) {
 
 async function entityView(hub, id) {
   setNav(hub, "Entities");
-  const { entity: e, pending } = await api(entityPath(hub, id));
+  const [{ entity: e, pending }, log] = await Promise.all([api(entityPath(hub, id)), api(`${entityPath(hub, id, "operations")}&page_size=50`)]);
   const operation = h("input", { name: "operation", placeholder: "Operation, e.g. add", required: true });
   const input = h("input", { name: "input", placeholder: "JSON input, e.g. 5 (optional)" });
   show(
@@ -342,8 +386,10 @@ async function entityView(hub, id) {
     h("h2", {}, "Waiting on"),
     pending.length
       ? h("table", {}, h("thead", {}, h("tr", {}, ["Operation", "Input", "From", "Due"].map((t) => h("th", {}, t)))),
-        h("tbody", {}, pending.map((p) => h("tr", {}, h("td", {}, p.operation), h("td", {}, JSON.stringify(p.input)), h("td", { class: "id" }, p.sender || "client"), h("td", {}, when(p.visibleAt))))))
+        h("tbody", {}, pending.map((p) => h("tr", {}, h("td", {}, p.operation), h("td", {}, JSON.stringify(p.input)), h("td", { class: "id" }, p.sender ? idLink(hub, p.sender) : "client"), h("td", {}, when(p.visibleAt))))))
       : h("p", { class: "muted" }, e.lockedBy ? "Nothing queued; held by the lock above." : "Nothing: no operations are queued."),
+    h("h2", {}, "Operation log"),
+    operationLog(hub, id, log),
     h("h2", {}, "Signal this entity"),
     h("form", { class: "inline", onsubmit: (event) => {
       event.preventDefault();
@@ -352,6 +398,167 @@ async function entityView(hub, id) {
       act(entityPath(hub, id, "signal"), value === undefined ? { operation: operation.value } : { operation: operation.value, input: value });
     } }, operation, input, h("button", { type: "submit" }, "Signal")),
   );
+}
+
+// The sender of an operation: a client, or a link to the orchestration or entity that sent it.
+function sender(hub, s) {
+  if (s.kind === "client") return "client";
+  if (s.kind === "lock") return h("span", {}, "critical section of ", idLink(hub, s.id));
+  return h("span", {}, `${s.kind} `, idLink(hub, s.id));
+}
+
+const kept = (k) => (k === null || k === undefined ? json(null)
+  : h("div", {}, json(k.value), k.truncated ? h("p", { class: "muted" }, `cut short: ${k.size} bytes in full`) : null));
+
+// One operation: a line with its outcome, and, opened, its input, result or error and the states.
+function operationRow(hub, op) {
+  const failed = op.outcome === "failed";
+  return h("details", { class: `op ${op.outcome}`, "data-seq": op.seq },
+    h("summary", {},
+      h("span", { class: "time" }, whenMs(op.applied)),
+      h("span", { class: "opname" }, op.operation),
+      h("span", { class: `outcome ${op.outcome}` }, failed ? `failed: ${op.error.type}` : "succeeded"),
+      h("span", { class: "from" }, "from ", sender(hub, op.sender))),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Sent"), h("dd", {}, whenMs(op.sent)),
+      h("dt", {}, "Applied"), h("dd", {}, whenMs(op.applied)),
+      op.batchSize > 1 ? [h("dt", {}, "Batch"), h("dd", {}, `one of ${op.batchSize} operations applied together; the states are the batch's`)] : null,
+      h("dt", {}, "Input"), h("dd", {}, kept(op.input)),
+      failed ? [h("dt", {}, "Error"), h("dd", {}, h("pre", { class: "json error-text" }, `${op.error.type}: ${op.error.message}`))]
+        : [h("dt", {}, "Result"), h("dd", {}, kept(op.result))],
+      h("dt", {}, "State before"), h("dd", {}, json(op.stateBefore)),
+      h("dt", {}, "State after"), h("dd", {}, kept(op.stateAfter))));
+}
+
+function operationLog(hub, id, log) {
+  if (!log.kept) return h("p", { class: "muted" }, "The operation log is off (--entity-log 0).");
+  const list = h("div", { id: "oplog" }, log.items.map((op) => operationRow(hub, op)));
+  const more = (next) => (next ? h("button", { onclick: async (event) => {
+    const page = await api(`${entityPath(hub, id, "operations")}&page_size=50&before=${next}`).catch((err) => ({ error: err }));
+    if (page.error) return event.target.replaceWith(h("p", { class: "error", role: "alert" }, page.error.message));
+    list.append(...page.items.map((op) => operationRow(hub, op)));
+    event.target.replaceWith(more(page.next) || "");
+  } }, "Older operations") : null);
+  return h("div", {},
+    h("p", { class: "muted" }, `Newest first; the last ${log.kept} operations are kept.`),
+    log.items.length ? list : h("p", { class: "muted" }, "No operations logged yet."),
+    more(log.next));
+}
+
+// -- drawings ------------------------------------------------------------------
+// Drawn as SVG with DOM calls: every name is set with textContent, like the rest of the page.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value !== null && value !== undefined && value !== false) el.setAttribute(name, value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const fmtMs = (ms) => (ms >= 10000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 2 : 0)} ms`);
+const svgLink = (href, child) => svg("a", { href, "data-link": "" }, child);
+const cut = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
+function startedBy(hub, s) {
+  if (!s || s.kind === "client" || !s.id) return "a client";
+  return h("span", {}, s.kind === "entity" ? "entity " : "parent orchestration ", idLink(hub, s.id));
+}
+
+// One bar per span on a shared millisecond axis; a lock's bar shows its wait (light) and hold (dark).
+function timelineChart(hub, d) {
+  const spans = d.timeline;
+  if (!spans.length) return h("p", { class: "muted" }, "Nothing to draw yet.");
+  const labelW = 300, width = 1100, row = 24, top = 28, plotW = width - labelW - 200;
+  const end = Math.max(d.endMs, ...spans.map((sp) => sp.end), 0.001);
+  const x = (ms) => labelW + (Math.max(ms, 0) / end) * plotW;
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => f * end);
+  const rows = spans.map((sp, n) => {
+    const y = top + n * row;
+    const pieces = [];
+    if (sp.kind === "lock" && sp.granted !== null && sp.granted !== undefined) {
+      pieces.push(svg("rect", { class: "bar lock-wait", x: x(sp.start), y: y + 4, width: Math.max(x(sp.granted) - x(sp.start), 1), height: row - 8 }));
+      pieces.push(svg("rect", { class: "bar lock", x: x(sp.granted), y: y + 4, width: Math.max(x(sp.end) - x(sp.granted), 1), height: row - 8 }));
+    } else {
+      pieces.push(svg("rect", { class: `bar ${sp.kind} ${sp.outcome}`, x: x(sp.start), y: y + 4, width: Math.max(x(sp.end) - x(sp.start), 2), height: row - 8 }));
+    }
+    const duration = sp.kind === "lock" && sp.heldMs !== undefined
+      ? `held ${fmtMs(sp.heldMs)} (waited ${fmtMs(sp.waitMs)})`
+      : sp.outcome === "open" ? `${fmtMs(sp.end - sp.start)}, still open` : fmtMs(sp.ms);
+    const label = svg("text", { x: labelW - 8, y: y + row / 2 + 4, "text-anchor": "end", class: "label" }, cut(`${sp.kind}: ${sp.label}`, 44));
+    const target = sp.target && sp.target.startsWith("entity:") ? sp.target.slice(7) : null;
+    return svg("g", { class: `span ${sp.kind}`, "data-kind": sp.kind, "data-ms": sp.ms ?? "" },
+      svg("title", {}, `${sp.kind}: ${sp.label}\n${duration}`),
+      target ? svgLink(entityPath(hub, target), label) : label,
+      pieces,
+      svg("text", { x: x(sp.end) + 6, y: y + row / 2 + 4, class: "duration" }, duration));
+  });
+  const height = top + spans.length * row + 8;
+  return h("div", { class: "drawing", id: "timeline-chart" }, svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Timeline" },
+    ticks.map((t) => [svg("line", { class: "tick", x1: x(t), x2: x(t), y1: top - 6, y2: height }),
+      svg("text", { class: "axis", x: x(t), y: top - 10, "text-anchor": "middle" }, `+${fmtMs(t)}`)]),
+    rows));
+}
+
+// Lifelines for the orchestration and what it talks to; one arrow per message, in order.
+function sequenceChart(hub, d) {
+  const { participants, messages } = d.sequence;
+  const colW = 170, left = 90, top = 56, step = 30;
+  const width = left + participants.length * colW;
+  const height = top + messages.length * step + 20;
+  const col = Object.fromEntries(participants.map((p, n) => [p.key, left + n * colW + colW / 2]));
+  const heads = participants.map((p) => {
+    const cx = col[p.key];
+    const box = [svg("rect", { class: `head ${p.kind}`, x: cx - colW / 2 + 6, y: 6, width: colW - 12, height: 34, rx: 6 }),
+      svg("text", { class: "head-text", x: cx, y: 20, "text-anchor": "middle" }, cut(p.label, 22)),
+      svg("text", { class: "head-kind", x: cx, y: 34, "text-anchor": "middle" }, p.kind === "self" ? "" : p.kind)];
+    const head = svg("g", { class: "participant", "data-key": p.key }, svg("title", {}, p.id || p.label), box);
+    return [p.id ? svgLink(isEntityId(p.id) ? entityPath(hub, p.id) : instancePath(hub, p.id), head) : head,
+      svg("line", { class: "lifeline", x1: cx, x2: cx, y1: 40, y2: height })];
+  });
+  const arrows = messages.map((m, n) => {
+    const y = top + n * step, x1 = col[m.from], x2 = col[m.to];
+    const when = svg("text", { class: "axis", x: 6, y: y + 4 }, `+${fmtMs(m.at)}`);
+    if (x1 === x2) {
+      return svg("g", { class: `message ${m.kind}`, "data-from": m.from, "data-to": m.to }, when,
+        svg("path", { class: "arrow", d: `M${x1} ${y - 6} h28 v12 h-28`, "marker-end": "url(#arrowhead)" }),
+        svg("text", { class: "message-text", x: x1 + 34, y: y + 4 }, cut(m.label, 30)));
+    }
+    return svg("g", { class: `message ${m.kind}`, "data-from": m.from, "data-to": m.to }, when,
+      svg("line", { class: "arrow", x1, x2: x2 + (x2 > x1 ? -4 : 4), y1: y, y2: y, "marker-end": "url(#arrowhead)" }),
+      svg("text", { class: "message-text", x: (x1 + x2) / 2, y: y - 5, "text-anchor": "middle" }, cut(m.label, 34)));
+  });
+  return h("div", { class: "drawing", id: "sequence-chart" }, svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Sequence diagram" },
+    svg("defs", {}, svg("marker", { id: "arrowhead", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+      svg("path", { d: "M0 0 L10 5 L0 10 z", class: "arrowhead" }))),
+    heads, arrows));
+}
+
+// Starts and completions of the filtered instances over time, one pair of bars per span.
+function histogramChart(c) {
+  if (!c.total) return null;
+  const width = 1100, height = 120, left = 40, bottom = 22, n = c.started.length;
+  const most = Math.max(1, ...c.started, ...c.completed);
+  const slot = (width - left) / n, barW = Math.max(slot / 2 - 1, 1);
+  const y = (v) => height - bottom - (v / most) * (height - bottom - 10);
+  const bars = (series, cls, offset) => series.map((v, i) => svg("rect", {
+    class: `bar ${cls}`, x: left + i * slot + offset, y: y(v), width: barW, height: height - bottom - y(v), "data-count": v },
+  svg("title", {}, `${v} ${cls === "started" ? "started" : "completed"} from ${whenMs(new Date(Date.parse(c.from) + i * c.bucketSeconds * 1000).toISOString())}`)));
+  return h("div", { class: "drawing", id: "histogram" },
+    h("p", { class: "muted legend" }, h("span", { class: "key started" }, "started"), " and ", h("span", { class: "key completed" }, "completed"),
+      ` per ${fmtMs(c.bucketSeconds * 1000)}, ${c.total} instances`),
+    svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Starts and completions over time" },
+      svg("text", { class: "axis", x: 2, y: 14 }, String(most)),
+      svg("line", { class: "tick", x1: left, x2: width, y1: height - bottom, y2: height - bottom }),
+      bars(c.started, "started", 0), bars(c.completed, "completed", barW + 1),
+      svg("text", { class: "axis", x: left, y: height - 6 }, whenMs(c.from)),
+      svg("text", { class: "axis", x: width - 4, y: height - 6, "text-anchor": "end" }, whenMs(c.to))));
 }
 
 // -- routing -------------------------------------------------------------------
@@ -375,7 +582,9 @@ async function route() {
 
 document.addEventListener("click", (event) => {
   const a = event.target.closest("a[data-link]");
-  if (a && !event.ctrlKey && !event.metaKey && a.origin === location.origin) {
+  // Links in the drawings are SVG elements, which have no .origin: theirs are always paths on this site.
+  const local = a && (a instanceof SVGElement ? a.getAttribute("href").startsWith("/") : a.origin === location.origin);
+  if (local && !event.ctrlKey && !event.metaKey) {
     event.preventDefault();
     go(a.getAttribute("href"));
   }
