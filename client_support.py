@@ -192,7 +192,7 @@ def check_reachable(config: settings.Settings, timeout: float = 5.0) -> None:
     """Fail fast, with advice, when nothing listens at the endpoint."""
     if not config.answers(timeout):
         raise Unreachable(
-            f"no scheduler answers at {config.endpoint}. Start one with 'python -m emulator' (or 'make emulator'), "
+            f"no scheduler answers at {config.endpoint}. Start one with 'python -m dts_emulator' (or 'make emulator'), "
             "or the DTS emulator in Docker, or set ENDPOINT/TASKHUB (or "
             f"{settings.CONNECTION_STRING_VARIABLE}) for Durable Task Scheduler in Azure."
         )

@@ -184,7 +184,7 @@ COMMANDS = {
 HELP_WORDS = ("help", "--help", "-h")
 PROGRAMS = {
     "demo": ["scripts/demo.py"],
-    "emulator": ["-m", "emulator"],
+    "emulator": ["-m", "dts_emulator"],
     "worker": ["worker.py"],
     "client": ["client.py"],
     "bench": ["bench/run.py"],

@@ -1,6 +1,6 @@
 """The worker: a counter, bank accounts with an audit trail, and the orchestrations that use them.
 
-Run it against a scheduler (``python -m emulator``, the DTS Docker emulator, or
+Run it against a scheduler (``python -m dts_emulator``, the DTS Docker emulator, or
 Durable Task Scheduler in Azure; see settings.py) and it serves them until it is
 stopped with Ctrl-C or SIGTERM. Importing this module starts nothing.
 

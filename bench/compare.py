@@ -47,19 +47,29 @@ class Side:
     figure: list[float] = field(default_factory=list)  # operations/s, or call p50 ms for latency
 
 
+# The package's name in a checkout: ``dts_emulator`` now, ``emulator`` before it was renamed, so that
+# a checkout of either age can be side A.
+PACKAGE_NAMES = ("dts_emulator", "emulator")
+
+
+def package_name(path: Path) -> str | None:
+    return next((name for name in PACKAGE_NAMES if (path / name / "cli.py").is_file()), None)
+
+
 def checkout(text: str) -> Path:
     path = Path(text).resolve()
-    if not (path / "emulator" / "__main__.py").is_file():
-        raise argparse.ArgumentTypeError(f"{path} is not a checkout of this project (no emulator/__main__.py in it)")
+    if package_name(path) is None:
+        raise argparse.ArgumentTypeError(f"{path} is not a checkout of this project (no dts_emulator/cli.py in it)")
     return path
 
 
 def package_run_from(path: Path) -> Path:
-    """The ``emulator`` package that ``python -m emulator`` imports when started in ``path``."""
-    found = subprocess.run([sys.executable, "-c", "import emulator; print(emulator.__file__)"], cwd=path,
+    """The package that ``python -m <its name>`` imports when started in ``path``."""
+    name = package_name(path)
+    found = subprocess.run([sys.executable, "-c", f"import {name}; print({name}.__file__)"], cwd=path,
                            capture_output=True, text=True, timeout=60)
     if found.returncode != 0:
-        raise RuntimeError(f"python -m emulator cannot import its package in {path}: {found.stderr.strip()[-500:]}")
+        raise RuntimeError(f"python -m {name} cannot import its package in {path}: {found.stderr.strip()[-500:]}")
     return Path(found.stdout.strip()).resolve().parent
 
 
@@ -74,7 +84,7 @@ def operations(workload: str, size: int) -> int:
 
 def measure_once(side: Side, workload: str, size: int, data: Path) -> None:
     """One round of one side: a fresh emulator from its checkout, the workload, its CPU."""
-    backend = run.Backend(side.name, side.name, [sys.executable, "-m", "emulator", "--port", "{port}",
+    backend = run.Backend(side.name, side.name, [sys.executable, "-m", package_name(side.checkout), "--port", "{port}",
                                                  "--dashboard-port", "0", "--data", str(data)], "gRPC endpoint",
                           cwd=side.checkout)
     with run.served(backend) as (address, client):
@@ -126,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             package = package_run_from(side.checkout)
         except RuntimeError as exc:
             p.error(str(exc))
-        if package != side.checkout / "emulator":
-            p.error(f"in {side.checkout}, python -m emulator runs {package}, not that checkout's package")
+        if package != side.checkout / package_name(side.checkout):
+            p.error(f"in {side.checkout}, python -m {package_name(side.checkout)} runs {package}, "
+                    "not that checkout's package")
         print(f"{side.name} = {side.checkout} (runs {package})")
     _stop_on_sigterm()
     unit = "call p50 ms" if args.workload == "latency" else "per s"

@@ -2,7 +2,7 @@
 
 Usage: python bench/emulator_without_writes.py [emulator options]
 
-Everything runs as in ``python -m emulator`` (same engine, same in-memory caches and
+Everything runs as in ``python -m dts_emulator`` (same engine, same in-memory caches and
 queues) except that the rows each transaction would write are dropped instead of sent to
 SQLite, so nothing is stored and no commit happens. Set beside the real emulator, it shows
 what persistence costs. Correct only while every row the workload touches stays in the
@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emulator import store  # noqa: E402
-from emulator.cli import main  # noqa: E402
+from dts_emulator import store  # noqa: E402
+from dts_emulator.cli import main  # noqa: E402
 
 _open = store.Store.__init__
 

@@ -113,7 +113,7 @@ class Backend:
     ready: str
     process: subprocess.Popen | None = None
     port: int = 0
-    cwd: Path = ROOT  # where ``python -m emulator`` finds its package (bench/compare.py runs other checkouts)
+    cwd: Path = ROOT  # where ``python -m dts_emulator`` finds its package (bench/compare.py runs other checkouts)
 
     def start(self) -> str:
         self.port = free_port()
@@ -128,7 +128,7 @@ class Backend:
 
 def backends(data_dir: Path) -> list[Backend]:
     options = ["--port", "{port}", "--dashboard-port", "0"]
-    emulator = [sys.executable, "-m", "emulator", *options]
+    emulator = [sys.executable, "-m", "dts_emulator", *options]
     return [
         Backend("sqlite", "emulator (SQLite, default)", [*emulator, "--data", str(data_dir / "bench.db")],
                 "gRPC endpoint"),
@@ -297,7 +297,7 @@ LIVENESS_FLAG = "--liveness-timeout"
 
 
 def emulator_has_flag(flag: str) -> bool:
-    help_text = subprocess.run([sys.executable, "-m", "emulator", "--help"], cwd=ROOT, capture_output=True,
+    help_text = subprocess.run([sys.executable, "-m", "dts_emulator", "--help"], cwd=ROOT, capture_output=True,
                                text=True, timeout=60).stdout
     return flag in help_text
 
@@ -497,8 +497,8 @@ def prefill(path: Path, entities_count: int, finished: int) -> None:
     """Write entities and finished orchestrations (with histories) straight into a store file."""
     from durabletask.internal import orchestrator_service_pb2 as pb
 
-    from emulator import events as ev
-    from emulator.store import EntityRow, InstanceRow, Store
+    from dts_emulator import events as ev
+    from dts_emulator.store import EntityRow, InstanceRow, Store
 
     store = Store(path)
     now = time.time()
@@ -522,7 +522,7 @@ def growth(sizes: Sizes, output: Path) -> str:
         with tempfile.TemporaryDirectory() as data_dir:
             path = Path(data_dir) / "growth.db"
             prefill(path, entities_count, finished)
-            emulator = [sys.executable, "-m", "emulator", "--port", "{port}", "--dashboard-port", "0",
+            emulator = [sys.executable, "-m", "dts_emulator", "--port", "{port}", "--dashboard-port", "0",
                         "--log-level", "info", "--data", str(path)]
             backend = Backend("sqlite", "emulator (SQLite, default)", emulator, "gRPC endpoint")
             with served(backend) as (address, client):

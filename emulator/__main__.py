@@ -1,5 +1,8 @@
+"""``python -m emulator``: the command from before the rename; runs ``python -m dts_emulator``."""
+
 import sys
 
-from .cli import main
+from dts_emulator.cli import main
 
-sys.exit(main())
+print("note: `python -m emulator` is now `python -m dts_emulator` (or `make emulator`)", file=sys.stderr)
+raise SystemExit(main(sys.argv[1:]))

@@ -77,8 +77,8 @@ class Demo:
         where = "a free port (ENDPOINT's port is 0)" if port == 0 else f"port {port}"
         log.info("starting the built-in emulator on %s, task hub '%s' (state in .emulator/)", where,
                  self.config.taskhub)
-        emulator = self.start("emulator", ["-m", "emulator", "--port", str(port), "--dashboard-port", str(dashboard),
-                                           "--task-hubs", self.config.taskhub],
+        emulator = self.start("emulator", ["-m", "dts_emulator", "--port", str(port),
+                                           "--dashboard-port", str(dashboard), "--task-hubs", self.config.taskhub],
                               on_line=self.show_emulator_line,
                               ready=r"^\s+data: ")  # the banner's last line: the banner is shown whole first
         ready = emulator.wait_ready(START_TIMEOUT)

@@ -57,7 +57,7 @@ def take(output: Path) -> list[Path]:
 
     grpc_port, web_port = free_port(), free_port()
     env = {**os.environ, "ENDPOINT": f"http://127.0.0.1:{grpc_port}"}
-    emulator = subprocess.Popen([sys.executable, "-m", "emulator", "--port", str(grpc_port), "--dashboard-port",
+    emulator = subprocess.Popen([sys.executable, "-m", "dts_emulator", "--port", str(grpc_port), "--dashboard-port",
                                  str(web_port), "--in-memory"], cwd=ROOT, stderr=subprocess.DEVNULL)
     worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -18,7 +18,7 @@ from tests import scheduling
 from tests.helpers import Emulator, InProcessEmulator
 
 # The package's pytest plugin (dts_emulator), as an installed package's entry point would load it.
-pytest_plugins = ["emulator.pytest_plugin"]
+pytest_plugins = ["dts_emulator.pytest_plugin"]
 
 
 @pytest.hookimpl(optionalhook=True)  # a run without pytest-xdist never calls it

@@ -22,7 +22,7 @@ from google.protobuf import wrappers_pb2
 
 # The emulator served from this process on a free port (the package's own test API), for tests where the
 # process itself is not the point; ``backend``, ``call`` and ``on_loop`` reach the engine for assertions.
-from emulator.testing import Emulator as InProcessEmulator  # noqa: F401 (re-exported for the tests)
+from dts_emulator.testing import Emulator as InProcessEmulator  # noqa: F401 (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -111,7 +111,7 @@ class Process:
 
 
 class Emulator:
-    """``python -m emulator`` on a free port (or a given one), with its data file."""
+    """``python -m dts_emulator`` on a free port (or a given one), with its data file."""
 
     def __init__(self, data: Path | None, port: int = 0, hubs: str | None = None, extra: tuple[str, ...] = (),
                  dashboard_port: int = 0):
@@ -120,7 +120,7 @@ class Emulator:
         self.process: Process | None = None
 
     def start(self) -> Emulator:
-        args = [sys.executable, "-m", "emulator", "--port", str(self.port), "--log-level", "info",
+        args = [sys.executable, "-m", "dts_emulator", "--port", str(self.port), "--log-level", "info",
                 "--dashboard-port", str(self.dashboard_port), *self.extra]
         args += ["--data", str(self.data)] if self.data else ["--in-memory"]
         if self.hubs:

@@ -318,8 +318,8 @@ def compare(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def test_compare_runs_both_checkouts_in_turns_and_gives_paired_ratios(worktree):
     result = compare(str(worktree), ".", "--rounds", "2", "--size", "10")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert f"A = {worktree} (runs {worktree / 'emulator'})" in result.stdout
-    assert f"B = {ROOT} (runs {ROOT / 'emulator'})" in result.stdout
+    assert f"A = {worktree} (runs {worktree / 'dts_emulator'})" in result.stdout
+    assert f"B = {ROOT} (runs {ROOT / 'dts_emulator'})" in result.stdout
     rounds = re.findall(r"round (\d): ([AB]) ", result.stdout)
     assert rounds == [("1", "A"), ("1", "B"), ("2", "B"), ("2", "A")]  # turns alternate against drift
     assert re.search(r"CPU per op B/A \(lower is better\): median \d+\.\d+ \(rounds [\d.]+-[\d.]+, 2 of 2 rounds\)",
@@ -330,7 +330,7 @@ def test_compare_runs_both_checkouts_in_turns_and_gives_paired_ratios(worktree):
 @pytest.mark.slow
 def test_compare_runs_each_side_from_its_own_checkout_and_shows_why_one_fails(worktree):
     """Side A's emulator cannot start: the run stops there and says so, in the emulator's own words."""
-    (worktree / "emulator" / "__main__.py").write_text(
+    (worktree / "dts_emulator" / "__main__.py").write_text(
         "import sys\nprint('this emulator refuses to start', flush=True)\nsys.exit(3)\n")
     result = compare(str(worktree), ".", "--rounds", "2", "--size", "10")
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]

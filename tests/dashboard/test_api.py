@@ -264,7 +264,7 @@ def test_dashboard_port_in_use_is_one_clear_error(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", str(port), "--in-memory"])
+        p = Process([sys.executable, "-m", "dts_emulator", "--port", "0", "--dashboard-port", str(port), "--in-memory"])
         assert p.wait() == 2
     assert f"port {port}" in p.output and "--dashboard-port" in p.output
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
-from emulator import events as ev
-from emulator.dashboard import drawings
+from dts_emulator import events as ev
+from dts_emulator.dashboard import drawings
 
 T0 = 1_700_000_000.0
 HOSTILE = '</text><script>alert(1)</script><img src=x onerror=alert(2)>'

@@ -11,7 +11,7 @@ from durabletask import client as dt_client
 from durabletask import entities
 
 import worker as sample_worker
-from emulator.cli import parse_args
+from dts_emulator.cli import parse_args
 from tests.helpers import InProcessEmulator, entity_url, free_port, wait_until
 
 KEPT = 4

@@ -13,9 +13,9 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from emulator.dashboard.extras import aspire_target
-from emulator.store import Store
-from emulator.testing import Emulator
+from dts_emulator.dashboard.extras import aspire_target
+from dts_emulator.store import Store
+from dts_emulator.testing import Emulator
 from tests.helpers import Process, free_port, wait_until
 from tests.store.test_failures import FailingConnection
 
@@ -47,7 +47,7 @@ def health_json(port: int) -> dict | None:
 
 
 def check(endpoint: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emulator", "--check", endpoint], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dts_emulator", "--check", endpoint], capture_output=True, text=True,
                           timeout=60)
 
 
@@ -56,7 +56,7 @@ def test_health_answers_a_ci_job_that_started_the_emulator(tmp_path):
     grpc_port, dashboard_port = free_port(), free_port()
     endpoint = f"http://127.0.0.1:{grpc_port}"
     assert check(endpoint).returncode == 1  # the precondition: nothing serves there yet
-    process = Process([sys.executable, "-m", "emulator", "--port", str(grpc_port), "--dashboard-port",
+    process = Process([sys.executable, "-m", "dts_emulator", "--port", str(grpc_port), "--dashboard-port",
                        str(dashboard_port), "--data", str(tmp_path / "ci.db"), "--task-hubs", "default,ci"])
     try:
         report = wait_until(lambda: health_json(dashboard_port), timeout=60, message="/healthz answering")

@@ -29,8 +29,8 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from durabletask.worker import TaskHubGrpcWorker
 from google.protobuf import wrappers_pb2
 
-from emulator.dashboard.guard import MAX_BODY_BYTES
-from emulator.dashboard.payload import MAX_DEPTH
+from dts_emulator.dashboard.guard import MAX_BODY_BYTES
+from dts_emulator.dashboard.payload import MAX_DEPTH
 from tests.helpers import (
     Emulator,
     InProcessEmulator,
@@ -166,7 +166,7 @@ def test_the_guard_wants_exactly_one_served_host(hosts):
     """Below the HTTP server (which may refuse these itself): the guard alone decides."""
     import asyncio
 
-    from emulator.dashboard.guard import Guard, served_hosts
+    from dts_emulator.dashboard.guard import Guard, served_hosts
 
     async def app(scope, receive, send):
         raise AssertionError("the app was reached")
@@ -584,7 +584,7 @@ def playwright_expect(locator):
 
 
 def test_served_hosts_follow_the_listening_address_and_port():
-    from emulator.dashboard.guard import served_hosts
+    from dts_emulator.dashboard.guard import served_hosts
 
     assert served_hosts("127.0.0.1", 8082) == {"localhost:8082", "127.0.0.1:8082", "[::1]:8082"}
     assert {"[::]:9000", "localhost:9000"} <= served_hosts("::", 9000)
@@ -594,7 +594,7 @@ def test_served_hosts_follow_the_listening_address_and_port():
 
 
 def test_allowed_host_flag_takes_lists_and_refuses_urls():
-    from emulator.cli import parse_args
+    from dts_emulator.cli import parse_args
 
     args = parse_args(["--dashboard-allow-host", "a.example", "--dashboard-allow-host", "B.example:8443,::1"])
     assert args.dashboard_allow_host == ["a.example", "b.example:8443", "[::1]"]

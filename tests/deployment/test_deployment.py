@@ -631,7 +631,7 @@ def test_images_install_what_worker_and_client_import_and_nothing_for_the_emulat
     # Each direct requirement is there because the sample imports it (azure-identity: settings.credential()).
     assert image <= imported | {"durabletask-azuremanaged"}
     assert not {"starlette", "uvicorn"} & closure(image)
-    emulator = imported_top_level(sorted((ROOT / "emulator").rglob("*.py")))
+    emulator = imported_top_level(sorted((ROOT / "dts_emulator").rglob("*.py")))
     assert {"starlette", "uvicorn"} <= emulator and set(pins("requirements-emulator.txt")) >= {"starlette", "uvicorn"}
 
 

@@ -131,7 +131,7 @@ KEYS = 5
 
 @pytest.mark.slow
 def test_a_frozen_worker_loses_its_work_to_the_others_and_its_late_answers_are_refused(caplog):
-    caplog.set_level(logging.INFO, logger="emulator")
+    caplog.set_level(logging.INFO, logger="dts_emulator")
     emu = InProcessEmulator(None, liveness_timeout=2).start()
     client = dt_client.TaskHubGrpcClient(host_address=emu.address)
     frozen = healthy = None

@@ -11,8 +11,8 @@ from durabletask import client as dt_client
 from durabletask import entities, task
 from durabletask.internal import orchestrator_service_pb2 as pb
 
-from emulator.store import EntityRow, Store
-from emulator.workitems import UNSTATED_LIMIT
+from dts_emulator.store import EntityRow, Store
+from dts_emulator.workitems import UNSTATED_LIMIT
 from tests.helpers import (
     Emulator,
     Process,

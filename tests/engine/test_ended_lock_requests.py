@@ -13,12 +13,12 @@ import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
-from emulator import control, entities, orchestrations
-from emulator.backend import Refused
-from emulator.backoff import MAX_ATTEMPTS
-from emulator.engine import create_backend
-from emulator.store import Store
-from emulator.workitems import Feeder, Filters
+from dts_emulator import control, entities, orchestrations
+from dts_emulator.backend import Refused
+from dts_emulator.backoff import MAX_ATTEMPTS
+from dts_emulator.engine import create_backend
+from dts_emulator.store import Store
+from dts_emulator.workitems import Feeder, Filters
 
 HUB = "default"
 X1, X2 = "@counter@x1", "@counter@x2"

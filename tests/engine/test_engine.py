@@ -6,11 +6,11 @@ import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
-from emulator import activities, orchestrations
-from emulator.backend import StaleWorkItem
-from emulator.engine import create_backend
-from emulator.store import StorageError, Store
-from emulator.workitems import Feeder, Filters
+from dts_emulator import activities, orchestrations
+from dts_emulator.backend import StaleWorkItem
+from dts_emulator.engine import create_backend
+from dts_emulator.store import StorageError, Store
+from dts_emulator.workitems import Feeder, Filters
 from tests.helpers import wait_until
 from tests.store.test_failures import FailingConnection
 

@@ -19,8 +19,8 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
-from emulator import workitems
-from emulator.store import ENTITY
+from dts_emulator import workitems
+from dts_emulator.store import ENTITY
 from tests.helpers import InProcessEmulator, RawWorker, wait_until
 
 HUB = "default"
@@ -79,7 +79,7 @@ def running(monkeypatch, gather: float, recent: float = 600.0,
             entities: list[str] | None = None) -> Iterator[tuple[InProcessEmulator, EntityWorker]]:
     """An emulator with the gathering windows stretched (set before it starts), and one raw worker."""
     monkeypatch.setattr(workitems, "GATHER_WINDOW", gather)
-    monkeypatch.setattr("emulator.dispatch.ENTITY_RECENT", recent)
+    monkeypatch.setattr("dts_emulator.dispatch.ENTITY_RECENT", recent)
     with InProcessEmulator() as emu:
         worker = EntityWorker(emu.address, entities)
         try:

@@ -10,11 +10,11 @@ import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
-from emulator import activities, entities, orchestrations
-from emulator.backend import Refused
-from emulator.engine import create_backend
-from emulator.store import StorageError, Store
-from emulator.workitems import Feeder, Filters
+from dts_emulator import activities, entities, orchestrations
+from dts_emulator.backend import Refused
+from dts_emulator.engine import create_backend
+from dts_emulator.store import StorageError, Store
+from dts_emulator.workitems import Feeder, Filters
 from tests.store.test_failures import FailingConnection
 
 HUB = "default"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "emulator"
+PACKAGE = Path(__file__).resolve().parents[2] / "dts_emulator"
 
 
 def _modules(package: Path) -> dict[str, Path]:
@@ -58,7 +58,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path] = MODULES) -> set[s
 
 def test_the_emulator_has_no_import_cycles():
     graph = {name: _imports(name, path) for name, path in MODULES.items()}
-    assert graph["emulator.backend"], "the import reader found nothing: it is broken"
+    assert graph["dts_emulator.backend"], "the import reader found nothing: it is broken"
     state: dict[str, str] = {}
     cycles: list[list[str]] = []
 
@@ -98,9 +98,9 @@ def test_the_import_reader_sees_imports_in_functions_but_not_for_type_checking(t
     assert _imports("emulator.c", fake / "c.py", modules) == set()
 
 
-@pytest.mark.parametrize("module", ["emulator.service", "emulator.service_instances", "emulator.service_workers",
-                                    "emulator.service_entities", "emulator.rpc", "emulator.dashboard.app",
-                                    "emulator.dashboard.views"])
+@pytest.mark.parametrize("module", ["dts_emulator.service", "dts_emulator.service_instances",
+                                    "dts_emulator.service_workers", "dts_emulator.service_entities", "dts_emulator.rpc",
+                                    "dts_emulator.dashboard.app", "dts_emulator.dashboard.views"])
 def test_the_service_and_the_dashboard_never_touch_the_store(module):
     tree = ast.parse(MODULES[module].read_text())
     uses = [f"line {n.lineno}: {ast.unparse(n)}" for n in ast.walk(tree)

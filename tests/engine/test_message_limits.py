@@ -14,7 +14,7 @@ from durabletask import entities, task
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from emulator.validation import MAX_MESSAGE_BYTES
+from dts_emulator.validation import MAX_MESSAGE_BYTES
 from tests.helpers import wait_until
 
 LIMIT = str(MAX_MESSAGE_BYTES)
@@ -199,7 +199,7 @@ def test_an_orchestration_output_too_large_to_accept_fails_the_instance(emu, cli
 
 
 def test_a_message_limit_too_small_for_any_work_item_is_a_usage_error(capsys):
-    from emulator.cli import parse_args
+    from dts_emulator.cli import parse_args
 
     assert parse_args([]).max_request_bytes == MAX_MESSAGE_BYTES == 4 * 1024 * 1024
     assert parse_args(["--max-request-bytes", "65536"]).max_request_bytes == 65536

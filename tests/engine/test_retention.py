@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 
-from emulator import control
-from emulator.retention import parse_duration
-from emulator.testing import Emulator
+from dts_emulator import control
+from dts_emulator.retention import parse_duration
+from dts_emulator.testing import Emulator
 from tests.helpers import wait_until
 
 HOUR = 3600.0

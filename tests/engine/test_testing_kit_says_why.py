@@ -148,8 +148,9 @@ def test_through_pytest_a_timed_out_wait_names_the_timer_and_the_flag_and_a_lost
     (tmp_path / "test_user.py").write_text(ONE_DAY_TIMER)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_ADDOPTS", None)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "emulator.pytest_plugin", "-p", "no:cacheprovider",
-                             "-q", "test_user.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "dts_emulator.pytest_plugin",
+                             "-p", "no:cacheprovider", "-q", "test_user.py"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "1 failed, 1 error" in out

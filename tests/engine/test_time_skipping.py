@@ -13,8 +13,8 @@ import pytest
 from durabletask import client as dt_client
 from durabletask import entities, task
 
-from emulator import events as ev
-from emulator.testing import Emulator
+from dts_emulator import events as ev
+from dts_emulator.testing import Emulator
 from tests.helpers import Emulator as EmulatorProcess
 from tests.helpers import wait_until
 
@@ -233,7 +233,7 @@ def test_each_test_starts_empty_and_on_the_wall_clock(dts_emulator):
 
 
 def test_the_command_line_flag_skips_time_in_an_emulator_process(start_worker):
-    """`python -m emulator --time-skipping`: for workers that cannot live in the test's process."""
+    """`python -m dts_emulator --time-skipping`: for workers that cannot live in the test's process."""
     emu = EmulatorProcess(None, extra=("--time-skipping",)).start()
     try:
         assert "time:          skipping (--time-skipping)" in emu.process.output

@@ -194,7 +194,7 @@ def copy_project(target: Path) -> Path:
     target.mkdir()
     for name in ("dev.py", "worker.py", "client.py", "client_support.py", "settings.py", *dev.DEV_FILES):
         shutil.copy(ROOT / name, target / name)
-    for name in ("emulator", "scripts"):
+    for name in ("dts_emulator", "scripts"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
     return target
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import settings
-from emulator.cli import parse_args
+from dts_emulator.cli import parse_args
 from tests.helpers import ROOT, all_docs, doc_page
 
 README = doc_page("README")
@@ -23,14 +23,14 @@ def code_blocks() -> list[str]:
 
 
 def test_every_emulator_flag_is_documented():
-    flags = set(re.findall(r"add_argument\(\s*\"(--[a-z-]+)\"", (ROOT / "emulator" / "cli.py").read_text()))
-    assert flags, "no flags found in emulator/cli.py"
+    flags = set(re.findall(r"add_argument\(\s*\"(--[a-z-]+)\"", (ROOT / "dts_emulator" / "cli.py").read_text()))
+    assert flags, "no flags found in dts_emulator/cli.py"
     for flag in flags:
         assert f"`{flag}" in doc_page("emulator"), f"docs/emulator.md does not document {flag}"
     assert parse_args(["--port", "0", "--in-memory"]).in_memory
 
 
-@pytest.mark.parametrize("path", ["settings.py", "client_support.py", "emulator/cli.py", "scripts/demo.py"])
+@pytest.mark.parametrize("path", ["settings.py", "client_support.py", "dts_emulator/cli.py", "scripts/demo.py"])
 def test_every_environment_variable_is_documented(path):
     source = (ROOT / path).read_text()
     names = set(re.findall(r"env(?:iron)?\.get\(\"([A-Z_]+)\"", source))
@@ -88,7 +88,7 @@ def test_azure_examples_parse_as_settings():
 
 
 def test_emulator_help_runs():
-    result = subprocess.run([sys.executable, "-m", "emulator", "--help"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "dts_emulator", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and "--in-memory" in result.stdout
 
 
@@ -104,7 +104,7 @@ def test_make_demo_runs_twice_and_state_survives(tmp_path):
 
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("worker.py", "client.py", "client_support.py", "settings.py", "emulator", "scripts"):
+    for name in ("worker.py", "client.py", "client_support.py", "settings.py", "dts_emulator", "scripts"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -29,12 +29,12 @@ README = (ROOT / "docs" / "testing.md").read_text()  # the testing page: install
 
 # More tests for the throwaway project: what else a user relies on.
 ISOLATION = '''
-import emulator
+import dts_emulator
 from durabletask.client import TaskHubGrpcClient
 
 
 def test_emulator_comes_from_the_installed_package():
-    assert "site-packages" in emulator.__file__
+    assert "site-packages" in dts_emulator.__file__
 
 
 def test_one_leaves_an_instance_and_skipped_time(dts_emulator):
@@ -74,7 +74,7 @@ DASHBOARD = '''
 import socket
 import urllib.request
 
-from emulator.testing import Emulator
+from dts_emulator.testing import Emulator
 
 
 def test_the_dashboard_is_served_from_the_installed_package():
@@ -106,7 +106,7 @@ def copy_package_sources(target: Path) -> Path:
     target.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, target / name)
-    shutil.copytree(ROOT / "emulator", target / "emulator", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "dts_emulator", target / "dts_emulator", ignore=shutil.ignore_patterns("__pycache__"))
     return target
 
 
@@ -201,7 +201,7 @@ def test_the_console_script_the_dashboard_and_a_conftest_that_also_names_the_plu
     # A project that also lists the module in pytest_plugins (as this repository's conftest.py does) works too.
     both = project / "both"
     both.mkdir()
-    (both / "conftest.py").write_text('pytest_plugins = ["emulator.pytest_plugin"]\n')
+    (both / "conftest.py").write_text('pytest_plugins = ["dts_emulator.pytest_plugin"]\n')
     (both / "test_both.py").write_text("def test_fixture(dts_emulator):\n"
                                        "    assert dts_emulator.taskhub == 'default'\n")
     result, seen, _ = run_pytest(project, "--rootdir", str(both), str(both), cwd=both)

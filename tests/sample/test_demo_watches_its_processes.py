@@ -16,7 +16,7 @@ import pytest
 from scripts.demo import START_TIMEOUT
 from tests.helpers import ROOT, Process, free_port
 
-SAMPLE = ("worker.py", "client.py", "client_support.py", "settings.py", "emulator", "scripts")
+SAMPLE = ("worker.py", "client.py", "client_support.py", "settings.py", "dts_emulator", "scripts")
 pytestmark = [pytest.mark.slow,  # each starts an emulator, a worker and a client as processes
               pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads the process table from /proc")]
 

@@ -67,7 +67,7 @@ def test_unreachable_scheduler_exits_2_with_advice():
         port = s.getsockname()[1]
     result = run_client(f"http://127.0.0.1:{port}")
     assert result.returncode == 2
-    assert f"http://127.0.0.1:{port}" in result.stderr and "python -m emulator" in result.stderr
+    assert f"http://127.0.0.1:{port}" in result.stderr and "python -m dts_emulator" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -22,9 +22,9 @@ from durabletask import entities
 from durabletask import worker as dt_worker
 from durabletask.internal import orchestrator_service_pb2 as pb
 
-from emulator import events as ev
-from emulator import workitems
-from emulator.dashboard import views
+from dts_emulator import events as ev
+from dts_emulator import workitems
+from dts_emulator.dashboard import views
 from tests.helpers import InProcessEmulator, RawWorker, free_port, status_of, text, wait_until
 from tests.service.aio_streams import Streams, create, sleeping
 

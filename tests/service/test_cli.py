@@ -1,9 +1,10 @@
-"""python -m emulator: banner, port checks, task hubs, clean stop."""
+"""python -m dts_emulator: banner, port checks, task hubs, clean stop."""
 
 from __future__ import annotations
 
 import socket
 import sqlite3
+import subprocess
 import sys
 
 import grpc
@@ -12,6 +13,15 @@ from durabletask import client as dt_client
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from tests.helpers import Emulator, Process
+
+
+def test_the_old_command_still_runs_and_names_the_new_one():
+    from tests.helpers import ROOT
+    result = subprocess.run([sys.executable, "-m", "emulator", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--in-memory" in result.stdout
+    assert "`python -m emulator` is now `python -m dts_emulator`" in result.stderr
 
 
 def test_banner_names_endpoint_hubs_and_data(tmp_path):
@@ -30,7 +40,7 @@ def test_port_in_use_is_one_clear_error(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        p = Process([sys.executable, "-m", "emulator", "--port", str(port), "--dashboard-port", "0",
+        p = Process([sys.executable, "-m", "dts_emulator", "--port", str(port), "--dashboard-port", "0",
                      "--data", str(tmp_path / "d.db")])
         assert p.wait() == 2
     assert f"port {port}" in p.output and "--port" in p.output
@@ -38,7 +48,7 @@ def test_port_in_use_is_one_clear_error(tmp_path):
 
 
 def test_hubs_from_environment_and_unknown_hub_is_not_found(tmp_path):
-    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0", "--in-memory"],
+    p = Process([sys.executable, "-m", "dts_emulator", "--port", "0", "--dashboard-port", "0", "--in-memory"],
                 env={"DTS_TASK_HUB_NAMES": "alpha,beta"})
     try:
         port = int(p.wait_for_line(r"gRPC endpoint: http://[\d.]+:(\d+)").group(1))
@@ -75,13 +85,13 @@ def test_in_memory_flag_keeps_nothing(tmp_path):
 
 
 def test_newer_schema_is_refused_clearly(tmp_path):
-    from emulator.store import Store
+    from dts_emulator.store import Store
 
     Store(tmp_path / "future.db").close()
     db = sqlite3.connect(tmp_path / "future.db")
     db.execute("PRAGMA user_version = 99")
     db.close()
-    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0",
+    p = Process([sys.executable, "-m", "dts_emulator", "--port", "0", "--dashboard-port", "0",
                  "--data", str(tmp_path / "future.db")])
     assert p.wait() == 2
     assert "schema version 99" in p.output
@@ -100,7 +110,7 @@ def test_hello_answers(emulator):
 def test_one_emulator_per_data_file(tmp_path):
     first = Emulator(tmp_path / "shared.db").start()
     try:
-        second = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0",
+        second = Process([sys.executable, "-m", "dts_emulator", "--port", "0", "--dashboard-port", "0",
                           "--data", str(tmp_path / "shared.db")])
         assert second.wait() == 2
         assert "in use by another emulator" in second.output and "Traceback" not in second.output
@@ -118,7 +128,7 @@ def test_a_killed_emulator_leaves_its_file_usable(tmp_path):
 
 
 def test_empty_hub_list_in_environment_is_a_usage_error():
-    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0", "--in-memory"],
+    p = Process([sys.executable, "-m", "dts_emulator", "--port", "0", "--dashboard-port", "0", "--in-memory"],
                 env={"DTS_TASK_HUB_NAMES": " , "})
     assert p.wait() == 2
     assert "at least one task hub name" in p.output and "Traceback" not in p.output
@@ -128,7 +138,7 @@ def test_empty_hub_list_in_environment_is_a_usage_error():
 # get it): here a helper thread signals itself, which makes that case certain instead of 1 run in 30.
 SIGNAL_ON_ANOTHER_THREAD = """
 import signal, threading, time
-from emulator.cli import wait_for_stop_signal
+from dts_emulator.cli import wait_for_stop_signal
 
 def poke():
     while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # until the main thread waits

@@ -10,8 +10,8 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from google.protobuf import wrappers_pb2
 
-from emulator import force
-from emulator.store import ORCHESTRATION
+from dts_emulator import force
+from dts_emulator.store import ORCHESTRATION
 from tests.helpers import RawWorker, wait_until
 from worker import counter
 

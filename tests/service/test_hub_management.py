@@ -7,8 +7,8 @@ import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from emulator import hubs
-from emulator.testing import Emulator
+from dts_emulator import hubs
+from dts_emulator.testing import Emulator
 
 
 def call(emu: Emulator, method: str, request, hub: str):

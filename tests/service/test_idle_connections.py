@@ -89,7 +89,7 @@ def test_idle_and_slow_connections_leave_hello_a_new_worker_and_the_dashboard_wo
 
 @pytest.mark.slow
 def test_the_dashboard_closes_a_connection_that_never_finishes_its_request_head(limited_emulator):
-    from emulator.dashboard.server import HEADER_SECONDS
+    from dts_emulator.dashboard.server import HEADER_SECONDS
 
     _, _, dashboard_port = limited_emulator
     with socket.create_connection(("127.0.0.1", dashboard_port), timeout=HEADER_SECONDS + 20) as s:

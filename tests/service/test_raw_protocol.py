@@ -18,9 +18,9 @@ import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from emulator import orchestrations
-from emulator.backend import FIRST_RETRY_SECONDS, MAX_ATTEMPTS
-from emulator.store import Store
+from dts_emulator import orchestrations
+from dts_emulator.backend import FIRST_RETRY_SECONDS, MAX_ATTEMPTS
+from dts_emulator.store import Store
 from tests.helpers import InProcessEmulator, RawWorker, status_of, text, wait_until
 from tests.service.aio_streams import Streams
 
@@ -254,7 +254,7 @@ def test_storage_errors_are_one_line_a_clear_code_and_retried_with_backoff(tmp_p
     worker = RawWorker(stub)
     try:
         item = started(stub, worker, "survivor")
-        caplog.set_level(logging.ERROR, logger="emulator")
+        caplog.set_level(logging.ERROR, logger="dts_emulator")
         switch.failing = True
         err = refused(stub.StartInstance, pb.CreateInstanceRequest(instanceId="refused", name="orch"))
         assert err.code() == code and str(path) in err.details(), err.details()

@@ -16,7 +16,7 @@ from durabletask import entities, task
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 
-from emulator import control
+from dts_emulator import control
 from tests.helpers import Emulator, InProcessEmulator, wait_until
 from tests.service.aio_streams import Streams, create
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.store import DataInUse, Store
-from emulator.store.claim import LOCK_OFFSET, claim
+from dts_emulator.store import DataInUse, Store
+from dts_emulator.store.claim import LOCK_OFFSET, claim
 from tests.helpers import ROOT, Process
 
 
@@ -53,7 +53,8 @@ def test_a_second_emulator_process_exits_2_with_one_line_naming_the_file(tmp_pat
     first = Store(path)
     try:
         other = names_for(path, how)
-        p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0", "--data", str(other)])
+        p = Process([sys.executable, "-m", "dts_emulator", "--port", "0", "--dashboard-port", "0",
+                     "--data", str(other)])
         try:
             assert p.wait() == 2, p.output
         finally:
@@ -73,7 +74,7 @@ def test_the_record_lock_used_on_macos_and_bsd_refuses_other_names_and_other_pro
         with pytest.raises(DataInUse):  # in this process: the registry
             claim(names_for(path, "hard link"), platform="darwin")
         other_process = subprocess.run(
-            [sys.executable, "-c", "import sys; from pathlib import Path; from emulator.store.claim import claim; "
+            [sys.executable, "-c", "import sys; from pathlib import Path; from dts_emulator.store.claim import claim; "
              "claim(Path(sys.argv[1]), platform='darwin')", str(names_for(path, "symlink"))],
             cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert other_process.returncode != 0 and "DataInUse" in other_process.stderr, other_process.stderr
@@ -125,8 +126,8 @@ def test_the_windows_branch_refuses_a_file_another_process_locked(tmp_path):
 
 def test_the_store_imports_and_runs_without_posix_only_modules():
     code = ("import sys; sys.modules['fcntl'] = None\n"
-            "import emulator.cli\n"
-            "from emulator.store import Store\n"
+            "import dts_emulator.cli\n"
+            "from dts_emulator.store import Store\n"
             "Store(None).close()\n"
             "print('imported')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-"""A damaged or unusable data file: ``python -m emulator`` exits 2 with one line naming the file and the fault."""
+"""A damaged or unusable data file: ``python -m dts_emulator`` exits 2 with one line naming the file and the fault."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from emulator.store import DataFileError, EntityRow, Store
+from dts_emulator.store import DataFileError, EntityRow, Store
 from tests.helpers import Process
 
 
 def run_emulator(data: Path) -> tuple[int, list[str]]:
-    p = Process([sys.executable, "-m", "emulator", "--port", "0", "--dashboard-port", "0", "--data", str(data)])
+    p = Process([sys.executable, "-m", "dts_emulator", "--port", "0", "--dashboard-port", "0", "--data", str(data)])
     try:
         code = p.wait()
     finally:

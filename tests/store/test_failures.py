@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, StorageError, Store
-from emulator.store.rows import instance_from
+from dts_emulator.store import ACTIVITY, ENTITY, ORCHESTRATION, EntityRow, InstanceRow, StorageError, Store
+from dts_emulator.store.rows import instance_from
 
 HUB = "h"
 INSTANCES = ["i0", "i1", "i2", "new"]

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from emulator.store import ENTITY, SEARCH_WINDOW, EntityRow, InstanceRow, Store
+from dts_emulator.store import ENTITY, SEARCH_WINDOW, EntityRow, InstanceRow, Store
 
 
 def instance(instance_id: str, created: float = 1.0, status: int = 0, name: str = "orch") -> InstanceRow:

@@ -1,4 +1,4 @@
-"""emulator/store on its own: schema and migrations, transactions, queries, entity rows, kept counts."""
+"""dts_emulator/store on its own: schema and migrations, transactions, queries, entity rows, kept counts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from emulator.store import (
+from dts_emulator.store import (
     ACTIVITY,
     ENTITY,
     MIGRATIONS,
@@ -18,9 +18,9 @@ from emulator.store import (
     SchemaError,
     Store,
 )
-from emulator.store.checkpoints import COMMITS_PER_CHECKPOINT
-from emulator.store.rows import INSTANCE_COLUMNS, instance_from
-from emulator.store.schema import migrate
+from dts_emulator.store.checkpoints import COMMITS_PER_CHECKPOINT
+from dts_emulator.store.rows import INSTANCE_COLUMNS, instance_from
+from dts_emulator.store.schema import migrate
 from tests.helpers import wait_until
 
 

@@ -15,7 +15,7 @@ from .post import Post
 from .streams import Streams
 from .transactions import Transactions
 
-log = logging.getLogger("emulator")
+log = logging.getLogger("dts_emulator")
 
 
 class _Completing:

@@ -19,7 +19,7 @@ from .inbox import OPERATIONS, deliverable
 from .store import ENTITY, EntityRow
 from .validation import check_entity_id, check_instance_id, check_name, field_size, message_size, too_large
 
-log = logging.getLogger("emulator.entities")
+log = logging.getLogger("dts_emulator.entities")
 
 # Operations per batch: large enough to amortize a round trip, small enough that a
 # batch's results and state reach callers promptly.

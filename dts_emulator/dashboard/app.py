@@ -37,7 +37,7 @@ from .guard import Guard
 from .params import MAX_PAGE, BadParameter, _backend, _body, _hub, _id, _int, _name
 from .payload import JSONResponse
 
-log = logging.getLogger("emulator.dashboard")
+log = logging.getLogger("dts_emulator.dashboard")
 STATIC = Path(__file__).parent / "static"
 
 

@@ -22,7 +22,7 @@ from .control import InvalidState, NotFound
 if TYPE_CHECKING:
     from .workers import Registry
 
-log = logging.getLogger("emulator.service")
+log = logging.getLogger("dts_emulator.service")
 T = TypeVar("T")
 
 HEALTH_PING_SECONDS = 20.0

@@ -23,7 +23,7 @@ from .dispatch import Dispatcher
 from .store import ENTITY, ORCHESTRATION, EntityRow, MessageRow, Store
 from .transactions import Transactions
 
-log = logging.getLogger("emulator.entities")
+log = logging.getLogger("dts_emulator.entities")
 
 OPERATIONS = ("entityOperationSignaled", "entityOperationCalled")
 

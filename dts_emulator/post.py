@@ -23,7 +23,7 @@ from .store import ACTIVITY, ENTITY, ORCHESTRATION, MessageRow, Store
 from .timekeeping import Timekeeper
 from .transactions import Transactions
 
-log = logging.getLogger("emulator")
+log = logging.getLogger("dts_emulator")
 
 
 class Post:

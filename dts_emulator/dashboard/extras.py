@@ -1,7 +1,7 @@
 """What the dashboard's port answers besides its pages and API: health, the icon, and Aspire's links.
 
 ``/healthz``: the emulator's health report as JSON (200 when the store takes writes, 503
-when not), for container probes and CI jobs; see ``emulator/health.py``.
+when not), for container probes and CI jobs; see ``dts_emulator/health.py``.
 ``/favicon.ico``: the icon shipped in ``static/``.
 ``/subscriptions/<s>/schedulers/<s>/taskhubs/<hub>/...``: the paths Aspire links the official
 dashboard with, redirected to this dashboard's page for the same hub, list or item.

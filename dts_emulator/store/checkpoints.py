@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-log = logging.getLogger("emulator.checkpoints")
+log = logging.getLogger("dts_emulator.checkpoints")
 
 # The -wal file's resting size: SQLite's own default threshold (1000 pages of 4 KiB).
 WAL_LIMIT_BYTES = 4 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""``python -m emulator``: flags, start-up banner, and a clean stop on SIGINT/SIGTERM."""
+"""``python -m dts_emulator``: flags, start-up banner, and a clean stop on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .store import DataFileError, DataInUse, SchemaError
 from .store.oplog import DEFAULT_LIMIT
 from .validation import MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES
 
-log = logging.getLogger("emulator.cli")
+log = logging.getLogger("dts_emulator.cli")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -74,7 +74,7 @@ def _allowed_hosts(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_args(argv: list[str] | None = None, prog: str = "python -m emulator") -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m dts_emulator") -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog=prog,
         description="A Docker-free, persistent Durable Task Scheduler emulator (gRPC, plain text).",
@@ -160,7 +160,7 @@ def wait_for_stop_signal() -> int:
         return signals.wait()
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m dts_emulator") -> int:
     args = parse_args(argv, prog)
     if args.check:
         healthy, message = health.check(args.check)
@@ -210,5 +210,5 @@ def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int
 
 
 def console() -> int:
-    """The ``dts-emulator`` command of the installed package: the same as ``python -m emulator``."""
+    """The ``dts-emulator`` command of the installed package: the same as ``python -m dts_emulator``."""
     return main(prog="dts-emulator")

@@ -16,7 +16,7 @@ import logging
 from .clock import Clock
 from .dispatch import Dispatcher, resolve
 
-log = logging.getLogger("emulator")
+log = logging.getLogger("dts_emulator")
 
 
 class Timekeeper:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("emulator.dashboard")
+log = logging.getLogger("dts_emulator.dashboard")
 
 MAX_BODY_BYTES = 1024 * 1024
 """The largest request body the dashboard reads; its own requests are a few hundred bytes."""

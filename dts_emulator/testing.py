@@ -1,15 +1,15 @@
 """The emulator inside a test process: start it on a free port, point workers and clients at it, stop it.
 
-    from emulator.testing import Emulator
+    from dts_emulator.testing import Emulator
 
     with Emulator(time_skipping=True) as emu:
         worker = DurableTaskSchedulerWorker(host_address=emu.endpoint, taskhub=emu.taskhub,
                                             token_credential=None, secure_channel=False)
         ...
 
-It is the same engine and gRPC service as ``python -m emulator`` (in memory unless given a
+It is the same engine and gRPC service as ``python -m dts_emulator`` (in memory unless given a
 file), on its own thread, so a test talks to it over a real loopback connection. The
-pytest plugin (``emulator.pytest_plugin``) builds its ``dts_emulator`` fixture on it.
+pytest plugin (``dts_emulator.pytest_plugin``) builds its ``dts_emulator`` fixture on it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Emulator:
     ``data``: a SQLite file, or None (the default) to keep everything in memory.
     ``time_skipping``: whenever no work item is running or ready, the clock jumps to
     the next timer, delayed message or scheduled start. Other keyword arguments are
-    ``emulator.server.Options`` (``liveness_timeout``, ``max_waiters``, ...); ``store``, one
+    ``dts_emulator.server.Options`` (``liveness_timeout``, ``max_waiters``, ...); ``store``, one
     already open instead of ``data``'s (tests give one whose commits fail).
     """
 

@@ -3,7 +3,7 @@
 Asked by ``GET /healthz`` on the dashboard's port (the name Kubernetes and most container
 probes use), by the standard gRPC health service ``grpc.health.v1.Health`` on the gRPC
 port (Kubernetes' ``grpc`` probes, ``grpc_health_probe``), and by
-``python -m emulator --check ENDPOINT``, which asks the latter and exits 0 or 1.
+``python -m dts_emulator --check ENDPOINT``, which asks the latter and exits 0 or 1.
 The store is UNAVAILABLE when its last write failed and none has committed since.
 """
 
@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .backend import Backend
 
-log = logging.getLogger("emulator.health")
+log = logging.getLogger("dts_emulator.health")
 # The services a health Check may name: the whole server (""), or the one it serves.
 SERVICES = ("", "TaskHubSidecarService")
 CHECK_TIMEOUT = 5.0

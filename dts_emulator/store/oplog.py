@@ -3,7 +3,7 @@
 Rows are written in the transaction that applies the entity's batch, so the log never
 says more or less than the entity's state. ``seq`` orders the rows (one counter for the
 whole file); each entity keeps its newest ``limit`` rows, and its rows go when its own
-row does (see Store.put_entity). Texts arrive already capped (see emulator/entity_log.py).
+row does (see Store.put_entity). Texts arrive already capped (see dts_emulator/entity_log.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import re
 
 from .backend import Backend, OverLimit
 
-log = logging.getLogger("emulator.hubs")
+log = logging.getLogger("dts_emulator.hubs")
 
 # Hubs at once (each costs a few dictionary entries, and every dashboard overview counts them all).
 MAX_HUBS = 100

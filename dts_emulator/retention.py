@@ -17,7 +17,7 @@ from . import control
 from . import events as ev
 from .backend import STORAGE_ERRORS, Backend
 
-log = logging.getLogger("emulator.retention")
+log = logging.getLogger("dts_emulator.retention")
 
 DEFAULT_INTERVAL = 60.0
 DEFAULT_BATCH = 500

@@ -8,7 +8,7 @@ import time
 from .errors import STORAGE_ERRORS
 from .store import Store
 
-log = logging.getLogger("emulator")
+log = logging.getLogger("dts_emulator")
 
 # Retry delays after a completion or a wake-up failed to commit: no hot loop.
 FIRST_RETRY_SECONDS = 0.1

@@ -23,7 +23,7 @@ from .errors import Refused
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .validation import check_entity_id, check_instance_id, message_size, too_large
 
-log = logging.getLogger("emulator.orchestrations")
+log = logging.getLogger("dts_emulator.orchestrations")
 
 
 class Batch:

@@ -11,7 +11,7 @@ from .rpc import Servicer, rpc
 from .store import ACTIVITY, ENTITY, ORCHESTRATION
 from .workitems import Feeder, Filters, limits_from_request
 
-log = logging.getLogger("emulator.service")
+log = logging.getLogger("dts_emulator.service")
 
 KINDS = (ORCHESTRATION, ACTIVITY, ENTITY)
 

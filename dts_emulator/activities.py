@@ -11,7 +11,7 @@ from .backend import Backend
 from .store import ACTIVITY
 from .validation import message_size, too_large
 
-log = logging.getLogger("emulator.activities")
+log = logging.getLogger("dts_emulator.activities")
 
 
 def build(backend: Backend, hub: str, key: str, stream: int) -> pb.WorkItem | None:

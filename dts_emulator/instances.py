@@ -14,7 +14,7 @@ from .store import ENTITY, ORCHESTRATION, InstanceRow, Store
 from .transactions import Transactions
 from .waiters import Waiters
 
-log = logging.getLogger("emulator")
+log = logging.getLogger("dts_emulator")
 
 
 class Instances:

@@ -35,7 +35,7 @@ from .store import Store, oplog
 from .validation import MAX_MESSAGE_BYTES
 from .workers import Registry
 
-log = logging.getLogger("emulator")
+log = logging.getLogger("dts_emulator")
 
 # Longest wait for the engine's thread to start or to stop before giving up on it.
 THREAD_TIMEOUT = 10.0

@@ -1,0 +1,1 @@
+"""A Docker-free, persistent (SQLite) emulator of Durable Task Scheduler's gRPC API."""
