@@ -47,8 +47,10 @@ def aspire_target(path: str) -> str | None:
 class Extras:
     """ASGI: answers the paths above, passes everything else to ``app``; health only given the uptime."""
 
-    def __init__(self, app: ASGIApp, backend: Backend, uptime: health.Clock | None = None):
-        self.app, self.backend, self.uptime = app, backend, uptime
+    def __init__(self, app: ASGIApp, backend: Backend, uptime: health.Clock | None = None,
+                 hosts: frozenset[str] = frozenset()):
+        """``hosts``: the Host values the dashboard serves; any other gets the health status alone."""
+        self.app, self.backend, self.uptime, self.hosts = app, backend, uptime, hosts
         self.icon = ICON.read_bytes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,6 +60,10 @@ class Extras:
         if path == HEALTH_PATH and self.uptime is not None:
             report = health.report(self.backend, self.uptime)
             status = 200 if report["status"] == "ok" else 503
+            if [v.lower() for k, v in _headers(scope) if k == b"host"] not in ([h] for h in self.hosts):
+                # Any Host may ask (a probe names the pod's address), so a page on a rebound name may too:
+                # it learns up or down, not the hubs, the data file's path or the store's error.
+                report = {"status": report["status"]}
             return await _answer(send, status, "application/json", json.dumps(report).encode(), scope)
         if path == "/favicon.ico":
             return await _answer(send, 200, "image/x-icon", self.icon, scope, cache=b"public, max-age=86400")
@@ -67,6 +73,10 @@ class Extras:
         if target is not None:
             return await _answer(send, 302, "text/plain", b"", scope, ((b"location", target.encode()),))
         await self.app(scope, receive, send)
+
+
+def _headers(scope: Scope) -> list[tuple[bytes, str]]:
+    return [(key, value.decode("latin-1")) for key, value in scope["headers"]]
 
 
 async def _answer(send: Send, status: int, media: str, body: bytes, scope: Scope,

@@ -65,7 +65,9 @@ def test_health_answers_a_ci_job_that_started_the_emulator(tmp_path):
         assert report["store"] == {"state": "AVAILABLE", "inMemory": False}
         assert 0 <= report["uptimeSeconds"] < 600
         # A probe names the pod's address, not a host the dashboard serves: the health report still answers.
-        assert request(dashboard_port, "GET", "/healthz", host="10.1.2.3:8082")[0] == 200
+        status, _, body = request(dashboard_port, "GET", "/healthz", host="10.1.2.3:8082")
+        # ... with up or down alone: a page on a rebound name learns no hub, path or error.
+        assert status == 200 and json.loads(body) == {"status": "ok"}
         assert request(dashboard_port, "GET", "/api/hubs", host="10.1.2.3:8082")[0] == 403
         answered = check(endpoint)
         assert answered.returncode == 0, answered.stdout + answered.stderr
