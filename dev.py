@@ -3,12 +3,11 @@
     python dev.py demo        (or: make demo)
     python dev.py test        (or: make test)
 
-Also ``quick`` (the tests not marked slow: the inner loop), ``emulator``, ``worker``, ``client``,
-``lint``, ``bench``, ``install [--dev]``, ``clean`` and ``lock``; arguments after the command go
-to the program it runs. The Makefile calls this file, so both forms do the same. It creates
-``.venv`` with the Python that runs it, installs the requirements pinned by ``constraints.txt``,
-and installs again only when one of those files changes. Standard library only: it must run
-before anything is installed.
+``python dev.py help`` lists every command (``quick``: the tests not marked slow, the inner loop);
+arguments after a command go to the program it runs. The Makefile calls this file, so both forms
+do the same. It creates ``.venv`` with the Python that runs it, installs the requirements pinned by
+``constraints.txt``, and installs again only when one of those files changes. Standard library
+only: it must run before anything is installed.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,15 +92,40 @@ class Project:
         return Path(venv_python(self.venv))
 
     def run(self, args: list[str]) -> int:
+        """Run a command until it exits. Ctrl-C reaches it from the terminal; SIGTERM and SIGHUP sent to
+        this process are passed on to it. Either way this waits for it to stop (``subprocess.run`` would
+        kill it after a quarter of a second, before it could stop what it started)."""
         print("+", " ".join(str(a) for a in args), flush=True)
+        started: list[subprocess.Popen] = []
+        forwarded = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+        previous = {name: signal.signal(getattr(signal, name), lambda number, _: [c.send_signal(number)
+                                                                                 for c in started])
+                    for name in forwarded}
         try:
-            return subprocess.run(args, cwd=self.root).returncode
-        except KeyboardInterrupt:
-            return 130
+            child = subprocess.Popen(args, cwd=self.root)
+            started.append(child)
+            while True:
+                try:
+                    return child.wait()
+                except KeyboardInterrupt:
+                    continue  # the terminal sent Ctrl-C to the child too; it is stopping
+        finally:
+            for name, handler in previous.items():
+                signal.signal(getattr(signal, name), handler)
+
+    def venv_is_whole(self) -> bool:
+        """A venv whose creation was cut short (Ctrl-C, SIGTERM) has a python but no pip: it is made again."""
+        if not self.python.exists():
+            return False
+        pips = [*self.venv.glob("lib/python*/site-packages/pip"), self.venv / "Lib" / "site-packages" / "pip"]
+        return any(pip.is_dir() for pip in pips)
 
     def create_venv(self) -> None:
-        if self.python.exists():
+        if self.venv_is_whole():
             return
+        if self.venv.exists():
+            print(f"{self.venv} is incomplete (its creation was interrupted); creating it again", flush=True)
+            shutil.rmtree(self.venv)
         print(f"creating {self.venv} with Python {sys.version.split()[0]}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
 
@@ -115,7 +140,9 @@ class Project:
             digest = requirements_digest(self.root, files)
             if is_current(stamp, digest):
                 continue
-            print(f"installing {requirements} (versions from {CONSTRAINTS})", flush=True)
+            first = "the first time takes a minute or two; " if not stamp.exists() else ""
+            print(f"installing the packages in {requirements} into {self.venv.name} (versions from {CONSTRAINTS}; "
+                  f"{first}pip is quiet until it is done)", flush=True)
             subprocess.run([str(self.python), *pip_install_args(requirements)], cwd=self.root, check=True)
             stamp.write_text(digest + "\n")
 
@@ -140,7 +167,21 @@ class Project:
         print(f"wrote {len(pins)} pins to {CONSTRAINTS} (Python {sys.version.split()[0]})")
 
 
-COMMANDS = ("demo", "test", "quick", "lint", "emulator", "worker", "client", "bench", "install", "clean", "lock")
+# Each command, with the line `python dev.py help` shows for it.
+COMMANDS = {
+    "demo": "run the whole demo: the built-in emulator (unless a scheduler answers at ENDPOINT), worker, client",
+    "test": "lint, then every test, in parallel (pytest; arguments go to pytest)",
+    "quick": "the tests not marked slow, in parallel: the inner loop (arguments go to pytest)",
+    "lint": "ruff over the project",
+    "emulator": "the built-in emulator alone, with its dashboard on http://localhost:8082 (--help: its flags)",
+    "worker": "the worker alone, against ENDPOINT (default http://localhost:8080)",
+    "client": "the client alone: the demo's four parts (--help: its options)",
+    "bench": "the benchmarks (bench/run.py)",
+    "install": "create .venv and install the requirements (--dev: also the test tools)",
+    "clean": "remove .venv, .emulator (the emulator's state) and caches",
+    "lock": "regenerate constraints.txt (run with the oldest supported Python)",
+}
+HELP_WORDS = ("help", "--help", "-h")
 PROGRAMS = {
     "demo": ["scripts/demo.py"],
     "emulator": ["-m", "emulator"],
@@ -165,11 +206,20 @@ def pytest_args(command: str, rest: list[str], cpus: int | None = None) -> list[
     return [*args, *rest]
 
 
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    return ("usage: python dev.py COMMAND [ARGS...]   (or: make COMMAND ARGS=\"...\")\n\ncommands:\n"
+            + "\n".join(lines))
+
+
 def main(argv: list[str] | None = None, project: Project | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(__doc__.split("\n\n")[1].rstrip(), file=sys.stderr)
-        print(f"dev.py: give one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    if not argv or argv[0] in HELP_WORDS:
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"dev.py: unknown command '{argv[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
     command, rest = argv[0], argv[1:]
     problem = check_python()
@@ -183,7 +233,15 @@ def main(argv: list[str] | None = None, project: Project | None = None) -> int:
     if command == "lock":
         project.lock()
         return 0
-    project.install(dev=command in DEV_COMMANDS or (command == "install" and "--dev" in rest))
+    try:
+        project.install(dev=command in DEV_COMMANDS or (command == "install" and "--dev" in rest))
+    except subprocess.CalledProcessError as exc:
+        print(f"dev.py: `{' '.join(map(str, exc.cmd[:4]))} ...` failed (its messages are above); run the command "
+              "again, or `python dev.py clean` first to start from a new .venv", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dev.py: stopped (Ctrl-C) while installing; the next command carries on", file=sys.stderr)
+        return 130
     if command == "install":
         return 0
     python = str(project.python)

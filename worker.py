@@ -11,6 +11,7 @@ on a large deposit, and starts ``audit_workflow`` on a large withdrawal.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from typing import Any
 
@@ -195,13 +196,50 @@ def build_worker(config: settings.Settings) -> DurableTaskSchedulerWorker:
         token_credential=config.credential(),
         secure_channel=config.secure_channel,
         concurrency_options=config.concurrency_options(),
+        logger=sdk_logger(config.endpoint),
     )
     for name in register(worker):
         log.info("registered %s", name)
     return worker
 
 
-def main() -> int:
+class NoSchedulerFilter(logging.Filter):
+    """The SDK logs a 5-line gRPC dump per failed connection attempt; when nothing answers, one line says so."""
+
+    def __init__(self, endpoint: str):
+        super().__init__()
+        self.endpoint = endpoint
+        self.unavailable = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Failed to create connection"):
+            self.unavailable = "StatusCode.UNAVAILABLE" in message
+            return not self.unavailable
+        if self.unavailable and message.startswith("Connection failed, "):
+            record.msg, record.args = f"no scheduler answers at {self.endpoint}; {message[19:]}", ()
+        return True
+
+
+def sdk_logger(endpoint: str) -> logging.Logger:
+    """The SDK worker's logger: ours (the same format as the rest), with its connection retries in one line each."""
+    logger = logging.getLogger("durabletask-worker")
+    for old in [f for f in logger.filters if isinstance(f, NoSchedulerFilter)]:
+        logger.removeFilter(old)
+    logger.addFilter(NoSchedulerFilter(endpoint))
+    return logger
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return argparse.ArgumentParser(
+        description="Serve the sample's entities, orchestrations and activity until Ctrl-C or SIGTERM.",
+        epilog="Where the scheduler is comes from the environment: ENDPOINT (default http://localhost:8080) and "
+               f"TASKHUB (default default), or {settings.CONNECTION_STRING_VARIABLE}; see settings.py.",
+    ).parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = settings.load()

@@ -9,7 +9,11 @@ client asks for keep wall-clock deadlines; they use the event loop's own time.
 
 from __future__ import annotations
 
+import math
 import time
+
+# The latest moment the engine can stamp: what a datetime and a protobuf Timestamp hold (9999-12-31 23:59:59 UTC).
+LATEST = 253_402_300_799
 
 
 class Clock:
@@ -35,8 +39,12 @@ class Clock:
         return time.time_ns() + self._offset_ns
 
     def advance(self, seconds: float) -> None:
+        """Move forward; what the clock cannot hold is refused before anything moves."""
         if not seconds >= 0:  # also refuses NaN
             raise ValueError(f"the emulator's clock only moves forward (asked to move {seconds} seconds)")
+        if not math.isfinite(seconds) or self.now() + seconds > LATEST:
+            raise ValueError(f"the emulator's clock goes up to 9999-12-31 23:59:59 UTC; moving it {seconds} seconds "
+                             f"on from {self.now():.0f} s since 1970 would pass that (the clock is left unchanged)")
         self._offset_ns += round(seconds * 1e9)
 
     def advance_to(self, moment: float) -> None:

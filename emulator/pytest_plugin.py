@@ -10,6 +10,9 @@ instances, entities, timers or skipped time.
 
 ``--dts-time-skipping`` (or the ini option ``dts_emulator_time_skipping = true``) turns
 time skipping on for every test that does not say otherwise in its marker.
+
+When a test that uses the emulator fails (a ``TimeoutError`` from a wait, say), its report gets
+a section "dts_emulator: unfinished instances": what each unfinished orchestration waits for.
 """
 
 from __future__ import annotations
@@ -55,6 +58,40 @@ def time_skipping_for(item: pytest.Item) -> bool:
     if not isinstance(value, bool):
         pytest.fail(f"{item.nodeid}: time_skipping must be True or False, not {value!r}", pytrace=False)
     return value
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A marker the dts_emulator fixture cannot honour is an error, not silently ignored."""
+    marker = item.get_closest_marker(MARKER)
+    uses = set(getattr(item, "fixturenames", ()))
+    if marker is None or "dts_emulator" in uses:
+        return
+    own = any(m.name == MARKER for m in getattr(item, "own_markers", ()))
+    if own or "dts_emulator_server" in uses:
+        pytest.fail(f"{item.nodeid}: @pytest.mark.{MARKER}(...) applies to the dts_emulator fixture, which this test "
+                    "does not use, so it would be ignored. Request dts_emulator in the test (it can be next to a "
+                    "session-wide worker built on dts_emulator_server), or set the option yourself, e.g. "
+                    "dts_emulator_server.time_skipping = True", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test that uses the emulator: its report says what each unfinished instance waits for."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.when != "call":
+        return
+    funcargs = getattr(item, "funcargs", {})
+    emulator = funcargs.get("dts_emulator") or funcargs.get("dts_emulator_server")
+    if not isinstance(emulator, Emulator) or emulator.port is None:
+        return
+    try:
+        text = emulator.unfinished()
+    except Exception as exc:  # noqa: BLE001 - the report must not hide the test's own failure
+        text = f"(could not read the emulator's state: {exc!r})"
+    if text:
+        report.sections.append(("dts_emulator: unfinished instances", text))
 
 
 @pytest.fixture(scope="session")

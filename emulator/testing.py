@@ -15,11 +15,14 @@ pytest plugin (``emulator.pytest_plugin``) builds its ``dts_emulator`` fixture o
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import diagnose
 from .server import EmulatorServer, Options
 from .store import Store
 
@@ -27,6 +30,8 @@ T = TypeVar("T")
 
 # Longest a call on the engine's loop may take before the test is told.
 CALL_TIMEOUT = 30.0
+# How often wait_for_entity reads the entity: the engine has no "entity changed" notification.
+ENTITY_POLL_SECONDS = 0.01
 
 
 class Emulator:
@@ -115,7 +120,10 @@ class Emulator:
         return datetime.fromtimestamp(self.backend.clock.now(), tz=timezone.utc)
 
     def advance(self, by: timedelta | float) -> datetime:
-        """Move the clock forward by a duration (or seconds); what comes due runs. Returns the new time."""
+        """Move the clock forward by a duration (or seconds); what comes due runs. Returns the new time.
+
+        A move past 9999-12-31 (what the engine's timestamps hold) is a ValueError, and the clock stays.
+        """
         seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
         self.on_loop(lambda: self.backend.advance_clock(seconds))
         return self.now()
@@ -126,6 +134,59 @@ class Emulator:
         Connected workers stay connected; a work item they still hold from before is stale.
         """
         self.on_loop(lambda: self.backend.reset(time_skipping))
+
+    # -- what a test waits for ------------------------------------------------------
+
+    def unfinished(self) -> str:
+        """Each unfinished orchestration and what it waits for (a timer, an entity lock, a name no worker
+        serves, ...), one block per instance; '' when every instance finished. The pytest plugin adds
+        this to a failed test's report."""
+        return self.on_loop(self._unfinished_on_loop)
+
+    def _unfinished_on_loop(self) -> str:
+        return diagnose.describe(self.backend, self.server.workers)
+
+    def entity_state(self, entity, as_type: type | None = None, hub: str | None = None) -> Any:
+        """An entity's state (None: no such entity, or no state), read from the engine.
+
+        ``entity``: an ``EntityInstanceId`` or its string ``@name@key``. ``as_type``: the state
+        checked to be of this type, or a class built from a JSON object's fields (a dataclass).
+        """
+        row = self.on_loop(lambda: self.backend.entity(hub or self.taskhub, _entity_id(entity)))
+        if row is None or row.state is None:
+            return None
+        return typed(json.loads(row.state), as_type, _entity_id(entity))
+
+    def wait_for_entity(self, entity, until: Callable[[Any], bool] | None = None, timeout: float = 10.0,
+                        as_type: type | None = None, hub: str | None = None) -> Any:
+        """Wait until the entity has a state for which ``until(state)`` is true (any state, without it); return it.
+
+        Signals are one-way: this is how a test sees them land. On timeout, a TimeoutError says
+        what the entity holds, how many operations wait in its inbox, and what unfinished
+        orchestrations wait for.
+        """
+        entity_id, hub = _entity_id(entity), hub or self.taskhub
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.entity_state(entity_id, as_type, hub)
+            if state is not None and (until is None or until(state)):
+                return state
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._entity_report(entity_id, hub, state, timeout))
+            time.sleep(ENTITY_POLL_SECONDS)  # nothing to await: the engine does not announce entity changes
+
+    def _entity_report(self, entity_id: str, hub: str, state: Any, timeout: float) -> str:
+        def read():
+            row = self.backend.entity(hub, entity_id)
+            return (row.lock_owner if row else None), self.backend.backlog(hub, entity_id), self._unfinished_on_loop()
+
+        holder, backlog, unfinished = self.on_loop(read)
+        lines = [f"entity '{entity_id}' did not reach the state waited for within {timeout:g}s; its state: {state!r}",
+                 f"{backlog} operation(s) wait in its inbox" + (f"; it is locked by instance '{holder}'" if holder
+                                                                 else "")]
+        if unfinished:
+            lines.append(unfinished)
+        return "\n".join(lines)
 
     # -- the engine's loop -----------------------------------------------------------
 
@@ -142,3 +203,24 @@ class Emulator:
             coroutine.close()
             raise RuntimeError("the emulator is not started")
         return asyncio.run_coroutine_threadsafe(coroutine, self.server.loop).result(timeout)
+
+
+def _entity_id(entity) -> str:
+    text = str(entity)
+    if text.count("@") < 2 or not text.startswith("@"):
+        raise ValueError(f"an entity is an EntityInstanceId or '@name@key', not {entity!r}")
+    return text
+
+
+def typed(value: Any, as_type: type | None, what: str = "the state") -> Any:
+    """``value`` (decoded JSON) as ``as_type``: checked when it is one already, built from a JSON object otherwise."""
+    if as_type is None or value is None:
+        return value
+    if isinstance(value, as_type) and not (isinstance(value, bool) and as_type is not bool):
+        return value
+    if isinstance(value, dict) and not issubclass(as_type, dict):
+        try:
+            return as_type(**value)
+        except TypeError as exc:
+            raise TypeError(f"{what}: {value!r} does not make a {as_type.__name__}: {exc}") from None
+    raise TypeError(f"{what}: {value!r} is a {type(value).__name__}, not a {as_type.__name__}")

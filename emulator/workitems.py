@@ -33,6 +33,14 @@ class Filters:
     activities: dict[str, set[str]] | None = None
     entities: set[str] | None = None
 
+    def accepts(self, kind: str, name: Name) -> bool:
+        """Whether the worker serves work of this kind and (name, version)."""
+        if kind == ORCHESTRATION:
+            return _versioned_match(self.orchestrations, *name)
+        if kind == ACTIVITY:
+            return _versioned_match(self.activities, *name)
+        return self.entities is None or name[0] in self.entities
+
     @property
     def serves_everything(self) -> bool:
         return self.orchestrations is None and self.activities is None and self.entities is None
@@ -126,12 +134,7 @@ class Feeder:
         return until
 
     def _accepts(self, kind: str, name: Name) -> bool:
-        f = self.filters
-        if kind == ORCHESTRATION:
-            return _versioned_match(f.orchestrations, *name)
-        if kind == ACTIVITY:
-            return _versioned_match(f.activities, *name)
-        return f.entities is None or name[0] in f.entities
+        return self.filters.accepts(kind, name)
 
     def _wants(self, kind: str, target: str, name: Name) -> bool:
         """What wakes this stream while it sleeps: work it serves and may be sent, with room to take it."""

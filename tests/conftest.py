@@ -48,6 +48,14 @@ def engine_emulator():
 
 
 @pytest.fixture
+def engine_client(engine_emulator):
+    """A client of the test's own emulator."""
+    c = dt_client.TaskHubGrpcClient(host_address=engine_emulator.address)
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def fresh_emulator(tmp_path):
     """An emulator of the test's own, for tests that stop, kill or restart it."""
     emu = Emulator(tmp_path / "emulator.db").start()

@@ -126,7 +126,7 @@ LAYERS = [
     ["orchestrations", "entities", "retention"],
     ["workitems", "rpc"],
     ["service_instances", "service_workers", "service_entities", "workers"],
-    ["service", "dashboard", "dashboard.*"],
+    ["service", "dashboard", "dashboard.*", "diagnose"],
     ["server"],
     ["testing", "cli"],
     ["pytest_plugin", "__main__", ""],

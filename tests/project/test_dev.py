@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -15,7 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import pytest
 
 import dev
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, Process, free_port
 
 
 def test_venv_paths_on_windows_and_elsewhere():
@@ -59,6 +60,7 @@ def project(tmp_path, monkeypatch):
     p = dev.Project(root=tmp_path)
     p.python.parent.mkdir(parents=True)
     p.python.write_text("")
+    (p.venv / "lib" / "python3" / "site-packages" / "pip").mkdir(parents=True)
     calls: list[list[str]] = []
     monkeypatch.setattr(dev.subprocess, "run", lambda args, **_: calls.append(list(args)))
     p.calls = calls
@@ -85,6 +87,20 @@ def test_install_runs_only_when_a_requirements_file_changed(project):
         f.write("extra==1.0\n")
     project.install(dev=False)
     assert installed_files(project.calls) == ["requirements-emulator.txt"]
+
+
+def test_a_venv_whose_creation_was_cut_short_is_made_again(project):
+    """`timeout -s TERM 2 make demo` on a fresh clone stops `python -m venv` before it installs pip."""
+    shutil.rmtree(project.venv / "lib")
+    project.create_venv()
+    assert project.calls == [[sys.executable, "-m", "venv", str(project.venv)]]
+    assert not project.venv.exists(), "the incomplete venv was removed before it was made again"
+    project.calls.clear()
+    project.python.parent.mkdir(parents=True)
+    project.python.write_text("")
+    (project.venv / "Lib" / "site-packages" / "pip").mkdir(parents=True)  # as on Windows
+    project.create_venv()
+    assert project.calls == []
 
 
 def test_test_command_runs_lint_then_pytest_and_stops_at_lint_errors(project, monkeypatch):
@@ -115,10 +131,21 @@ def test_tests_run_on_parallel_workers_and_quick_leaves_the_slow_ones_out():
     assert dev.pytest_args("quick", ["-n", "0", "tests/store"], cpus=2) == ["-m", "not slow", "-n", "0", "tests/store"]
 
 
-def test_unknown_command_lists_the_commands(capsys):
+def test_unknown_command_is_called_unknown_and_the_commands_listed(capsys):
     assert dev.main(["deploy"]) == 2
     err = capsys.readouterr().err
-    assert "python dev.py demo" in err and "give one of: demo, test" in err
+    assert err.startswith("dev.py: unknown command 'deploy'\n")
+    assert all(f"  {name} " in err for name in dev.COMMANDS)
+
+
+@pytest.mark.parametrize("argv, status", [([], 2), (["help"], 0), (["--help"], 0), (["-h"], 0)])
+def test_help_lists_each_command_on_a_line_of_its_own(argv, status):
+    result = subprocess.run([sys.executable, "dev.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == status
+    listed = {line.split()[0]: line for line in (result.stdout + result.stderr).splitlines() if line.startswith("  ")}
+    assert list(listed) == list(dev.COMMANDS)
+    assert all(len(line.split()) > 3 for line in listed.values()), "each command has a description"
+    assert "unknown" not in result.stdout + result.stderr
 
 
 def test_clean_removes_local_state_only(tmp_path):
@@ -165,7 +192,7 @@ def find_python(version: str) -> str | None:
 def copy_project(target: Path) -> Path:
     """What `python dev.py demo` needs, in a folder of its own (its venv and .emulator/ land there)."""
     target.mkdir()
-    for name in ("dev.py", "worker.py", "client.py", "settings.py", *dev.DEV_FILES):
+    for name in ("dev.py", "worker.py", "client.py", "client_support.py", "settings.py", *dev.DEV_FILES):
         shutil.copy(ROOT / name, target / name)
     for name in ("emulator", "scripts"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -210,3 +237,36 @@ def test_supported_python_installs_the_pins_and_runs_the_demo(version, tmp_path)
                 and pins.get(re.sub(r"[-_.]+", "-", item["name"]).lower()) != item["version"]}
     assert unpinned == {}, "installed at a version constraints.txt does not pin"
     assert {"starlette", "uvicorn", "grpcio"} <= {re.sub(r"[-_.]+", "-", i["name"]).lower() for i in listed}
+
+
+CHILD_THAT_STOPS_CLEANLY = """
+import signal, sys
+signal.signal(signal.SIGTERM, lambda *_: (print('child: stopping cleanly', flush=True), sys.exit(7)))
+print('child: ready', flush=True)
+signal.pause()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pause"), reason="POSIX signals")
+def test_a_sigterm_to_dev_py_reaches_its_command_which_may_stop_cleanly():
+    """`timeout`, IDEs and process managers signal dev.py (or make, which passes SIGTERM on): the demo must hear it."""
+    outer = Process([sys.executable, "-c", "import dev, sys; sys.exit(dev.Project().run([sys.executable, '-c', "
+                     f"{CHILD_THAT_STOPS_CLEANLY!r}]))"])
+    try:
+        outer.wait_for_line("^child: ready")
+        outer.signal(signal.SIGTERM)
+        assert outer.wait() == 7, outer.output
+    finally:
+        outer.stop()
+    assert "child: stopping cleanly" in outer.output
+
+
+def test_an_install_says_what_it_installs_and_that_the_first_takes_a_while(project, capsys):
+    project.install()
+    first = capsys.readouterr().out
+    assert "installing the packages in requirements-emulator.txt into .venv" in first
+    assert "the first time takes a minute or two" in first
+    (project.root / "requirements.txt").write_text("durabletask\n")
+    project.install()
+    again = capsys.readouterr().out
+    assert "installing the packages in requirements-emulator.txt" in again and "first time" not in again

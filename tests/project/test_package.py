@@ -87,10 +87,10 @@ def test_the_dashboard_is_served_from_the_installed_package():
 '''
 
 
-def readme_example() -> tuple[str, str]:
-    """The file name and the code of the README's example test."""
-    m = re.search(r"<!-- example: ([\w.]+) -->\n```python\n(.*?)```", README, re.S)
-    assert m, "docs/testing.md lost its marked example"
+def readme_example(name: str = "test_reminder.py") -> tuple[str, str]:
+    """The file name and the code of one of the testing page's marked example tests."""
+    m = re.search(rf"<!-- example: ({re.escape(name)}) -->\n```python\n(.*?)```", README, re.S)
+    assert m, f"docs/testing.md lost its marked example {name}"
     return m.group(1), m.group(2)
 
 
@@ -160,6 +160,15 @@ def test_the_readme_example_passes_in_a_fresh_project_through_the_entry_point(pr
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert seen == {"test_reminder_fires_after_one_day": "passed"}
     print(f"README example (one-day timer) in a fresh project: pytest took {seconds:.2f} s")  # shown with -s
+
+
+@pytest.mark.timeout(600)
+def test_the_entity_example_passes_in_a_fresh_project(project):
+    name, code = readme_example("test_counter.py")
+    (project / name).write_text(code)
+    result, seen, _ = run_pytest(project, name)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert seen == {"test_signals_add_up": "passed"}
 
 
 @pytest.mark.timeout(600)

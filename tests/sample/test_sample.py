@@ -13,14 +13,16 @@ import sys
 import pytest
 from durabletask import client as dt_client
 from durabletask import task
+from durabletask.entities import EntityInstanceId
 
 import client as sample_client
-from tests.helpers import ROOT, Process
+from tests.helpers import ROOT, Process, entity_value, free_port, wait_until
 from worker import counter
 
 
-def run_client(endpoint: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "client.py", *args], cwd=ROOT, capture_output=True, text=True,
+def run_client(endpoint: str, *args: str, timeout: float = 90,
+               program: str = "client.py") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, program, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={"PATH": "/usr/bin:/bin", "ENDPOINT": endpoint})
 
 
@@ -40,10 +42,11 @@ def test_the_client_uses_the_names_the_worker_registers():
 
     registry = _Registry()
     worker.register(registry)
-    assert {sample_client.COUNTER, sample_client.ACCOUNT, sample_client.AUDIT} <= registry.entities.keys()
-    assert {sample_client.COUNTER_WORKFLOW, sample_client.TRANSFER_FUNDS,
-            sample_client.AUDIT_WORKFLOW} <= registry.orchestrators.keys()
-    assert sample_client.AUDIT_THRESHOLD == worker.AUDIT_THRESHOLD
+    import client_support as names
+
+    assert {names.COUNTER, names.ACCOUNT, names.AUDIT} <= registry.entities.keys()
+    assert {names.COUNTER_WORKFLOW, names.TRANSFER_FUNDS, names.AUDIT_WORKFLOW} <= registry.orchestrators.keys()
+    assert names.AUDIT_THRESHOLD == worker.AUDIT_THRESHOLD
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -119,7 +122,8 @@ def test_readme_client_command_with_options(dts_emulator, sample_worker):
     result = run_client(dts_emulator.endpoint, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Starting entity operations demo - 3 orchestrations"
+    assert lines[:2] == ["=== Part 1: Signaling and Calling an Entity ===",
+                         "Starting entity operations demo - 3 orchestrations"]
     assert "Summary: 3 of 3 orchestrations completed successfully" in lines
     prefix = args[args.index("--accounts") + 1]
     assert lines[-2:] == [f"Balances: '{prefix}A' 700, '{prefix}B' 600", "Summary: every part showed its effect"]
@@ -131,3 +135,42 @@ def test_bad_environment_numbers_are_usage_errors(variable):
                             env={"PATH": "/usr/bin:/bin", variable: "soon"})
     assert result.returncode == 2
     assert "invalid float value: 'soon'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("program", ["worker.py", "client.py"])
+def test_help_describes_the_program_and_starts_nothing(program):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        result = run_client(f"http://127.0.0.1:{listener.getsockname()[1]}", "--help", program=program)
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: {program} [-h]"), result.stderr
+        assert "ENDPOINT" in result.stdout and "worker started" not in result.stdout + result.stderr
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+
+
+def test_a_worker_with_no_scheduler_says_so_in_one_line_per_retry():
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    p = Process([sys.executable, "worker.py"], env={"ENDPOINT": endpoint})
+    try:
+        p.wait_for_line(rf"WARNING durabletask-worker: no scheduler answers at {endpoint}; retrying in .* "
+                        r"\(attempt 2\)")
+    finally:
+        assert p.stop() == 0
+    assert "StatusCode" not in p.output and "debug_error_string" not in p.output
+
+
+def test_the_demo_counts_only_its_own_accounts(dts_emulator, sample_worker, uid):
+    """An account made while exploring, with the demo's prefix, is not one of the demo's two."""
+    c = dt_client.TaskHubGrpcClient(host_address=dts_emulator.address)
+    try:
+        c.signal_entity(EntityInstanceId("account", f"{uid}-Alice"), "deposit", 5)
+        wait_until(lambda: entity_value(c, EntityInstanceId("account", f"{uid}-Alice")) == 5, timeout=30,
+                   message="the explorer's account")
+    finally:
+        c.close()
+    result = run_client(dts_emulator.endpoint, uid, "--orchestrations", "1", "--accounts", f"{uid}-")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Alice" not in result.stdout
+    assert "Total across accounts before 1300, after 1300; lowest balance 600" in result.stdout
