@@ -50,7 +50,9 @@ class Backoff:
         self._attempts.pop(key, None)
 
     def clear(self) -> None:
+        """Forget every count (a reset: the pytest plugin's next test starts afresh)."""
         self._failures.clear()
+        self._attempts.clear()
 
     def storage_failed(self, error: BaseException) -> None:
         """Log a storage error once per interval: it repeats for as long as the disk is full."""

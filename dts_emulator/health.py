@@ -4,7 +4,8 @@ Asked by ``GET /healthz`` on the dashboard's port (the name Kubernetes and most 
 probes use), by the standard gRPC health service ``grpc.health.v1.Health`` on the gRPC
 port (Kubernetes' ``grpc`` probes, ``grpc_health_probe``), and by
 ``python -m dts_emulator --check ENDPOINT``, which asks the latter and exits 0 or 1.
-The store is UNAVAILABLE when its last write failed and none has committed since.
+The store is UNAVAILABLE when its last write failed and none has committed since, and
+as soon as its data file was deleted or replaced (every write would be refused).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def store_state(backend: Backend) -> tuple[str, str | None]:
     failed = backend.storage_error
     if backend.closed:
         return "UNAVAILABLE", "the emulator is stopping"
+    gone = backend.store.data_file_gone()
+    if gone is not None:  # every write will be refused: say so before one is tried
+        return "UNAVAILABLE", gone
     if failed is not None and failed[1] == backend.store.writes_committed:
         return "UNAVAILABLE", failed[0]
     return "AVAILABLE", None

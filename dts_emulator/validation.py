@@ -19,6 +19,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MIN_MESSAGE_BYTES = 64 * 1024
 """The smallest --max-request-bytes: below it, ordinary work items would not fit."""
 
+# The times a protobuf Timestamp holds (0001-01-01 to 9999-12-31, UTC). Every time the emulator
+# answers with, and the dashboard shows, is one: a time stored outside them breaks every page
+# and call that lists it.
+EARLIEST_SECONDS, LATEST_SECONDS = -62135596800, 253402300799
+
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -38,6 +43,12 @@ def check_name(field: str, name: str) -> str | None:
         return f"{field} is {len(name)} characters; the limit is {MAX_NAME_LENGTH}"
     if bad := unprintable(name):
         return f"{field} must not contain {bad}"
+    return None
+
+
+def check_time(field: str, seconds: float) -> str | None:
+    if not EARLIEST_SECONDS <= seconds <= LATEST_SECONDS:
+        return f"{field} must be between 0001-01-01 and 9999-12-31 (UTC)"
     return None
 
 

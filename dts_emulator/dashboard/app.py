@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import control, entities
 from .. import events as ev
-from ..backend import Backend
+from ..backend import STORAGE_ERRORS, Backend
 from ..paging import split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
@@ -191,6 +191,12 @@ async def _not_found(request: Request, exc: Exception):
     return JSONResponse({"error": str(exc)}, status_code=404)
 
 
+async def _storage_failed(request: Request, exc: Exception):
+    """The store refused the change (disk full, data file deleted): 503 with why; logged once per interval."""
+    _backend(request).storage_failed(exc)
+    return JSONResponse({"error": str(exc)}, status_code=503)
+
+
 async def _http_error(request: Request, exc: HTTPException):
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
@@ -218,6 +224,7 @@ ERRORS = {
     control.InvalidState: _conflict,
     control.NotFound: _not_found,
     HTTPException: _http_error,
+    **{kind: _storage_failed for kind in STORAGE_ERRORS},
     Exception: _unexpected,
 }
 

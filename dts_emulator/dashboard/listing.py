@@ -8,7 +8,6 @@ One reading of the query string serves the list, its histogram and the bulk acti
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -16,21 +15,12 @@ from starlette.routing import Route
 from ..paging import split_page
 from ..validation import MAX_NAME_LENGTH
 from . import views
-from .params import MAX_PAGE, BadParameter, _after, _backend, _hub, _int
+from .params import MAX_PAGE, BadParameter, _after, _backend, _hub, _int, _moment
 from .payload import JSONResponse
 
 SORTS = ("created", "updated")
+FILTERS = ("status", "q", "tag", "from", "to")
 BUCKETS = 40  # bars in the histogram
-
-
-def _moment(field: str, text: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(f"'{field}' must be a date and time (ISO 8601), not '{text}'") from None
-    if moment.tzinfo is None:
-        raise BadParameter(f"'{field}' needs a time zone (e.g. 2030-01-01T09:00:00Z)")
-    return moment.timestamp()
 
 
 def _tag(text: str) -> tuple[str, str | None]:

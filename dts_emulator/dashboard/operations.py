@@ -9,7 +9,6 @@ Bulk actions act on the IDs given, or on what the list's filter matches, at most
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -18,7 +17,7 @@ from .. import control
 from .. import events as ev
 from ..validation import check_instance_id, check_name
 from . import listing, views
-from .params import BadParameter, _backend, _body, _hub
+from .params import BadParameter, _backend, _body, _hub, _moment
 from .payload import JSONResponse
 
 BULK_LIMIT = 1000
@@ -38,13 +37,7 @@ def _scheduled(body: dict) -> float | None:
     text = _optional_text(body, "scheduledStart")
     if text is None:
         return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(f"'scheduledStart' must be a date and time (ISO 8601), not '{text}'") from None
-    if moment.tzinfo is None:
-        raise BadParameter("'scheduledStart' needs a time zone (e.g. 2030-01-01T09:00:00Z)")
-    return moment.timestamp()
+    return _moment("scheduledStart", text)
 
 
 def _tags(body: dict) -> dict[str, str]:
@@ -83,10 +76,13 @@ async def _targets(request: Request, hub: str, body: dict) -> list[str]:
             raise BadParameter("'ids' must be a list of instance IDs")
         if len(ids) > BULK_LIMIT:
             raise BadParameter(f"at most {BULK_LIMIT} instances per request; select fewer")
-        return ids
+        return list(dict.fromkeys(ids))  # an ID given twice is acted on, and counted, once
     f = body.get("filter")
     if not isinstance(f, dict):
         raise BadParameter("give 'ids' (the selected instances) or 'filter' (what the list shows)")
+    if unknown := sorted(set(f) - set(listing.FILTERS)):
+        # A misspelt filter must not widen the action to every instance of the hub.
+        raise BadParameter(f"unknown filter {', '.join(map(repr, unknown))}; use {', '.join(listing.FILTERS)}")
     if not all(isinstance(v, str) for v in f.values()):
         raise BadParameter("the filter's values must be strings, as in the list's URL")
     query = dict(listing.filters(f), limit=BULK_LIMIT + 1)

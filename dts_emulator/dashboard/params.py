@@ -6,11 +6,14 @@ the route modules (app.py, operations.py, listing.py) share them from here.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ..backend import Backend
 from ..paging import parse_instance_token
+from ..validation import check_time
 from . import payload
 
 MAX_PAGE = 200
@@ -31,6 +34,20 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise BadParameter(f"'{name}' must be between {low} and {high}")
     return value
+
+
+def _moment(field: str, text: str) -> float:
+    """An ISO 8601 date and time with a zone, as seconds since the epoch."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadParameter(f"'{field}' must be a date and time (ISO 8601), not '{text}'") from None
+    if moment.tzinfo is None:
+        raise BadParameter(f"'{field}' needs a time zone (e.g. 2030-01-01T09:00:00Z)")
+    seconds = moment.timestamp()
+    if problem := check_time(f"'{field}'", seconds):
+        raise BadParameter(f"{problem}, not '{text}'")
+    return seconds
 
 
 def _after(token: str | None) -> tuple[float, str] | None:

@@ -55,7 +55,7 @@ class DashboardServer:
         inner.state.workers = workers if workers is not None else Registry(backend.clock)
         inner.state.read_only = read_only
         # The outer guard adds read-only mode and the open health path; the app keeps its own guard.
-        app = Guard(Extras(inner, backend, uptime), hosts, read_only=read_only,
+        app = Guard(Extras(inner, backend, uptime, hosts), hosts, read_only=read_only,
                     open_paths=frozenset({HEALTH_PATH}) if uptime is not None else frozenset())
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
                                 http=TimelyHeaders, limit_concurrency=MAX_CONNECTIONS)

@@ -27,7 +27,7 @@ from .checkpoints import WAL_LIMIT_BYTES, Checkpointer
 from .claim import Claim, claim
 from .counts import Counts
 from .datafile import Identity, check_header, check_not_folder, unusable
-from .errors import DataFileError, DataInUse, SchemaError
+from .errors import DataFileError, DataFileGone, DataInUse, SchemaError
 from .locks import LockIndex
 from .messages import MessageMirror
 from .reads import Reads
@@ -94,6 +94,7 @@ class Store:
         self._undo = UndoLog()
         self._claim: Claim | None = None
         self._checkpointer: Checkpointer | None = None
+        self._identity: Identity | None = None
         self._readers: list[Reads] = []
         self._db = None
         try:
@@ -132,7 +133,7 @@ class Store:
             db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
             db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # the log's size when it starts over
             self._checkpointer = Checkpointer(Path(target), self._lock)
-        identity = Identity(Path(target), self._claim.fd) if self._claim is not None else None
+        identity = self._identity = Identity(Path(target), self._claim.fd) if self._claim is not None else None
         self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None,
                               identity.check if identity else None)
         self._instances = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _instance_bytes)
@@ -169,6 +170,18 @@ class Store:
     def schema_version(self) -> int:
         with self._lock:
             return version_of(self._db)
+
+    def data_file_gone(self) -> str | None:
+        """Why writes will be refused because the data file was deleted or replaced (one ``stat``), or None.
+
+        Asked by the health report, so that a probe sees it before the next write does.
+        """
+        try:
+            if self._identity is not None:
+                self._identity.check()
+        except DataFileGone as gone:
+            return str(gone)
+        return None
 
     @property
     def writes_committed(self) -> int:

@@ -65,7 +65,9 @@ def test_health_answers_a_ci_job_that_started_the_emulator(tmp_path):
         assert report["store"] == {"state": "AVAILABLE", "inMemory": False}
         assert 0 <= report["uptimeSeconds"] < 600
         # A probe names the pod's address, not a host the dashboard serves: the health report still answers.
-        assert request(dashboard_port, "GET", "/healthz", host="10.1.2.3:8082")[0] == 200
+        status, _, body = request(dashboard_port, "GET", "/healthz", host="10.1.2.3:8082")
+        # ... with up or down alone: a page on a rebound name learns no hub, path or error.
+        assert status == 200 and json.loads(body) == {"status": "ok"}
         assert request(dashboard_port, "GET", "/api/hubs", host="10.1.2.3:8082")[0] == 403
         answered = check(endpoint)
         assert answered.returncode == 0, answered.stdout + answered.stderr
@@ -153,3 +155,94 @@ def test_aspire_redirect_and_icon_over_http():
         assert body[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
         assert request(port, "GET", "/favicon.ico", host="evil.test")[0] == 403  # still behind the guard
         assert request(port, "GET", "/subscriptions/a/schedulers/b/taskhubs/default", host="evil.test")[0] == 403
+
+
+@pytest.mark.parametrize("path, target", [
+    ("/subscriptions/s/schedulers/x/taskhubs/h/schedules", "/hubs/h/entities?q=schedule"),
+    ("/subscriptions/s/schedulers/x/taskhubs/h/schedules/daily", "/hubs/h/entity?id=%40schedule%40daily"),
+])
+def test_aspire_schedules_go_to_the_schedule_entities(path, target):
+    """There is no schedules page: the SDK keeps each schedule as the entity @schedule@<id>."""
+    assert aspire_target(path) == target
+
+
+def test_an_aspire_link_keeps_an_id_that_looks_escaped():
+    """The ID "a%41" travels as a%2541: decoded once it stays "a%41" (decoded twice it was "aA")."""
+    port = free_port()
+    with Emulator(dashboard_port=port):
+        path = "/subscriptions/s/schedulers/x/taskhubs/default/orchestrations/a%2541"
+        status, headers, _ = request(port, "GET", path)
+    assert status == 302 and headers["location"] == "/hubs/default/instance?id=a%2541"
+
+
+def _post_routes() -> list[str]:
+    """Every POST route the dashboard has, as a path with its parameters filled in."""
+    from dts_emulator.dashboard import app, listing, operations
+
+    paths = []
+    for route in operations.ROUTES + listing.ROUTES + app.ROUTES:
+        if "POST" in (getattr(route, "methods", None) or ()):
+            path = route.path.replace("{hub}", "default")
+            paths += ([path.replace("{action}", a) for a in ("terminate", "suspend", "resume", "purge", "restart",
+                                                               "rewind", "raise-event")]
+                      if "{action}" in path else [path])
+    return paths
+
+
+def test_read_only_refuses_every_post_route_and_changes_nothing():
+    paths = _post_routes()
+    assert {"/api/hubs/default/start", "/api/hubs/default/bulk", "/api/hubs/default/entity/signal"} <= set(paths)
+    port = free_port()
+    with Emulator(dashboard_port=port, dashboard_read_only=True) as emu:
+        emu.on_loop(lambda: emu.backend.create_instance("default", "kept", "orch"))
+        bodies = {"start": {"name": "orch"}, "bulk": {"action": "terminate", "filter": {}},
+                  "signal": {"operation": "add"}, "raise-event": {"name": "go"}}
+        for path in paths:
+            body = bodies.get(path.rsplit("/", 1)[-1], {})
+            status, answer = post(port, f"{path}?id=kept" if "/instance/" in path else
+                                  f"{path}?id=@counter@a" if "/entity/" in path else path, body)
+            assert status == 403 and "read-only" in answer["error"], (path, answer)
+        state = emu.on_loop(lambda: (emu.backend.instance("default", "kept").status,
+                                     emu.backend.store.count_messages("default", "orchestration", "kept"),
+                                     emu.backend.store.count_instances_by_status("default")))
+        assert state == (pb.ORCHESTRATION_STATUS_PENDING, 1, {pb.ORCHESTRATION_STATUS_PENDING: 1})
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/hubs/default/start", {"name": "orch", "scheduledStart": "9999-12-31T23:59:59-01:00"}),
+    ("/api/hubs/default/start", {"name": "orch", "scheduledStart": "0001-01-01T00:00:00+01:00"}),
+    ("/api/hubs/default/bulk", {"action": "purge", "filter": {"from": "0001-01-01T00:00:00+01:00"}}),
+    ("/api/hubs/default/instances?to=9999-12-31T23:59:59-01:00", None),
+    ("/api/hubs/default/instances/histogram?from=0001-01-01T00:00:00%2B01:00", None),
+])
+def test_a_time_no_timestamp_can_show_is_400_and_the_list_still_works(path, body):
+    """Such a scheduled start was stored, and every list showing it answered 500 from then on."""
+    port = free_port()
+    with Emulator(dashboard_port=port) as emu:
+        emu.on_loop(lambda: emu.backend.create_instance("default", "listed", "orch"))  # something to list
+        if body is None:
+            status, _, raw = request(port, "GET", path)
+            answer = json.loads(raw)
+        else:
+            status, answer = post(port, path, body)
+        assert status == 400 and "between 0001-01-01 and 9999-12-31" in answer["error"], answer
+        for listed in ("/api/hubs/default/instances", "/api/hubs/default/instances/histogram"):
+            status, _, raw = request(port, "GET", listed)
+            assert status == 200, raw
+        assert [i["id"] for i in json.loads(request(port, "GET", "/api/hubs/default/instances")[2])["items"]] == [
+            "listed"]
+
+
+def test_bulk_refuses_a_misspelt_filter_and_counts_an_id_once():
+    port = free_port()
+    with Emulator(dashboard_port=port) as emu:
+        for instance_id in ("one", "two"):
+            emu.on_loop(lambda i=instance_id: emu.backend.create_instance("default", i, "orch"))
+        # A misspelt key used to be ignored: the action then took every instance of the hub.
+        status, answer = post(port, "/api/hubs/default/bulk", {"action": "terminate", "filter": {"stauts": "FAILED"}})
+        assert status == 400 and "unknown filter 'stauts'" in answer["error"]
+        assert post(port, "/api/hubs/default/bulk", {"action": "terminate", "dryRun": True, "filter": {}})[1] == {
+            "count": 2, "matched": 2}  # the precondition: an empty filter does match both
+        status, answer = post(port, "/api/hubs/default/bulk", {"action": "terminate", "ids": ["one", "one", "one"]})
+        assert (status, answer) == (200, {"count": 1, "matched": 1})
+        assert emu.on_loop(lambda: emu.backend.store.count_messages("default", "orchestration", "two")) == 1

@@ -13,7 +13,7 @@ import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
-from dts_emulator import control, entities, orchestrations
+from dts_emulator import control, entities, force, orchestrations
 from dts_emulator.backend import Refused
 from dts_emulator.backoff import MAX_ATTEMPTS
 from dts_emulator.engine import create_backend
@@ -93,8 +93,14 @@ def _malformed(backend, feeder) -> None:
         _respond(backend, feeder.take(), pb.OrchestratorAction(id=5))  # an action with nothing set
 
 
-@pytest.mark.parametrize("end", [_terminated, _too_large, _dropped, _malformed],
-                         ids=["terminated", "work item too large", f"dropped {MAX_ATTEMPTS} times", "malformed answer"])
+def _forced(backend, feeder) -> None:
+    """SkipGracefulOrchestrationTerminations: no worker is asked."""
+    assert force.skip_graceful_terminations(backend, HUB, ["a"], "stuck") == []
+
+
+@pytest.mark.parametrize("end", [_terminated, _too_large, _dropped, _malformed, _forced],
+                         ids=["terminated", "work item too large", f"dropped {MAX_ATTEMPTS} times", "malformed answer",
+                              "force-terminated"])
 def test_an_instance_the_emulator_ends_frees_its_locks_and_withdraws_its_request(engine, end):
     backend, feeder = engine
     b_turn = _a_waits_behind_b(backend, feeder)
@@ -124,3 +130,14 @@ def test_a_request_from_an_instance_no_longer_there_is_dropped_at_the_front_of_t
         orchestrationStatus=pb.ORCHESTRATION_STATUS_COMPLETED)))
     assert _lock_owner(backend, X2) is None
     assert backend.queued(HUB, X2) == []
+
+
+def test_force_terminating_the_holder_grants_the_lock_to_the_one_waiting(engine):
+    """B holds x2 and A waits for it: B force-terminated (its worker gone), A gets x2 and its grant."""
+    backend, feeder = engine
+    _a_waits_behind_b(backend, feeder)  # B's turn stays leased: as if its worker hung
+    assert force.skip_graceful_terminations(backend, HUB, ["b"], "stuck") == []
+    assert (_lock_owner(backend, X1), _lock_owner(backend, X2)) == ("a", "a")
+    granted = feeder.take()
+    assert granted.orchestratorRequest.instanceId == "a"
+    assert granted.orchestratorRequest.newEvents[-1].HasField("entityLockGranted")

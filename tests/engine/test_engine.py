@@ -131,3 +131,25 @@ def test_a_completion_whose_commit_fails_changes_nothing_and_comes_back_after_a_
     again = wait_until(feeder.take, timeout=5, message="the work back after its backoff")
     orchestrations.complete(backend, schedule_activity_response("c1", again.completionToken))
     assert feeder.take().HasField("activityRequest")
+
+
+def test_a_reset_forgets_how_often_work_was_dropped(engine):
+    """The pytest plugin resets between tests: a test must not inherit an earlier test's failed attempts."""
+    from dts_emulator.backoff import MAX_ATTEMPTS
+
+    backend, _ = engine
+
+    def dropped_once() -> None:
+        stream = backend.open_stream()
+        item = Feeder(backend, "default", stream, Filters()).take()
+        assert item.orchestratorRequest.instanceId == "same-id"
+        backend.close_stream(stream)  # a worker that crashes on it
+
+    backend.create_instance("default", "same-id", "orch")
+    for _ in range(MAX_ATTEMPTS - 1):
+        dropped_once()
+    assert backend.instance("default", "same-id").status == pb.ORCHESTRATION_STATUS_PENDING  # one short of giving up
+    backend.reset()
+    backend.create_instance("default", "same-id", "orch")
+    dropped_once()
+    assert backend.instance("default", "same-id").status == pb.ORCHESTRATION_STATUS_PENDING

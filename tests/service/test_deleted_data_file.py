@@ -63,3 +63,22 @@ def test_writes_after_the_data_file_is_replaced_are_refused(emulator_in_folder):
         sqlite3.connect(other).close()
         other.replace(path)  # another file where the data file was
         _refused_writes(stub, path)
+
+
+def test_health_says_so_before_any_write_and_the_dashboard_answers_503(tmp_path):
+    """Before, /healthz said "ok" until a gRPC write failed, and a dashboard change got 500 "internal error"."""
+    from dts_emulator.store import Store
+    from dts_emulator.testing import Emulator as InProcess
+    from tests.dashboard.test_ops import health_json, post
+    from tests.helpers import free_port
+
+    folder, port = tmp_path / "data", free_port()
+    with InProcess(store=Store(folder / "emulator.db"), dashboard_port=port):
+        assert health_json(port)["status"] == "ok"
+        shutil.rmtree(folder)
+        assert not folder.exists()  # the scenario: gone, and nothing has tried to write since
+        report = health_json(port)
+        assert report["http"] == 503 and report["store"]["state"] == "UNAVAILABLE", report
+        assert "deleted or replaced" in report["store"]["error"]
+        status, answer = post(port, "/api/hubs/default/start", {"name": "orch"})
+        assert status == 503 and str(folder / "emulator.db") in answer["error"], answer
