@@ -62,8 +62,16 @@ def run_demo(project: Path, *args: str, timeout: float = 120, **env: str) -> sub
                           capture_output=True, text=True, timeout=timeout)
 
 
+# Started as from a terminal, where Ctrl-C reaches it: under a pytest started with SIGINT ignored (a
+# script's background job) the demo would inherit that, and Python leaves an ignored SIGINT ignored.
+# exec keeps the restored default.
+AS_FROM_A_TERMINAL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def start_demo(project: Path, *args: str, **env: str) -> Process:
-    return Process([sys.executable, "scripts/demo.py", *args], env=demo_env(**env), cwd=project)
+    return Process([sys.executable, "-c", AS_FROM_A_TERMINAL, sys.executable, "scripts/demo.py", *args],
+                   env=demo_env(**env), cwd=project)
 
 
 def plant(project: Path, old: str, new: str) -> None:
