@@ -583,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("orchestration-cap", float, "seconds a new orchestration may take before it "
                                                           "counts as timed out"),
                              ("frozen-cap", float, "seconds the frozen worker's work may take to be done elsewhere"),
+                             ("soak-seconds", float, "how long the soak runs (default: 180)"),
                              ("liveness-timeout", _seconds_or_default,
                               f"passed to the emulator as {LIVENESS_FLAG} where it has that flag (default: 5; "
                               "'default': the emulator's own)")]:
@@ -595,6 +596,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
     sizes = Sizes(**QUICK) if args.quick else Sizes()
     for flag, attribute in [("waiting_clients", "waiting_clients"), ("new_orchestrations", "new_orchestrations"),
                             ("orchestration_cap", "orchestration_cap_s"), ("frozen_cap", "frozen_cap_s"),
+                            ("soak_seconds", "soak_s"),
                             ("liveness_timeout", "liveness_timeout_s")]:
         if getattr(args, flag) is not None:
             setattr(sizes, attribute, None if getattr(args, flag) == "default" else getattr(args, flag))
@@ -667,7 +669,7 @@ def run_soak(sizes: Sizes) -> tuple[dict, str]:
         with served(backend) as (address, _):
             result = soak.soak(data, backend.process.pid,
                                lambda: dt_client.TaskHubGrpcClient(host_address=address, logger=QUIET),
-                               sizes.soak_s, sizes.soak_s / sizes.soak_samples)
+                               sizes.soak_s, sizes.soak_s / max(sizes.soak_samples, int(sizes.soak_s // 60)))
     widest = max(s.wal_mib for s in result.samples)
     markdown = (f"A soak: the persistent emulator under steady load for {sizes.soak_s:g} s on one data file (4 "
                 f"threads each repeating one call_entity orchestration, then purging it, and a steady trickle of "

@@ -20,7 +20,6 @@ from pathlib import Path
 from durabletask.internal import orchestrator_service_pb2 as pb
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import Mount, Route
@@ -33,7 +32,6 @@ from ..paging import split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
 from . import drawings, listing, operations, views
-from .guard import Guard
 from .params import MAX_PAGE, BadParameter, _backend, _body, _hub, _id, _int, _name
 from .payload import JSONResponse
 
@@ -229,9 +227,8 @@ ERRORS = {
 }
 
 
-def create_app(backend: Backend, hosts: frozenset[str]) -> Starlette:
-    """The dashboard's routes behind its guard; ``hosts`` are the Host values it serves (guard.served_hosts)."""
-    app = Starlette(routes=operations.ROUTES + listing.ROUTES + ROUTES, middleware=[Middleware(Guard, hosts=hosts)],
-                    exception_handlers=ERRORS)
+def create_app(backend: Backend) -> Starlette:
+    """The dashboard's routes; the server puts them behind its one guard (guard.Guard)."""
+    app = Starlette(routes=operations.ROUTES + listing.ROUTES + ROUTES, exception_handlers=ERRORS)
     app.state.backend = backend
     return app

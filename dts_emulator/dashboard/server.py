@@ -51,10 +51,10 @@ class DashboardServer:
     def __init__(self, backend: Backend, host: str, port: int, allow_hosts: tuple[str, ...] = (),
                  read_only: bool = False, uptime: health.Clock | None = None, workers: Registry | None = None):
         hosts = served_hosts(host, port, allow_hosts)
-        inner = create_app(backend, hosts)
+        inner = create_app(backend)
         inner.state.workers = workers if workers is not None else Registry(backend.clock)
         inner.state.read_only = read_only
-        # The outer guard adds read-only mode and the open health path; the app keeps its own guard.
+        # One guard in front of everything: hosts, origins, bodies, read-only mode, the open health path.
         app = Guard(Extras(inner, backend, uptime, hosts), hosts, read_only=read_only,
                     open_paths=frozenset({HEALTH_PATH}) if uptime is not None else frozenset())
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,

@@ -224,7 +224,7 @@ def test_the_readme_names_the_bench_flags_workloads_and_backends_as_they_are():
     section = (ROOT / "docs" / "benchmarks.md").read_text()
     options = run.build_parser()._option_string_actions
     for flag in ["--workloads", "--backends", "--waiting-clients", "--new-orchestrations", "--orchestration-cap",
-                 "--frozen-cap", "--liveness-timeout", "--quick"]:
+                 "--frozen-cap", "--liveness-timeout", "--soak-seconds", "--quick"]:
         assert f"`{flag}" in section and flag in options, flag
     assert f"`--workloads {','.join(run.WORKLOADS)}`" in section
     assert f"`--backends {','.join(b.key for b in run.backends(ROOT))}`" in section
