@@ -31,7 +31,7 @@ from ..backend import STORAGE_ERRORS, Backend
 from ..paging import split_page
 from ..store import EntityRow
 from ..validation import check_entity_id
-from . import drawings, listing, operations, views
+from . import drawings, listing, operations, schedules, views
 from .params import MAX_PAGE, BadParameter, _backend, _body, _hub, _id, _int, _name
 from .payload import JSONResponse
 
@@ -229,6 +229,6 @@ ERRORS = {
 
 def create_app(backend: Backend) -> Starlette:
     """The dashboard's routes; the server puts them behind its one guard (guard.Guard)."""
-    app = Starlette(routes=operations.ROUTES + listing.ROUTES + ROUTES, exception_handlers=ERRORS)
+    app = Starlette(routes=operations.ROUTES + listing.ROUTES + schedules.ROUTES + ROUTES, exception_handlers=ERRORS)
     app.state.backend = backend
     return app

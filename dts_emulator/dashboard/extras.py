@@ -22,9 +22,8 @@ ICON = Path(__file__).parent / "static" / "favicon.ico"
 HEALTH_PATH = "/healthz"
 READ_METHODS = ("GET", "HEAD")
 # The official dashboard's section -> this dashboard's list page, and its item page (?id=).
-# Schedules have no view of their own here: the SDK keeps each as the entity @schedule@<id>.
-_SECTIONS = {"orchestrations": ("instances", "instance", ""), "entities": ("entities", "entity", ""),
-             "schedules": ("entities?q=schedule", "entity", "@schedule@"), "workers": ("workers", None, "")}
+_SECTIONS = {"orchestrations": ("instances", "instance"), "entities": ("entities", "entity"),
+             "schedules": ("schedules", "schedule"), "workers": ("workers", None)}
 
 
 def aspire_target(path: str) -> str | None:
@@ -38,9 +37,9 @@ def aspire_target(path: str) -> str | None:
     section = _SECTIONS.get(rest[0])
     if section is None:
         return f"/hubs/{hub}/instances"
-    listing, item, id_prefix = section
+    listing, item = section
     if len(rest) > 1 and item is not None:
-        return f"/hubs/{hub}/{item}?id={quote(id_prefix + '/'.join(rest[1:]), safe='')}"
+        return f"/hubs/{hub}/{item}?id={quote('/'.join(rest[1:]), safe='')}"
     return f"/hubs/{hub}/{listing}"
 
 

@@ -1,4 +1,4 @@
-"""The dashboard's operator actions in Chromium: start (scheduled), rewind, bulk purge, the workers view."""
+"""The dashboard's operator actions in Chromium: start (scheduled), rewind, bulk purge, the workers and schedules views."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 from durabletask import client as dt_client
 from durabletask import task
+from durabletask.scheduled.client import ScheduledTaskClient
+from durabletask.scheduled.models import ScheduleCreationOptions
 from durabletask.worker import TaskHubGrpcWorker
 
 from tests.helpers import ROOT, InProcessEmulator, Process, free_port
@@ -40,9 +42,15 @@ def greet(ctx: task.OrchestrationContext, name):
     return f"hello {name}"
 
 
+def tick(ctx: task.OrchestrationContext, _):
+    return "tick"
+
+
 WORKER = f"""
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
+from durabletask.scheduled.client import ScheduledTaskClient
+from durabletask.scheduled.models import ScheduleCreationOptions
 from durabletask.worker import TaskHubGrpcWorker
 import worker
 w = TaskHubGrpcWorker(host_address=sys.argv[1])
@@ -61,7 +69,9 @@ def site(tmp_path_factory):
     w = TaskHubGrpcWorker(host_address=emu.address)
     w.add_orchestrator(flaky)
     w.add_orchestrator(greet)
+    w.add_orchestrator(tick)
     w.add_activity(flaky_step)
+    w.configure_scheduled_tasks()
     w.start()
     c = dt_client.TaskHubGrpcClient(host_address=emu.address)
     try:
@@ -144,3 +154,22 @@ def test_workers_view_shows_a_worker_and_then_its_drop(site, page):
         worker.signal(9)
         worker.wait()
     expect(page.locator("#gone tr[data-stream]").filter(has_text="counter_workflow")).to_have_count(1, timeout=60_000)
+
+
+def test_schedules_view_shows_a_schedule_and_links_its_run_and_entity(site, page):
+    emu, c = site
+    ScheduledTaskClient(c).create_schedule(ScheduleCreationOptions(
+        schedule_id="nightly", orchestration_name="tick", interval=timedelta(hours=24),
+        start_immediately_if_late=True))
+    # As Aspire links it: the official dashboard's path for the hub's schedules.
+    page.goto(emu.dashboard + "/subscriptions/local/schedulers/emulator/taskhubs/default/schedules?refresh=1")
+    row = page.locator("#schedules tr[data-schedule='nightly']")
+    expect(row).to_contain_text("tick")
+    expect(row.locator("td.interval")).to_have_text("1.00:00:00")  # as the SDK stores it (.NET TimeSpan)
+    expect(row).to_contain_text("Active")
+    run = row.locator("a[href*='/instance?id=nightly-']")  # the first run, once it has started (auto-refresh)
+    expect(run).to_have_count(1, timeout=30_000)
+    row.locator("a", has_text="nightly").first.click()
+    expect(page.locator("h1")).to_have_text("Schedule nightly")
+    page.click("#schedule a:has-text('@schedule@nightly')")
+    expect(page.locator("h1")).to_have_text("schedule / nightly")

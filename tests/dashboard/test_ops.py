@@ -158,11 +158,10 @@ def test_aspire_redirect_and_icon_over_http():
 
 
 @pytest.mark.parametrize("path, target", [
-    ("/subscriptions/s/schedulers/x/taskhubs/h/schedules", "/hubs/h/entities?q=schedule"),
-    ("/subscriptions/s/schedulers/x/taskhubs/h/schedules/daily", "/hubs/h/entity?id=%40schedule%40daily"),
+    ("/subscriptions/s/schedulers/x/taskhubs/h/schedules", "/hubs/h/schedules"),
+    ("/subscriptions/s/schedulers/x/taskhubs/h/schedules/daily", "/hubs/h/schedule?id=daily"),
 ])
-def test_aspire_schedules_go_to_the_schedule_entities(path, target):
-    """There is no schedules page: the SDK keeps each schedule as the entity @schedule@<id>."""
+def test_aspire_schedules_go_to_the_schedules_view(path, target):
     assert aspire_target(path) == target
 
 

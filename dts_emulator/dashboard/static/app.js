@@ -64,7 +64,7 @@ function setNav(hub, current) {
   const items = [link("/", "Task hubs")];
   if (hub) {
     items.push(link(`/hubs/${enc(hub)}/instances`, "Orchestrations"), link(`/hubs/${enc(hub)}/entities`, "Entities"),
-      link(`/hubs/${enc(hub)}/workers`, "Workers"));
+      link(`/hubs/${enc(hub)}/schedules`, "Schedules"), link(`/hubs/${enc(hub)}/workers`, "Workers"));
   }
   for (const a of items) if (a.textContent === current) a.classList.add("current");
   nav.replaceChildren(...items);
@@ -278,6 +278,53 @@ async function workersView(hub) {
       : h("p", { class: "muted" }, "None yet."),
   );
   autoRefresh(() => workersView(hub).catch(showError), refresh.checked);
+}
+
+const schedulePath = (hub, id) => `/hubs/${enc(hub)}/schedule?id=${enc(id)}`;
+
+// The SDK's recurring schedules (entities @schedule@<id>), one row each.
+async function schedulesView(hub) {
+  setNav(hub, "Schedules");
+  const params = listParams();
+  const page = await api(`/hubs/${enc(hub)}/schedules?${apiQuery(params, ["after"])}`);
+  const refresh = h("input", { type: "checkbox", checked: params.get("refresh") === "1" });
+  refresh.addEventListener("change", () => go(`/hubs/${enc(hub)}/schedules${refresh.checked ? "?refresh=1" : ""}`));
+  const rows = page.items.map((s) =>
+    h("tr", { "data-schedule": s.id },
+      h("td", { class: "id" }, link(schedulePath(hub, s.id), s.id)), h("td", {}, s.orchestration || ""),
+      h("td", { class: "interval" }, s.interval || ""), h("td", {}, h("span", { class: `status ${s.status}` }, s.status)),
+      h("td", {}, when(s.lastRun)), h("td", {}, when(s.nextRun)),
+      h("td", { class: "id" }, s.lastInstanceId ? link(instancePath(hub, s.lastInstanceId), s.lastInstanceId) : "")));
+  show(
+    h("h1", {}, `Schedules in ${hub}`),
+    h("label", {}, refresh, " Auto-refresh"),
+    rows.length
+      ? h("table", { id: "schedules" }, h("thead", {}, h("tr", {}, ["Schedule ID", "Orchestration", "Interval", "Status", "Last run", "Next run", "Last started instance"].map((t) => h("th", {}, t)))), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No schedules in this task hub (the SDK's ScheduledTaskClient creates them)."),
+    pager(page),
+  );
+  autoRefresh(() => schedulesView(hub).catch(showError), refresh.checked);
+}
+
+async function scheduleView(hub, id) {
+  setNav(hub, "Schedules");
+  const { schedule: s } = await api(schedulePath(hub, id));
+  const fact = (label, value) => [h("dt", {}, label), h("dd", {}, value === null || value === undefined || value === "" ? "(none)" : value)];
+  show(
+    h("h1", {}, `Schedule ${s.id}`),
+    h("dl", { class: "facts", id: "schedule" },
+      fact("Status", h("span", { class: `status ${s.status}` }, s.status)),
+      fact("Orchestration", s.orchestration),
+      fact("Interval", s.interval),
+      fact("Instance ID", s.fixedInstanceId || "(a new one per run: <schedule ID>-<run time>)"),
+      fact("Start at", when(s.startAt)), fact("End at", when(s.endAt)),
+      fact("Last run", when(s.lastRun)), fact("Next run", when(s.nextRun)),
+      fact("Last started instance", s.lastInstanceId ? link(instancePath(hub, s.lastInstanceId), s.lastInstanceId) : null),
+      fact("Created", when(s.created)), fact("Last modified", when(s.lastModified)),
+      fact("Entity", link(entityPath(hub, s.entityId), s.entityId)),
+    ),
+    h("h2", {}, "Orchestration input"), json(s.input),
+  );
 }
 
 async function act(path, body, confirmText, then = route) {
@@ -574,6 +621,8 @@ async function route() {
     if (parts[0] === "hubs" && parts[2] === "instances" && parts.length === 3) return await instancesView(parts[1]);
     if (parts[0] === "hubs" && parts[2] === "entities" && parts.length === 3) return await entitiesView(parts[1]);
     if (parts[0] === "hubs" && parts[2] === "workers" && parts.length === 3) return await workersView(parts[1]);
+    if (parts[0] === "hubs" && parts[2] === "schedules" && parts.length === 3) return await schedulesView(parts[1]);
+    if (parts[0] === "hubs" && parts[2] === "schedule" && parts.length === 3 && id) return await scheduleView(parts[1], id);
     showError(new Error(`Nothing here: ${location.pathname}`));
   } catch (err) {
     showError(err);
