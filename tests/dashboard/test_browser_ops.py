@@ -1,4 +1,4 @@
-"""The dashboard's operator actions in Chromium: start (scheduled), rewind, bulk purge, the workers and schedules views."""
+"""The dashboard's operator actions in Chromium: start (scheduled), rewind, bulk purge, workers, schedules."""
 
 from __future__ import annotations
 
