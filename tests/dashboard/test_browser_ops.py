@@ -173,3 +173,26 @@ def test_schedules_view_shows_a_schedule_and_links_its_run_and_entity(site, page
     expect(page.locator("h1")).to_have_text("Schedule nightly")
     page.click("#schedule a:has-text('@schedule@nightly')")
     expect(page.locator("h1")).to_have_text("schedule / nightly")
+
+
+def test_auto_refresh_keeps_a_half_filled_start_form_and_the_selection(site, page):
+    emu, c = site
+    c.schedule_new_orchestration(greet, input="a", instance_id="kept-selected")
+    c.wait_for_orchestration_completion("kept-selected", timeout=60)
+    page.goto(emu.dashboard + "/hubs/default/instances?refresh=1")
+    page.check("tr[data-instance='kept-selected'] input.select")
+    page.click("summary:has-text('Start an orchestration')")
+    form = page.locator("#start-form")
+    form.locator("[name=name]").fill("greet")
+    form.locator("[name=input]").fill('{"half": ')  # still typing: the cursor is in this field
+    # A refresh re-renders the list: an instance started now shows only through one.
+    c.schedule_new_orchestration(greet, input="b", instance_id="arrived-later")
+    expect(page.locator("tr[data-instance='arrived-later']")).to_have_count(1, timeout=30_000)
+    page.wait_for_function("Number(document.getElementById('main').dataset.refreshes) >= 1")
+    form = page.locator("#start-form")
+    expect(form).to_be_visible()  # the panel stays open
+    expect(form.locator("[name=name]")).to_have_value("greet")
+    expect(form.locator("[name=input]")).to_have_value('{"half": ')
+    expect(form.locator("[name=input]")).to_be_focused()
+    expect(page.locator("tr[data-instance='kept-selected'] input.select")).to_be_checked()
+    expect(page.locator("tr[data-instance='arrived-later'] input.select")).not_to_be_checked()

@@ -6,6 +6,8 @@
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 let refreshTimer = null;
+let refreshing = false;  // true while an auto-refresh re-renders the view
+let refreshes = 0;
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -53,7 +55,40 @@ function post(path, body) {
 }
 
 function show(...nodes) {
+  const kept = refreshing ? keptInput() : null;  // an auto-refresh keeps what the user typed and chose
   main.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
+  if (kept) restoreInput(kept);
+}
+
+// What the user has typed into the forms marked data-keep, which panels are open, which rows are
+// selected and where the cursor is: read just before a refresh replaces the page, set again after.
+const keyOf = (el) => `${el.closest("[data-keep]").dataset.keep}/${el.name}`;
+
+function keptInput() {
+  const active = document.activeElement;
+  let focus = null;
+  if (active && main.contains(active) && active.name && active.closest("[data-keep]")) {
+    focus = { key: keyOf(active), start: null, end: null };
+    try { focus.start = active.selectionStart; focus.end = active.selectionEnd; } catch { /* no caret in this kind of field */ }
+  }
+  return {
+    values: [...main.querySelectorAll("[data-keep] [name]")].map((el) => [keyOf(el), el.value]),
+    open: [...main.querySelectorAll("details[data-keep]")].filter((d) => d.open).map((d) => d.dataset.keep),
+    checked: new Set([...main.querySelectorAll("input.select:checked")].map((c) => c.value)),
+    focus,
+  };
+}
+
+function restoreInput(kept) {
+  const fields = new Map([...main.querySelectorAll("[data-keep] [name]")].map((el) => [keyOf(el), el]));
+  for (const [key, value] of kept.values) if (fields.has(key)) fields.get(key).value = value;
+  for (const d of main.querySelectorAll("details[data-keep]")) d.open = kept.open.includes(d.dataset.keep);
+  for (const c of main.querySelectorAll("input.select")) c.checked = kept.checked.has(c.value);
+  const focused = kept.focus && fields.get(kept.focus.key);
+  if (focused) {
+    focused.focus();
+    try { if (kept.focus.start !== null) focused.setSelectionRange(kept.focus.start, kept.focus.end); } catch { /* no caret here */ }
+  }
 }
 
 function showError(err) {
@@ -70,9 +105,15 @@ function setNav(hub, current) {
   nav.replaceChildren(...items);
 }
 
+// Re-render the current view every two seconds; main's data-refreshes counts the refreshes done
+// (what a test waits on), and show() keeps the user's input across each (keptInput).
 function autoRefresh(render, enabled) {
   clearInterval(refreshTimer);
-  refreshTimer = enabled ? setInterval(render, 2000) : null;
+  refreshTimer = enabled ? setInterval(async () => {
+    refreshing = true;
+    try { await render(); } finally { refreshing = false; }
+    main.dataset.refreshes = String(++refreshes);
+  }, 2000) : null;
 }
 
 // -- views ---------------------------------------------------------------------
@@ -177,7 +218,7 @@ async function instancesView(hub) {
   show(
     h("h1", {}, `Orchestrations in ${hub}`),
     startForm(hub),
-    h("form", { class: "toolbar", onsubmit: filter }, statusSelect, search, tag, h("label", { class: "muted" }, "created ", from), h("label", { class: "muted" }, "to ", to), sort,
+    h("form", { class: "toolbar", "data-keep": "filter", onsubmit: filter }, statusSelect, search, tag, h("label", { class: "muted" }, "created ", from), h("label", { class: "muted" }, "to ", to), sort,
       h("button", { type: "submit" }, "Filter"),
       h("label", {}, refresh, " Auto-refresh")),
     histogramChart(counts),
@@ -227,13 +268,13 @@ function startForm(hub) {
       formError(form, err.message);
     }
   });
-  return h("details", { class: "panel" }, h("summary", {}, "Start an orchestration"), form);
+  return h("details", { class: "panel", "data-keep": "start" }, h("summary", {}, "Start an orchestration"), form);
 }
 
 function bulkBar(hub, table, filterNow) {
   const actionSelect = h("select", { name: "bulk-action", "aria-label": "Bulk action" },
     ["terminate", "suspend", "resume", "purge"].map((a) => h("option", { value: a }, a)));
-  const bar = h("div", { class: "toolbar bulk" });
+  const bar = h("div", { class: "toolbar bulk", "data-keep": "bulk" });
   const run = async (target) => {
     const action = actionSelect.value;
     try {
@@ -612,6 +653,8 @@ function histogramChart(c) {
 
 async function route() {
   autoRefresh(null, false);
+  refreshes = 0;
+  delete main.dataset.refreshes;
   try {
     const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
     const id = listParams().get("id");
