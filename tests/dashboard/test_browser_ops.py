@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime, timedelta
 
 import pytest
 from durabletask import client as dt_client
-from durabletask import task
+from durabletask import entities, task
 from durabletask.scheduled.client import ScheduledTaskClient
 from durabletask.scheduled.models import ScheduleCreationOptions
 from durabletask.worker import TaskHubGrpcWorker
@@ -196,3 +197,29 @@ def test_auto_refresh_keeps_a_half_filled_start_form_and_the_selection(site, pag
     expect(form.locator("[name=input]")).to_be_focused()
     expect(page.locator("tr[data-instance='kept-selected'] input.select")).to_be_checked()
     expect(page.locator("tr[data-instance='arrived-later'] input.select")).not_to_be_checked()
+
+
+def test_read_only_disables_every_action_and_says_why(page):
+    with InProcessEmulator(None, dashboard_port=free_port(), dashboard_read_only=True) as emu:
+        emu.on_loop(lambda: emu.backend.create_instance("default", "ro-1", "greet"))
+        c = dt_client.TaskHubGrpcClient(host_address=emu.address)
+        try:
+            c.signal_entity(entities.EntityInstanceId("counter", "ro"), "add", 1)  # queued: no worker here
+        finally:
+            c.close()
+        why = "--dashboard-read-only"
+        page.goto(emu.dashboard + "/hubs/default/instance?id=ro-1")
+        expect(page.locator("#read-only")).to_be_visible()
+        buttons = page.locator(".actions button")
+        expect(buttons).to_have_count(6)
+        for n in range(6):
+            expect(buttons.nth(n)).to_be_disabled()
+            expect(buttons.nth(n)).to_have_attribute("title", re.compile(why))
+        expect(page.locator("button:has-text('Raise event')")).to_be_disabled()
+        page.goto(emu.dashboard + "/hubs/default/instances")
+        expect(page.locator("#start-form button[type=submit]")).to_be_disabled()
+        expect(page.locator("#start-form [name=name]")).to_have_attribute("title", re.compile(why))
+        expect(page.locator("button:has-text('Apply to selected')")).to_be_disabled()
+        expect(page.get_by_role("button", name="Filter", exact=True)).to_be_enabled()  # reading and filtering stay
+        page.goto(emu.dashboard + "/hubs/default/entity?id=@counter@ro")
+        expect(page.locator("button:has-text('Signal')")).to_be_disabled()

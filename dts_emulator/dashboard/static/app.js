@@ -8,6 +8,7 @@ const nav = document.getElementById("nav");
 let refreshTimer = null;
 let refreshing = false;  // true while an auto-refresh re-renders the view
 let refreshes = 0;
+let readOnly = false;  // from /api/settings, read before the first view
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -58,6 +59,18 @@ function show(...nodes) {
   const kept = refreshing ? keptInput() : null;  // an auto-refresh keeps what the user typed and chose
   main.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
   if (kept) restoreInput(kept);
+  if (readOnly) disableActions();
+}
+
+// In read-only mode (--dashboard-read-only) what would change the emulator is disabled and says why;
+// the server refuses it too. Reading, filtering and paging stay.
+const READ_ONLY_TITLE = "Read-only dashboard (--dashboard-read-only): it shows everything and changes nothing";
+
+function disableActions() {
+  for (const el of main.querySelectorAll("[data-acts] button, [data-acts] input, [data-acts] select, [data-acts] textarea")) {
+    el.disabled = true;
+    el.title = READ_ONLY_TITLE;
+  }
 }
 
 // What the user has typed into the forms marked data-keep, which panels are open, which rows are
@@ -244,7 +257,7 @@ function parseJson(text, what) {
 
 function startForm(hub) {
   const field = (name, label, attrs = {}) => h("label", {}, label, h("input", { name, ...attrs }));
-  const form = h("form", { class: "start", id: "start-form" },
+  const form = h("form", { class: "start", id: "start-form", "data-acts": true },
     field("name", "Orchestration", { required: true, placeholder: "e.g. counter_workflow" }),
     field("input", "Input (JSON)", { placeholder: "e.g. {\"key\": \"a\"}" }),
     field("instanceId", "Instance ID", { placeholder: "(new)" }),
@@ -274,7 +287,7 @@ function startForm(hub) {
 function bulkBar(hub, table, filterNow) {
   const actionSelect = h("select", { name: "bulk-action", "aria-label": "Bulk action" },
     ["terminate", "suspend", "resume", "purge"].map((a) => h("option", { value: a }, a)));
-  const bar = h("div", { class: "toolbar bulk", "data-keep": "bulk" });
+  const bar = h("div", { class: "toolbar bulk", "data-keep": "bulk", "data-acts": true });
   const run = async (target) => {
     const action = actionSelect.value;
     try {
@@ -406,7 +419,7 @@ async function instanceView(hub, id) {
       h("dt", {}, "Started by"), h("dd", { id: "started-by" }, startedBy(hub, i.startedBy)),
       h("dt", {}, "Custom status"), h("dd", {}, i.customStatus === null ? "(none)" : JSON.stringify(i.customStatus)),
     ),
-    h("div", { class: "actions" },
+    h("div", { class: "actions", "data-acts": true },
       h("button", { class: "danger", disabled: ended, onclick: () => act(action("terminate"), { reason: "terminated from the dashboard" }, `Terminate ${i.id}?`) }, "Terminate"),
       h("button", { disabled: ended || i.status === "SUSPENDED", onclick: () => act(action("suspend"), {}) }, "Suspend"),
       h("button", { disabled: i.status !== "SUSPENDED", onclick: () => act(action("resume"), {}) }, "Resume"),
@@ -414,7 +427,7 @@ async function instanceView(hub, id) {
       h("button", { disabled: !ended, onclick: () => act(action("restart"), {}, `Restart ${i.id} with the same input?`) }, "Restart"),
       h("button", { class: "danger", disabled: !ended, onclick: () => act(action("purge"), {}, `Purge ${i.id} and its history? This cannot be undone.`, () => go(`/hubs/${enc(hub)}/instances`)) }, "Purge"),
     ),
-    h("form", { class: "inline", onsubmit: (event) => {
+    h("form", { class: "inline", "data-acts": true, onsubmit: (event) => {
       event.preventDefault();
       let data;
       try { data = eventData.value ? JSON.parse(eventData.value) : undefined; } catch { return showError(new Error("The event data is not valid JSON")); }
@@ -479,7 +492,7 @@ async function entityView(hub, id) {
     h("h2", {}, "Operation log"),
     operationLog(hub, id, log),
     h("h2", {}, "Signal this entity"),
-    h("form", { class: "inline", onsubmit: (event) => {
+    h("form", { class: "inline", "data-acts": true, onsubmit: (event) => {
       event.preventDefault();
       let value;
       try { value = input.value ? JSON.parse(input.value) : undefined; } catch { return showError(new Error("The input is not valid JSON")); }
@@ -683,6 +696,6 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", route);
 api("/settings").then((s) => {
-  if (s.readOnly) document.body.prepend(h("p", { class: "notice", id: "read-only" }, "Read-only: this dashboard shows everything and changes nothing."));
-}).catch(() => {});
-route();
+  readOnly = s.readOnly;
+  if (readOnly) document.body.prepend(h("p", { class: "notice", id: "read-only" }, "Read-only: this dashboard shows everything and changes nothing."));
+}).catch(() => {}).finally(route);
