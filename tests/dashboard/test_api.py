@@ -13,6 +13,7 @@ import pytest
 from durabletask import client as dt_client
 from durabletask import entities
 
+from dts_emulator.dashboard.app import STATIC
 from tests.helpers import DemoSite, Emulator, Process, awaits_approval, entity_url, instance_url, wait_until
 
 
@@ -252,9 +253,17 @@ def test_html_in_keys_is_returned_as_data(api, grpc_client):
 def test_pages_are_served_for_every_view(api):
     for path in ("/", "/hubs/default/instances", entity_url("@counter@my-counter", api=False)):
         with urllib.request.urlopen(api.base + path, timeout=10) as response:
-            assert response.status == 200 and b'<script src="/static/app.js">' in response.read()
-    with urllib.request.urlopen(api.base + "/static/app.js", timeout=10) as response:
-        assert b"textContent" in response.read()
+            page = response.read().decode()
+            assert response.status == 200
+        # The page loads every script in static/, the shell (app.js, the helpers the views use) first.
+        scripts = re.findall(r'<script src="/static/([^"]+)"></script>', page)
+        assert scripts[0] == "app.js" and sorted(scripts) == sorted(p.name for p in STATIC.glob("*.js"))
+    for script in scripts:
+        with urllib.request.urlopen(f"{api.base}/static/{script}", timeout=10) as response:
+            code = response.read().decode()
+        assert response.status == 200 and "javascript" in response.getheader("content-type")
+        assert '"use strict";' in code and "innerHTML" not in code, script
+    assert "textContent" in (STATIC / "app.js").read_text()
 
 
 def test_dashboard_port_in_use_is_one_clear_error(tmp_path):
