@@ -8,6 +8,7 @@
   ``counts.py`` (kept hub counts): the store's memory.
 - ``queries.py``: instance and entity queries.  ``reads.py``: the read interface for the
   dashboard and query calls, off the engine's path.
+- ``database.py``: the data file's connection, opened and closed in order.
 - ``claim.py``: one emulator per database file.  ``datafile.py``: refusing damaged or
   unusable files, and writes once the file is deleted or replaced.  ``checkpoints.py``: WAL
   checkpoints on a thread, and the bound on the -wal file.

@@ -9,25 +9,25 @@ Reads on the hot path come from memory: pending messages are mirrored in full
 (``messages.py``), instance rows, entity rows and histories are cached up to a fixed size
 (``caches.py``), locks are indexed by owner (``locks.py``) and hub counts are kept
 (``counts.py``). Writes wait in the transaction and reach SQLite as few statements when it
-commits (``writes.py``). Memory never runs ahead of the disk: whatever makes a transaction
-fail, its memory changes are undone (``transaction.py``); a failed write raises
-:class:`StorageError`. The dashboard and query calls read through :meth:`Store.reads`.
+commits (``writes.py``), over the connection that ``database.py`` opens. Memory never runs
+ahead of the disk: whatever makes a transaction fail, its memory changes are undone
+(``transaction.py``); a failed write raises :class:`StorageError`. The dashboard and query
+calls read through :meth:`Store.reads`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import oplog, queries
 from .caches import ABSENT, Cache
-from .checkpoints import WAL_LIMIT_BYTES, Checkpointer
-from .claim import Claim, claim
 from .counts import Counts
-from .datafile import Identity, check_header, check_not_folder, unusable
-from .errors import DataFileError, DataFileGone, DataInUse, SchemaError
+from .database import Connect, Database
+from .datafile import unusable
+from .errors import DataFileError, DataInUse, SchemaError
 from .locks import LockIndex
 from .messages import MessageMirror
 from .reads import Reads
@@ -44,9 +44,8 @@ from .rows import (
     instance_from,
     instance_values,
 )
-from .schema import migrate, version_of
+from .schema import version_of
 from .transaction import Transaction, UndoLog
-from .writes import Writer
 
 # Bounds of the read caches (entries); the message mirror is bounded by pending work.
 CACHED_ROWS = 20_000
@@ -54,8 +53,6 @@ CACHED_HISTORIES = 2_000
 # Payload bytes each cache may hold besides (inputs, outputs, states, history events): past
 # it, the least recently used go, and are read from SQLite when asked for again.
 CACHED_BYTES = 8 * 1024 * 1024
-# The page size of a new data file (see _open).
-PAGE_SIZE = 1024
 
 
 def _instance_bytes(row) -> int:
@@ -78,8 +75,6 @@ _UPSERT_INSTANCE = (
     + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in INSTANCE_COLUMNS.split(",")[2:])
 )
 
-Connect = Callable[..., sqlite3.Connection]
-
 
 class Store:
     def __init__(self, path: str | Path | None, connect: Connect = sqlite3.connect):
@@ -92,11 +87,8 @@ class Store:
         self.entity_log = oplog.DEFAULT_LIMIT  # operations kept per entity; 0: none are logged
         self._lock = threading.RLock()
         self._undo = UndoLog()
-        self._claim: Claim | None = None
-        self._checkpointer: Checkpointer | None = None
-        self._identity: Identity | None = None
+        self._file: Database | None = None
         self._readers: list[Reads] = []
-        self._db = None
         try:
             self._open(connect)
         except (DataInUse, SchemaError, DataFileError):
@@ -110,32 +102,8 @@ class Store:
             raise
 
     def _open(self, connect: Connect) -> None:
-        target = ":memory:"
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            check_not_folder(self.path)
-            self._claim = claim(self.path)
-            check_header(self.path, self._claim.fd)
-            target = str(self.path.resolve())  # the WAL beside the real file, not beside a symlink
-        # One connection, used under one lock: SQLite serializes writers anyway.
-        db = self._db = connect(target, check_same_thread=False, isolation_level=None, cached_statements=256)
-        # Before the first table: a new file gets small pages. Each commit rewrites whole pages of
-        # every table and index it touches, so 1 KiB pages write a quarter of the WAL that 4 KiB
-        # pages do (21 KB per call instead of 82 KB, see bench/soak.py). An existing file keeps its own.
-        db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        migrate(db, self.path)  # first: it refuses another application's database before anything changes it
-        db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process; only power loss can drop
-        # the last commits, which a local emulator accepts for speed.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
-        if self.path is not None:
-            db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoints.py
-            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # the log's size when it starts over
-            self._checkpointer = Checkpointer(Path(target), self._lock)
-        identity = self._identity = Identity(Path(target), self._claim.fd) if self._claim is not None else None
-        self._writer = Writer(db, self.path, self._checkpointer.committed if self._checkpointer else None,
-                              identity.check if identity else None)
+        file = self._file = Database(self.path, connect, self._lock)
+        db, self._db, self._writer = file.db, file.db, file.writer
         self._instances = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _instance_bytes)
         self._entities = Cache(CACHED_ROWS, self._undo, CACHED_BYTES, _entity_bytes)
         self._histories = Cache(CACHED_HISTORIES, self._undo, CACHED_BYTES, _history_bytes)
@@ -153,35 +121,22 @@ class Store:
             self._close_all()
 
     def _close_all(self) -> None:
-        """Close readers, checkpointer and writer, and only then let go of the file (see claim.py)."""
+        """Close readers, then the data file (which lets go of the file last, see claim.py)."""
         try:
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
-            if self._checkpointer is not None:
-                self._checkpointer.close()
-                self._checkpointer = None
-            if self._db is not None:
-                self._db.close()
         finally:
-            if self._claim is not None:
-                self._claim.release()
+            if self._file is not None:
+                self._file.close()
 
     def schema_version(self) -> int:
         with self._lock:
             return version_of(self._db)
 
     def data_file_gone(self) -> str | None:
-        """Why writes will be refused because the data file was deleted or replaced (one ``stat``), or None.
-
-        Asked by the health report, so that a probe sees it before the next write does.
-        """
-        try:
-            if self._identity is not None:
-                self._identity.check()
-        except DataFileGone as gone:
-            return str(gone)
-        return None
+        """Asked by the health report, so that a probe sees a deleted or replaced file before a write does."""
+        return self._file.gone()
 
     @property
     def writes_committed(self) -> int:

@@ -270,7 +270,7 @@ def test_a_thread_checkpoints_the_wal_into_the_database_file(tmp_path):
         finally:
             db.close()
 
-    thread = s._checkpointer._thread
+    thread = s._file.checkpointer._thread
     try:
         for i in range(COMMITS_PER_CHECKPOINT + 1):
             with s.transaction():
