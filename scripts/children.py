@@ -24,6 +24,9 @@ from pathlib import Path
 log = logging.getLogger("demo")
 STOP_TIMEOUT = 15.0  # seconds a child has to stop on SIGTERM before it is killed
 LAST_LINES = 12  # what the demo shows of a child that exited
+# Held while a child's line is written to the terminal, and while the demo says it stops: once that is
+# said, nothing of a child's may follow it (a worker retrying a failing batch prints on and on).
+TERMINAL = threading.Lock()
 
 
 class Stopped(Exception):
@@ -147,9 +150,11 @@ class WorkerEcho:
         record = self.RECORD.match(line)
         if record:
             self.showing = record.group(1) in self.SHOWN
-        self.shown_last = self.showing and not self.muted()
-        if self.shown_last:
-            print(f"worker| {line}", file=self.terminal, flush=True)
+        with TERMINAL:
+            self.shown_last = self.showing and not self.muted()
+            if self.shown_last:
+                self.terminal.write(f"worker| {line}\n")  # one write: a line is never split by another
+                self.terminal.flush()
 
 
 def file_logger(path: Path, max_bytes: int = 5_000_000) -> logging.Logger:

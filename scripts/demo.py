@@ -61,8 +61,10 @@ class Demo:
             child.stop()
 
     def show_emulator_line(self, line: str) -> None:
-        if not self.stopping:
-            print(line, file=sys.stderr, flush=True)
+        with children.TERMINAL:
+            if not self.stopping:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
 
     def find_or_start_scheduler(self) -> None:
         url = urlsplit(self.config.endpoint)
@@ -149,7 +151,10 @@ def main() -> int:
         return 2
     except (KeyboardInterrupt, Stopped) as exc:
         reason = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        log.info("stopped (%s); stopping what the demo started", reason)
+        with children.TERMINAL:  # the last line: the children's output is muted from here on
+            if demo is not None:
+                demo.stopping = True
+            log.info("stopped (%s); stopping what the demo started", reason)
         return 130
     finally:
         children.ignore_stop_signals()  # a second Ctrl-C does not cut the stopping short
