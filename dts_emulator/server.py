@@ -28,7 +28,7 @@ from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from . import health
-from .engine import create_backend
+from .backend import Backend
 from .retention import DEFAULT_BATCH, DEFAULT_INTERVAL, Retention
 from .service import TaskHubService
 from .store import Store, oplog
@@ -215,7 +215,7 @@ class EmulatorServer:
         self.options = options
         self.store = store if store is not None else Store(options.data)
         self.store.entity_log = options.entity_log
-        self.backend = create_backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
+        self.backend = Backend(self.store, list(options.task_hubs), max_waiters=options.max_waiters,
                                       max_streams=options.max_streams, max_message_bytes=options.max_request_bytes)
         self.port: int | None = None
         self.uptime = health.Clock()

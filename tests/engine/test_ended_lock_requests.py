@@ -14,9 +14,8 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
 from dts_emulator import control, entities, force, orchestrations
-from dts_emulator.backend import Refused
+from dts_emulator.backend import Backend, Refused
 from dts_emulator.backoff import MAX_ATTEMPTS
-from dts_emulator.engine import create_backend
 from dts_emulator.store import Store
 from dts_emulator.workitems import Feeder, Filters
 
@@ -27,7 +26,7 @@ LIMIT = 64 * 1024
 
 @pytest.fixture
 def engine(tmp_path):
-    backend = create_backend(Store(tmp_path / "engine.db"), [HUB], max_message_bytes=LIMIT)
+    backend = Backend(Store(tmp_path / "engine.db"), [HUB], max_message_bytes=LIMIT)
     try:
         yield backend, Feeder(backend, HUB, backend.open_stream(), Filters())
     finally:

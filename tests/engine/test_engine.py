@@ -7,8 +7,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
 from dts_emulator import activities, orchestrations
-from dts_emulator.backend import StaleWorkItem
-from dts_emulator.engine import create_backend
+from dts_emulator.backend import Backend, StaleWorkItem
 from dts_emulator.store import StorageError, Store
 from dts_emulator.workitems import Feeder, Filters
 from tests.helpers import wait_until
@@ -17,7 +16,7 @@ from tests.store.test_failures import FailingConnection
 
 @pytest.fixture
 def engine(tmp_path):
-    backend = create_backend(Store(tmp_path / "engine.db"), ["default"])
+    backend = Backend(Store(tmp_path / "engine.db"), ["default"])
     stream = backend.open_stream()
     yield backend, Feeder(backend, "default", stream, Filters())
     backend.store.close()
@@ -104,7 +103,7 @@ def test_a_worker_gets_no_more_than_it_takes_at_once(engine):
 @pytest.fixture
 def failing_engine(tmp_path):
     connect, connections = FailingConnection.connector()
-    backend = create_backend(Store(tmp_path / "failing.db", connect=connect), ["default"])
+    backend = Backend(Store(tmp_path / "failing.db", connect=connect), ["default"])
     yield backend, Feeder(backend, "default", backend.open_stream(), Filters()), connections[0]
     backend.store.close()
 

@@ -11,8 +11,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from google.protobuf import wrappers_pb2
 
 from dts_emulator import activities, entities, orchestrations
-from dts_emulator.backend import Refused
-from dts_emulator.engine import create_backend
+from dts_emulator.backend import Backend, Refused
 from dts_emulator.store import StorageError, Store
 from dts_emulator.workitems import Feeder, Filters
 from tests.store.test_failures import FailingConnection
@@ -23,7 +22,7 @@ DAY = 24 * 3600.0
 
 @pytest.fixture
 def engine(tmp_path):
-    backend = create_backend(Store(tmp_path / "engine.db"), [HUB])
+    backend = Backend(Store(tmp_path / "engine.db"), [HUB])
     try:
         yield backend, Feeder(backend, HUB, backend.open_stream(), Filters())
     finally:
@@ -122,7 +121,7 @@ def test_a_completed_activitys_message_is_removed_from_the_store(engine):
 
 def test_after_commit_effects_do_not_run_when_the_commit_fails(tmp_path):
     connect, connections = FailingConnection.connector()
-    backend = create_backend(Store(tmp_path / "failing.db", connect=connect), [HUB])
+    backend = Backend(Store(tmp_path / "failing.db", connect=connect), [HUB])
     try:
         feeder = Feeder(backend, HUB, backend.open_stream(), Filters())
         ran = []

@@ -122,7 +122,7 @@ LAYERS = [
     ["endings", "streams"],
     ["retries"],
     ["backend"],
-    ["engine", "control", "activities", "force", "hubs", "health"],
+    ["control", "activities", "force", "hubs", "health"],
     ["orchestrations", "entities", "retention"],
     ["workitems", "rpc"],
     ["service_instances", "service_workers", "service_entities", "workers"],
